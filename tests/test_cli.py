@@ -1,0 +1,153 @@
+"""The command line as a user runs it: seed outputs byte for byte, errors, stdin and gzip."""
+
+import gzip
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import EVENTS, EXPECTED, ROOT, SEED, SEED_CUSTOMER, SHARED_EXPECTED, run_cli
+
+
+def test_expected_copies_match_the_shared_originals() -> None:
+    if not SHARED_EXPECTED.is_dir():
+        pytest.skip("../shared/expected is not beside this clone")
+    for name in ("seed-text.txt", "seed-customer-text.txt", "seed.json"):
+        assert (EXPECTED / name).read_bytes() == (SHARED_EXPECTED / name).read_bytes()
+
+
+@pytest.mark.parametrize(
+    "extra, expected_file",
+    [([], "seed-text.txt"), ([SEED_CUSTOMER], "seed-customer-text.txt"), (["--json"], "seed.json")],
+)
+def test_seed_outputs_byte_for_byte(extra: list[str], expected_file: str) -> None:
+    result = run_cli("events.csv", *SEED, *extra)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (EXPECTED / expected_file).read_bytes()
+    assert result.stderr == b""
+
+
+def test_customer_json_lists_zero_buckets() -> None:
+    result = run_cli(
+        "events.csv", "2021-03-01T04:00:00Z", "2021-03-01T06:00:00Z", "210e40d08e40d3df067757f2ce128910", "--json"
+    )
+    assert result.returncode == 0
+    assert result.stdout == (
+        b'{\n  "2021-03-01 04:00:00 +0000": {\n    "210e40d08e40d3df067757f2ce128910": 0\n  },\n'
+        b'  "2021-03-01 05:00:00 +0000": {\n    "210e40d08e40d3df067757f2ce128910": 0\n  }\n}\n'
+    )
+
+
+def test_empty_bucket_is_an_empty_object_and_a_bare_header() -> None:
+    args = ("events.csv", "2021-03-05T00:00:00Z", "2021-03-05T01:00:00Z")
+    assert run_cli(*args, "--json").stdout == b'{\n  "2021-03-05 00:00:00 +0000": {}\n}\n'
+    assert run_cli(*args).stdout.endswith(
+        b"End time: 2021-03-05 01:00:00 UTC\n\nTimebucket: 2021-03-05 00:00:00 +0000\n"
+    )
+
+
+def test_bounds_in_other_forms_give_the_same_answer() -> None:
+    forms = (
+        ["2021-03-01 04:00:00 UTC", "2021-03-01 06:30:00 +0000"],
+        ["2021-03-01T09:30:00+05:30", "2021-03-01 06:30:00+00"],
+    )
+    for start, end in forms:
+        assert run_cli("events.csv", start, end, "--json").stdout == (EXPECTED / "seed.json").read_bytes()
+
+
+def test_standard_input_and_gzip(tmp_path) -> None:
+    raw = EVENTS.read_bytes()
+    packed = tmp_path / "events.csv.whatever"
+    packed.write_bytes(gzip.compress(raw))
+    want = (EXPECTED / "seed.json").read_bytes()
+    assert run_cli("-", *SEED, "--json", stdin=raw).stdout == want
+    assert run_cli(str(packed), *SEED, "--json").stdout == want
+    assert run_cli("-", *SEED, "--json", stdin=gzip.compress(raw)).stdout == want
+
+
+def test_input_file_header_names_standard_input() -> None:
+    assert run_cli("-", *SEED, stdin=EVENTS.read_bytes()).stdout.startswith(b"Input file: -\n")
+
+
+def error_of(result: subprocess.CompletedProcess[bytes]) -> str:
+    """The one stderr line of a failed run (and there must be exactly one)."""
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("totaler: error: ")
+    assert b"Traceback" not in result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "args, status, says",
+    [
+        (["nope.csv", "2021-03-01", "2021-03-02"], 1, "nope.csv: no such file"),
+        (["tests", "2021-03-01", "2021-03-02"], 1, "tests: is a directory"),
+        (["events.csv", "x", "2021-03-02"], 2, "START 'x' is not an ISO 8601 timestamp"),
+        (["events.csv", "2021-03-01", "tomorrow"], 2, "END 'tomorrow' is not an ISO 8601"),
+        (["events.csv", "2021-03-02", "2021-03-01"], 2, "START '2021-03-02' is not before END '2021-03-01'"),
+        (["events.csv", "2021-03-01", "2021-03-01"], 2, "is not before END"),
+        (["events.csv", "2021-03-01"], 2, "the following arguments are required: END"),
+        (["events.csv", "2021-03-01", "2021-03-03", "--max-hours", "24"], 2, "longer than --max-hours 24"),
+        (["events.csv", "1000-01-01", "9000-01-01"], 2, "longer than --max-hours 100000"),
+        (["events.csv", "2021-03-01", "2021-03-02", "--bogus"], 2, "unrecognized arguments: --bogus"),
+        (["events.csv", "2021-03-01", "2021-03-02", "--max-hours", "many"], 2, "invalid int value: 'many'"),
+    ],
+)
+def test_errors_are_one_line_with_the_right_status(args: list[str], status: int, says: str) -> None:
+    result = run_cli(*args)
+    assert result.returncode == status
+    assert says in error_of(result)
+    assert result.stdout == b""
+
+
+def test_unreadable_file(tmp_path) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root reads every file")
+    locked = tmp_path / "locked.csv"
+    locked.write_bytes(b"")
+    locked.chmod(0)
+    result = run_cli(str(locked), "2021-03-01", "2021-03-02")
+    assert result.returncode == 1 and "cannot read" in error_of(result)
+
+
+def test_corrupt_gzip_is_an_input_error(tmp_path) -> None:
+    bad = tmp_path / "bad.gz"
+    bad.write_bytes(gzip.compress(EVENTS.read_bytes())[:5000])
+    result = run_cli(str(bad), "2021-03-01", "2021-03-02")
+    assert result.returncode == 1 and "bad.gz: cannot read" in error_of(result)
+
+
+def test_malformed_rows_warn_once_and_strict_fails(tmp_path) -> None:
+    log = tmp_path / "log.csv"
+    log.write_bytes(b"a,I,t,2021-03-01 04:00:00+00\nbroken\na,I,t,2021-03-01 04:10:00+00\n")
+    result = run_cli(str(log), "2021-03-01T04:00:00Z", "2021-03-01T05:00:00Z", "--json")
+    assert result.returncode == 0
+    assert result.stdout == b'{\n  "2021-03-01 04:00:00 +0000": {\n    "a": 2\n  }\n}\n'
+    assert result.stderr == b"totaler: warning: skipped 1 malformed row (line 2: 1 fields, expected 4)\n"
+    strict = run_cli(str(log), "2021-03-01T04:00:00Z", "2021-03-01T05:00:00Z", "--strict")
+    assert strict.returncode == 1
+    assert error_of(strict) == f"totaler: error: {log}: line 2: 1 fields, expected 4"
+    assert strict.stdout == b""
+
+
+def test_help_version_and_no_arguments() -> None:
+    for args in (["--help"], []):
+        result = run_cli(*args)
+        assert result.returncode == 0
+        assert b"usage: totaler" in result.stdout and b"2021-03-01T04:00:00Z" in result.stdout
+    version = run_cli("--version")
+    assert version.returncode == 0 and version.stdout.startswith(b"totaler ")
+
+
+def test_closed_pipe_is_quiet() -> None:
+    reader = subprocess.Popen(
+        f"'{sys.executable}' totaler.py events.csv 2021-03-01 2021-03-04 | head -c 10",
+        shell=True,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    out, err = reader.communicate(timeout=60)
+    assert out == b"Input file"
+    assert b"Traceback" not in err

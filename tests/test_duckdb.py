@@ -1,0 +1,76 @@
+"""The real events.csv against an independent engine: DuckDB must give the same counts, in the same order."""
+
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from conftest import EVENTS
+
+import totaler
+
+duckdb = pytest.importorskip("duckdb")  # a test-only dependency: pip install -e '.[test]'
+
+# The same SQL the README gives under "Beyond one machine".
+LOAD = """
+SET TimeZone = 'UTC';
+CREATE TABLE events AS
+SELECT row_number() OVER () AS line, trim(customer_id) AS customer_id, ts
+FROM read_csv(?, header = false, auto_detect = false,
+              columns = {'customer_id': 'VARCHAR', 'event_type': 'VARCHAR',
+                         'transaction_id': 'VARCHAR', 'ts': 'TIMESTAMPTZ'});
+"""
+QUERY = """
+SELECT strftime(date_trunc('hour', ts), '%Y-%m-%d %H:%M:%S +0000') AS bucket, customer_id, count(*) AS calls
+FROM events
+WHERE ts >= ?::TIMESTAMPTZ AND ts < ?::TIMESTAMPTZ AND (? IS NULL OR customer_id = ?)
+GROUP BY ALL
+ORDER BY bucket, min(line)
+"""
+
+
+@pytest.fixture(scope="module")
+def db():
+    con = duckdb.connect()
+    con.execute("SET threads = 1")  # row_number() OVER () in file order
+    con.execute(LOAD, [str(EVENTS)])
+    yield con
+    con.close()
+
+
+def random_windows(n: int) -> list[tuple[datetime, datetime, str | None]]:
+    """N windows over the log's days, to the microsecond, a third for one customer."""
+    rng = random.Random(20210301)
+    first = datetime(2021, 2, 28, 22, tzinfo=UTC)
+    customers = [
+        "b4f9279a0196e40632e947dd1a88e857",
+        "30330c9c4e7173ba9474c46ee5191570",
+        "210e40d08e40d3df067757f2ce128910",
+    ]
+    windows = []
+    for i in range(n):
+        start = first + timedelta(microseconds=rng.randrange(4 * 24 * 3600 * 10**6))
+        length = timedelta(microseconds=rng.randrange(1, rng.choice([3600, 6 * 3600, 80 * 3600]) * 10**6))
+        if i % 5 == 0:  # whole hours too
+            start, length = start.replace(minute=0, second=0, microsecond=0), timedelta(hours=rng.randrange(1, 30))
+        windows.append((start, start + length, rng.choice(customers) if i % 3 == 0 else None))
+    return windows
+
+
+@pytest.mark.parametrize("start, end, customer", random_windows(30))
+def test_totaler_agrees_with_duckdb(db, start: datetime, end: datetime, customer: str | None) -> None:
+    window = totaler.Window(totaler.to_micros(start), totaler.to_micros(end), customer)
+    counts, skipped = totaler.count_file(str(EVENTS), window)
+    ours = [(totaler.format_bucket(b), c, n) for b, rows in totaler.by_bucket(counts, window) for c, n in rows if n]
+    theirs = db.execute(QUERY, [start.isoformat(), end.isoformat(), customer, customer]).fetchall()
+    assert ours == theirs
+    assert skipped.count == 0
+
+
+def test_the_whole_file_agrees(db) -> None:
+    start, end = datetime(2021, 2, 1, tzinfo=UTC), datetime(2021, 4, 1, tzinfo=UTC)
+    window = totaler.Window(totaler.to_micros(start), totaler.to_micros(end))
+    counts, _ = totaler.count_file(str(EVENTS), window)
+    ours = [(totaler.format_bucket(b), c, n) for b, rows in totaler.by_bucket(counts, window) for c, n in rows]
+    theirs = db.execute(QUERY, [start.isoformat(), end.isoformat(), None, None]).fetchall()
+    assert ours == theirs
+    assert sum(n for _, _, n in ours) == 147_370

@@ -1,0 +1,578 @@
+"""totaler: how many events did each customer send in each UTC hour of [START, END)?
+
+Reads a header-less CSV log, customer_id,event_type,transaction_id,timestamp, and
+prints the count per one-hour bucket, as text or JSON.  One file, read top to bottom:
+time, reading rows, the counting core, rendering, the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import json
+import re
+import sys
+import warnings
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from typing import BinaryIO
+
+__version__ = "1.0.0"
+
+# ---------------------------------------------------------------------------
+# Time: every instant is an int, microseconds since the Unix epoch, in UTC.
+# Integers compare exactly and floor to the hour with one modulo.
+
+MICROSECOND = timedelta(microseconds=1)
+HOUR = 3_600_000_000
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ISO_DATE_PREFIX = re.compile(r"\d{4}-\d{2}-\d{2}")
+ZONE_WITH_OFFSET = re.compile(r"(?:UTC|GMT|UT|Z)\s*[+-]\d", re.IGNORECASE)
+UTC_NAMES = {"UTC", "GMT", "UT", "Z"}
+
+
+class BadTimestamp(ValueError):
+    """A timestamp that is not ISO 8601."""
+
+
+def to_micros(moment: datetime) -> int:
+    """Microseconds since the epoch; a naive datetime is taken as UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - EPOCH) // MICROSECOND
+
+
+def from_micros(micros: int) -> datetime:
+    """The UTC datetime of MICROS."""
+    return EPOCH + micros * MICROSECOND
+
+
+def hour_floor(micros: int) -> int:
+    """The start of the UTC hour that contains MICROS."""
+    return micros - micros % HOUR
+
+
+def format_bucket(micros: int) -> str:
+    """A bucket as the reference printed it: 2021-03-01 04:00:00 +0000."""
+    return from_micros(micros).strftime("%Y-%m-%d %H:%M:%S +0000")
+
+
+def format_utc(micros: int) -> str:
+    """An instant as the reference printed it: 2021-03-01 04:00:00 UTC (fraction if any)."""
+    moment = from_micros(micros)
+    text = moment.strftime("%Y-%m-%d %H:%M:%S")
+    if moment.microsecond:
+        text += f".{moment.microsecond:06d}"
+    return text + " UTC"
+
+
+def parse_event_time(text: str) -> int:
+    """A row's timestamp: ISO 8601 with a time of day, offset optional (UTC)."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadTimestamp(f"timestamp {text!r} is not ISO 8601") from None
+    if "T" not in text and " " not in text:
+        raise BadTimestamp(f"timestamp {text!r} has no time of day")
+    return to_micros(moment)
+
+
+def parse_bound(text: str) -> int:
+    """A window bound: ISO 8601, or a form this tool prints; never a guess."""
+    text = text.strip()
+    try:
+        return to_micros(datetime.fromisoformat(text))
+    except ValueError:
+        pass
+    # dateutil reads '... UTC' and '... +0000' but also guesses at '03/01/21' or
+    # '4pm': insist on an ISO date first, so year, month and day are never guessed.
+    if not ISO_DATE_PREFIX.match(text):
+        raise BadTimestamp(f"{text!r} is not an ISO 8601 timestamp (e.g. 2021-03-01T04:00:00Z)")
+    if ZONE_WITH_OFFSET.search(text):  # 'UTC+3' means UTC-3 to POSIX: refuse to guess
+        raise BadTimestamp(f"{text!r} mixes a zone name and an offset; give one offset like +03:00")
+    from dateutil import parser
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        try:
+            return to_micros(parser.parse(text, tzinfos=utc_zone_only))
+        except (ValueError, OverflowError, Warning) as error:
+            reason = str(error) if isinstance(error, BadTimestamp) else "is not an ISO 8601 timestamp"
+            raise BadTimestamp(f"{text!r} {reason}") from None
+
+
+def utc_zone_only(name: str | None, offset: int | None) -> tzinfo:
+    """dateutil's zone lookup, made the same on every machine: offsets and UTC names only."""
+    # Left to itself dateutil maps a name that matches the machine's own zone to
+    # local time, so 'EST' would work on one laptop and fail on the next.
+    if name is None:
+        return timezone(timedelta(seconds=offset or 0))
+    if name.upper() in UTC_NAMES and not offset:
+        return UTC
+    raise BadTimestamp(f"names a time zone ({name}); give an offset like -05:00")
+
+
+# ---------------------------------------------------------------------------
+# Reading rows.  A record is one physical line; a quote left open at the end of
+# a line makes that row malformed instead of swallowing the lines after it, so a
+# file can be cut into blocks (and workers) at any newline.
+
+HEADER = ["customer_id", "event_type", "transaction_id", "timestamp"]
+BLOCK_SIZE = 4 << 20
+MAX_LINE = 1 << 20
+SHOWN_SKIPS = 3
+BOM = b"\xef\xbb\xbf"
+
+
+class Malformed(ValueError):
+    """A row that cannot be counted; the message says why."""
+
+
+class InputError(Exception):
+    """The input cannot be read at all (exit status 1)."""
+
+
+@dataclass
+class Skipped:
+    """Rows skipped as malformed: how many, and the first few with line and reason."""
+
+    count: int = 0
+    first: list[tuple[int, str]] = field(default_factory=list)
+
+    def add(self, line: int, reason: str) -> None:
+        """Count one skipped row."""
+        self.count += 1
+        if len(self.first) < SHOWN_SKIPS:
+            self.first.append((line, reason))
+
+    def extend(self, other: Skipped) -> None:
+        """Count OTHER's rows after ours (OTHER comes later in the file)."""
+        for line, reason in other.first:
+            self.add(line, reason)
+        self.count += other.count - len(other.first)
+
+    def summary(self) -> str:
+        """One line for stderr: how many rows were skipped, and where and why the first were."""
+        shown = "; ".join(f"line {line}: {reason}" for line, reason in self.first)
+        more = ", ..." if self.count > len(self.first) else ""
+        rows = "row" if self.count == 1 else "rows"
+        return f"skipped {self.count} malformed {rows} ({shown}{more})"
+
+
+def parse_row(line: bytes) -> tuple[str, int]:
+    """The reference reader: one line (no newline) to (customer_id, UTC microseconds)."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise Malformed(f"bytes that are not UTF-8 at column {error.start + 1}") from None
+    if "\x00" in text:
+        raise Malformed("NUL byte")
+    try:
+        fields = next(csv.reader((text.removesuffix("\r"),), strict=True))
+    except csv.Error as error:
+        raise Malformed(f"bad CSV: {error}") from None
+    if len(fields) != 4:
+        raise Malformed(f"{len(fields)} fields, expected 4")
+    customer = fields[0].strip()
+    if not customer:
+        raise Malformed("empty customer_id")
+    try:
+        return customer, parse_event_time(fields[3].strip())
+    except BadTimestamp as error:
+        raise Malformed(str(error)) from None
+
+
+def is_header(line: bytes) -> bool:
+    """Whether LINE is the optional header row."""
+    return [f.strip().lower() for f in line.decode("utf-8", "replace").split(",")] == HEADER
+
+
+def open_input(path: str) -> BinaryIO:
+    """A binary stream of PATH ('-' is standard input), gunzipped if its bytes say gzip."""
+    if path == "-":
+        raw = sys.stdin.buffer
+    else:
+        try:
+            raw = open(path, "rb")  # noqa: SIM115 - the caller closes it
+        except IsADirectoryError:
+            raise InputError(f"{path}: is a directory") from None
+        except FileNotFoundError:
+            raise InputError(f"{path}: no such file") from None
+        except OSError as error:
+            raise InputError(f"{path}: cannot read ({error.strerror})") from None
+    if raw.peek(2)[:2] == b"\x1f\x8b":
+        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+    return raw
+
+
+@dataclass
+class Block:
+    """Whole lines of the input: DATA starts with the newline before its first line."""
+
+    data: bytes
+    first_line: int  # the line number of the first line in DATA
+
+
+def read_blocks(stream: BinaryIO, block_size: int = 0, limit: int = -1) -> Iterator[Block]:
+    """Cut STREAM (or its first LIMIT bytes) into blocks of whole lines."""
+    block_size = block_size or BLOCK_SIZE
+    carry = b""
+    line = 1
+    first = True
+    while True:
+        want = block_size if limit < 0 else min(block_size, limit)
+        chunk = stream.read(want) if want else b""
+        if limit >= 0:
+            limit -= len(chunk)
+        if first:
+            first = False
+            chunk = chunk.removeprefix(BOM)
+        if not chunk:
+            if carry:
+                yield Block(b"\n" + carry + b"\n", line)
+            return
+        data = carry + chunk
+        end = data.rfind(b"\n") + 1
+        if end == 0:
+            if len(data) <= MAX_LINE:
+                carry = data
+                continue
+            # A line longer than any CSV row we accept: keep its head (it will be
+            # reported malformed) and drop the rest up to its newline.
+            yield Block(b"\n" + data[:MAX_LINE] + b"\n", line)
+            line += 1
+            carry = skip_line(stream)
+            continue
+        block = Block(b"\n" + data[:end], line)
+        line += data.count(b"\n", 0, end)
+        carry = data[end:]
+        yield block
+
+
+def skip_line(stream: BinaryIO) -> bytes:
+    """Read STREAM past the next newline; return what follows it in the last chunk."""
+    while chunk := stream.read(BLOCK_SIZE):
+        end = chunk.find(b"\n")
+        if end >= 0:
+            return chunk[end + 1 :]
+    return b""
+
+
+def block_events(block: Block, skipped: Skipped) -> Iterator[tuple[str, int]]:
+    """The reference path: every countable (customer, time) of BLOCK, in file order."""
+    lines = block.data.split(b"\n")[1:-1]
+    for number, line in enumerate(lines, block.first_line):
+        if not line.strip():
+            continue
+        try:
+            yield parse_row(line)
+        except Malformed as error:
+            if number == 1 and is_header(line):
+                continue
+            skipped.add(number, str(error))
+
+
+# ---------------------------------------------------------------------------
+# The core: count events per (hour bucket, customer) inside [start, end).
+
+
+@dataclass(frozen=True)
+class Window:
+    """The question: [start, end) in UTC microseconds, and optionally one customer."""
+
+    start: int
+    end: int
+    customer: str | None = None
+
+
+Counts = dict[tuple[int, str], int]
+
+
+def count_events(events: Iterable[tuple[str, int]], window: Window) -> Counts:
+    """Count events per (hour bucket, customer) in WINDOW, in order of first counted event."""
+    counts: Counts = {}
+    for customer, moment in events:
+        if window.start <= moment < window.end and window.customer in (None, customer):
+            key = (hour_floor(moment), customer)
+            counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def merge_counts(total: Counts, part: Counts) -> None:
+    """Add PART, which comes later in the file, into TOTAL, keeping first-seen order."""
+    for key, n in part.items():
+        total[key] = total.get(key, 0) + n
+
+
+# ---------------------------------------------------------------------------
+# The fast path.  Most rows look alike: ASCII fields, no quotes, and a UTC
+# timestamp like 2021-03-01 04:05:06.789+00.  One regular expression proves a
+# whole block has that shape and hands back (customer, hour) pairs in file order,
+# so C does the per-row work.  A block with any other row is cut in two at a
+# newline until the odd rows sit in small pieces that go through parse_row, the
+# reference.  The fast path counts exactly what the reference counts, in the
+# same order (tests/test_fast_path.py proves it on generated messy files).
+
+_CUSTOMER = rb"([!#-+\--~]{1,256})"  # printable ASCII without space, comma or quote
+_FIELD = rb"[ !#-+\--~]{0,1024}"
+_DATE_HOUR = rb"(\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])[ T](?:[01]\d|2[0-3]))"
+_UTC_END = rb"(?:Z|\+00(?::?00)?)?\r?(?=\n)"
+_ROW_START = rb"\n" + _CUSTOMER + rb"," + _FIELD + rb"," + _FIELD + rb","
+CANONICAL_ROW = re.compile(_ROW_START + _DATE_HOUR + rb":[0-5]\d:[0-5]\d(?:\.\d{1,6})?" + _UTC_END)
+SMALL_SEGMENT = 1 << 16
+_hour_buckets: dict[bytes, int] = {}
+_edge_patterns: dict[tuple[bytes, ...], re.Pattern[bytes]] = {}
+
+
+class NotCanonical(Exception):
+    """A row matched the fast pattern but is not a valid instant (say, February 30)."""
+
+
+def hour_bucket(key: bytes) -> int:
+    """The bucket of an hour key like b'2021-03-01 04' (cached: a log has few hours)."""
+    bucket = _hour_buckets.get(key)
+    if bucket is None:
+        try:
+            moment = datetime(int(key[:4]), int(key[5:7]), int(key[8:10]), int(key[11:13]))
+        except ValueError:
+            raise NotCanonical(key) from None
+        bucket = _hour_buckets[key] = to_micros(moment)
+    return bucket
+
+
+def edge_pattern(keys: tuple[bytes, ...]) -> re.Pattern[bytes]:
+    """A pattern for canonical rows in the hours KEYS, capturing minute, second and fraction."""
+    pattern = _edge_patterns.get(keys)
+    if pattern is None:
+        hours = b"|".join(re.escape(key) for key in keys)
+        exact_time = rb"(" + hours + rb"):([0-5]\d):([0-5]\d)(?:\.(\d{1,6}))?"
+        pattern = _edge_patterns[keys] = re.compile(_ROW_START + exact_time + _UTC_END)
+    return pattern
+
+
+def count_canonical(data: bytes, lo: int, hi: int, rows: list[tuple[bytes, bytes]], window: Window) -> Counts:
+    """Count ROWS, the canonical rows of DATA[LO:HI]: whole hours from keys, edge hours row by row."""
+    counts: Counts = {}
+    edges = []
+    for (customer, key), n in Counter(rows).items():
+        bucket = hour_bucket(key)
+        if bucket + HOUR <= window.start or bucket >= window.end:
+            continue
+        if bucket < window.start or bucket + HOUR > window.end:
+            edges.append(key)
+            continue
+        name = customer.decode("ascii")
+        if window.customer in (None, name):
+            counts[(bucket, name)] = n
+    if edges:
+        # An hour cut by START or END: only these rows need their exact time.
+        for customer, key, minute, second, fraction in edge_pattern(tuple(dict.fromkeys(edges))).findall(data, lo, hi):
+            bucket = hour_bucket(key)
+            moment = bucket + (int(minute) * 60 + int(second)) * 1_000_000 + int(fraction.ljust(6, b"0") or 0)
+            name = customer.decode("ascii")
+            if window.start <= moment < window.end and window.customer in (None, name):
+                counts[(bucket, name)] = counts.get((bucket, name), 0) + 1
+    return counts
+
+
+def count_segment(data: bytes, lo: int, hi: int, first_line: int, window: Window, skipped: Skipped) -> Counts:
+    """Count DATA[LO:HI] (from a newline to a newline): fast where it can prove the shape."""
+    rows = CANONICAL_ROW.findall(data, lo, hi)
+    lines = data.count(b"\n", lo + 1, hi)
+    if len(rows) == lines:
+        try:
+            return count_canonical(data, lo, hi, rows, window)
+        except NotCanonical:
+            pass
+    middle = split_point(data, lo, hi)
+    if hi - lo <= SMALL_SEGMENT or len(rows) < lines // 2 or middle < 0:
+        return count_events(block_events(Block(data[lo:hi], first_line), skipped), window)
+    counts = count_segment(data, lo, middle + 1, first_line, window, skipped)
+    later = count_segment(data, middle, hi, first_line + data.count(b"\n", lo + 1, middle + 1), window, skipped)
+    merge_counts(counts, later)
+    return counts
+
+
+def split_point(data: bytes, lo: int, hi: int) -> int:
+    """A newline strictly inside DATA[LO:HI], near its middle; -1 if it is one line."""
+    half = (lo + hi) // 2
+    middle = data.rfind(b"\n", lo + 1, half)
+    return middle if middle >= 0 else data.find(b"\n", half, hi - 1)
+
+
+def count_block(block: Block, window: Window, skipped: Skipped, fast: bool = True) -> Counts:
+    """Count one block, by the fast path or the reference."""
+    if fast:
+        return count_segment(block.data, 0, len(block.data), block.first_line, window, skipped)
+    return count_events(block_events(block, skipped), window)
+
+
+def count_stream(stream: BinaryIO, window: Window, fast: bool = True, strict: bool = False) -> tuple[Counts, Skipped]:
+    """Count a whole stream block by block; memory is one block plus the counts."""
+    total: Counts = {}
+    skipped = Skipped()
+    for block in read_blocks(stream):
+        merge_counts(total, count_block(block, window, skipped, fast))
+        if strict and skipped.count:
+            break  # the caller fails on the first bad row: no need to read on
+    return total, skipped
+
+
+# ---------------------------------------------------------------------------
+# Rendering: the reference program's text, and its JSON.
+
+
+def bucket_starts(window: Window) -> range:
+    """Every bucket from the hour containing start to the last hour beginning before end."""
+    return range(hour_floor(window.start), window.end, HOUR)
+
+
+def by_bucket(counts: Counts, window: Window) -> list[tuple[int, list[tuple[str, int]]]]:
+    """The answer: each bucket in time order with its (customer, count) pairs."""
+    table: dict[int, list[tuple[str, int]]] = {b: [] for b in bucket_starts(window)}
+    for (bucket, customer), n in counts.items():
+        table[bucket].append((customer, n))
+    if window.customer is not None:
+        for bucket, rows in table.items():
+            table[bucket] = rows or [(window.customer, 0)]
+    return list(table.items())
+
+
+def render_text(path: str, window: Window, counts: Counts) -> str:
+    """The reference's text report."""
+    lines = [f"Input file: {path}", f"Start time: {format_utc(window.start)}", f"End time: {format_utc(window.end)}"]
+    if window.customer is not None:
+        lines.append(f"Customer ID: {window.customer}")
+    for bucket, rows in by_bucket(counts, window):
+        lines += ["", f"Timebucket: {format_bucket(bucket)}"]
+        lines += [f"Customer ID: {customer} Calls: {n}" for customer, n in rows]
+    return "\n".join(lines) + "\n"
+
+
+def render_json(window: Window, counts: Counts) -> str:
+    """The reference's JSON: buckets in time order, customers in first-seen order."""
+    document = {format_bucket(bucket): dict(rows) for bucket, rows in by_bucket(counts, window)}
+    return json.dumps(document, indent=2) + "\n"
+
+
+# ---------------------------------------------------------------------------
+# The command line.
+
+EXAMPLES = """examples:
+  totaler events.csv 2021-03-01T04:00:00Z 2021-03-01T06:30:00Z
+  totaler events.csv 2021-03-01T04:00:00Z 2021-03-01T06:30:00Z 30330c9c4e7173ba9474c46ee5191570 --json
+  gzip -c events.csv | totaler - '2021-03-01 04:00:00 UTC' 2021-03-01T09:30:00+05:30
+
+Buckets are UTC hours; an event counts when START <= time < END. Exit status:
+0 answered, 1 the input could not be read (or --strict met a bad row), 2 bad arguments."""
+
+
+class UsageError(Exception):
+    """A bad command line (exit status 2)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but every error is one line and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        """Raise instead of printing usage."""
+        raise UsageError(f"{message} (see --help)")
+
+
+def build_parser() -> Parser:
+    """The command line's arguments."""
+    parser = Parser(
+        prog="totaler",
+        description="Count each customer's events per UTC hour in [START, END) of a CSV log "
+        "(customer_id,event_type,transaction_id,timestamp).",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("file", metavar="FILE", help="the CSV log, gzip or plain; '-' reads standard input")
+    parser.add_argument("start", metavar="START", help="window start, ISO 8601 (no offset means UTC)")
+    parser.add_argument("end", metavar="END", help="window end, exclusive")
+    parser.add_argument("customer", metavar="CUSTOMER_ID", nargs="?", help="count only this customer")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    parser.add_argument("--strict", action="store_true", help="fail on the first malformed row")
+    parser.add_argument("--max-hours", type=int, default=100_000, metavar="N", help="longest window allowed")
+    parser.add_argument("--version", action="version", version=f"totaler {__version__}")
+    return parser
+
+
+def parse_window(start: str, end: str, customer: str | None, max_hours: int) -> Window:
+    """Check and convert the window arguments; raise UsageError naming the bad one."""
+    bounds = []
+    for name, text in (("START", start), ("END", end)):
+        try:
+            bounds.append(parse_bound(text))
+        except BadTimestamp as error:
+            raise UsageError(f"{name} {error}") from None
+    window = Window(bounds[0], bounds[1], customer)
+    if window.start >= window.end:
+        raise UsageError(f"START {start!r} is not before END {end!r}")
+    if window.end - window.start > max_hours * HOUR:
+        raise UsageError(f"window {start!r} to {end!r} is longer than --max-hours {max_hours}")
+    return window
+
+
+def count_file(path: str, window: Window, strict: bool = False) -> tuple[Counts, Skipped]:
+    """Open PATH and count it; raise InputError when it cannot be read."""
+    stream = open_input(path)
+    try:
+        counts, skipped = count_stream(stream, window, strict=strict)
+    except (OSError, EOFError, gzip.BadGzipFile) as error:
+        raise InputError(f"{path}: cannot read ({error})") from None
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
+    if strict and skipped.count:
+        line, reason = skipped.first[0]
+        raise InputError(f"{path}: line {line}: {reason}")
+    return counts, skipped
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    if not argv:
+        parser.print_help()
+        return 0
+    try:
+        args = parser.parse_args(argv)
+        window = parse_window(args.start, args.end, args.customer, args.max_hours)
+        counts, skipped = count_file(args.file, window, args.strict)
+    except UsageError as error:
+        print(f"totaler: error: {error}", file=sys.stderr)
+        return 2
+    except InputError as error:
+        print(f"totaler: error: {error}", file=sys.stderr)
+        return 1
+    if skipped.count:
+        print(f"totaler: warning: {skipped.summary()}", file=sys.stderr)
+    output = render_json(window, counts) if args.json else render_text(args.file, window, counts)
+    sys.stdout.buffer.write(output.encode("utf-8"))
+    sys.stdout.flush()
+    return 0
+
+
+def run() -> None:
+    """The console script: main() with a quiet exit on a closed pipe or Ctrl-C."""
+    try:
+        status = main()
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): not an error worth a traceback.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        status = 1
+    except KeyboardInterrupt:
+        status = 130
+    sys.exit(status)
+
+
+if __name__ == "__main__":
+    run()
