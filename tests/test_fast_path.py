@@ -91,7 +91,8 @@ def small_blocks(block: int, segment: int):
 
 def answer(data: bytes, window: totaler.Window, fast: bool) -> tuple[list, int, list]:
     """Every bucket, customer and count in order, and what was skipped."""
-    counts, skipped = totaler.count_stream(io.BytesIO(data), window, fast=fast)
+    tally = totaler.count_stream(io.BytesIO(data), window, fast=fast)
+    counts, skipped = tally.counts, tally.skipped
     return totaler.by_bucket(counts, window), skipped.count, skipped.first
 
 
@@ -114,7 +115,56 @@ def test_fast_path_equals_reference(lines, window, bom, final_newline, block, se
     assert fast == reference
 
 
-def test_generated_files_do_reach_the_fast_path() -> None:
+def test_every_canonical_shape_reaches_the_fast_path() -> None:
     """Guard the property above: canonical rows really are counted by the regular expression."""
-    data = b"a,INGEST,t1,2021-03-01 04:00:00.5+00\nb,INGEST,t2,2021-03-01T05:59:59Z\n"
-    assert len(totaler.CANONICAL_ROW.findall(b"\n" + data)) == 2
+    stamps = [
+        canonical_stamp(BASE, digits, suffix, sep)
+        for digits in range(7)
+        for suffix in ("+00", "Z", "", "+0000", "+00:00")
+        for sep in (" ", "T")
+    ]
+    data = b"".join(f"c{i},INGEST,t{i},{stamp}\n".encode() for i, stamp in enumerate(stamps))
+    data += data.replace(b"\n", b"\r\n")
+    assert len(totaler.CANONICAL_ROW.findall(b"\n" + data)) == 2 * len(stamps) == data.count(b"\n")
+
+
+@contextmanager
+def tiny_parts():
+    """Make a file of a few hundred bytes go through the parallel path in several parts."""
+    saved = totaler.PART_SIZE, totaler.PARALLEL_MIN
+    totaler.PART_SIZE, totaler.PARALLEL_MIN = 200, 1
+    try:
+        yield
+    finally:
+        totaler.PART_SIZE, totaler.PARALLEL_MIN = saved
+
+
+@settings(max_examples=60, deadline=None)
+@given(lines=st.lists(rows(), max_size=60), window=windows, bom=st.booleans(), jobs=st.integers(2, 4))
+def test_answer_is_the_same_whatever_the_number_of_jobs(tmp_path_factory, lines, window, bom, jobs) -> None:
+    path = tmp_path_factory.mktemp("jobs") / "log.csv"
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + b"\n".join(lines) + b"\n")
+    start, end, customer = window
+    w = totaler.Window(totaler.to_micros(start), totaler.to_micros(end), customer)
+    serial = totaler.count_file(str(path), w, jobs=1)
+    with tiny_parts():
+        parallel = totaler.count_file(str(path), w, jobs=jobs)
+    assert totaler.by_bucket(parallel.counts, w) == totaler.by_bucket(serial.counts, w)
+    assert (parallel.skipped.count, parallel.skipped.first, parallel.lines) == (
+        serial.skipped.count,
+        serial.skipped.first,
+        serial.lines,
+    )
+
+
+def test_parallel_path_is_taken_and_splits_at_newlines(tmp_path) -> None:
+    path = tmp_path / "log.csv"
+    path.write_bytes(b"".join(f"c{i % 7},INGEST,t{i},2021-03-01 04:{i % 60:02d}:00+00\n".encode() for i in range(500)))
+    bounds = totaler.line_bounds(str(path), path.stat().st_size, 8)
+    data = path.read_bytes()
+    assert len(bounds) == 9 and bounds[0] == 0 and bounds[-1] == len(data)
+    assert all(data[b - 1 : b] == b"\n" for b in bounds[1:])
+    w = totaler.Window(totaler.parse_bound("2021-03-01T04:30:00Z"), totaler.parse_bound("2021-03-01T05:00:00Z"))
+    with tiny_parts():
+        tally = totaler.count_file(str(path), w, jobs=3)
+    assert sum(tally.counts.values()) == sum(1 for i in range(500) if i % 60 >= 30) and tally.lines == 500

@@ -13,7 +13,8 @@ H04 = "2021-03-01 04:00:00 +0000"
 
 def count(data: bytes, window: Window = W, fast: bool = True) -> tuple[dict, totaler.Skipped]:
     """Count DATA as a file; return the JSON document and what was skipped."""
-    counts, skipped = totaler.count_stream(io.BytesIO(data), window, fast=fast)
+    tally = totaler.count_stream(io.BytesIO(data), window, fast=fast)
+    counts, skipped = tally.counts, tally.skipped
     return totaler.json.loads(totaler.render_json(window, counts)), skipped
 
 
