@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from functools import lru_cache
+from itertools import chain, repeat
 from typing import BinaryIO
 
 __version__ = "1.0.0"
@@ -125,7 +127,7 @@ def utc_zone_only(name: str | None, offset: int | None) -> tzinfo:
 # file can be cut into blocks (and workers) at any newline.
 
 HEADER = ["customer_id", "event_type", "transaction_id", "timestamp"]
-BLOCK_SIZE = 4 << 20
+BLOCK_SIZE = 1 << 21
 MAX_LINE = 1 << 20
 SHOWN_SKIPS = 3
 BOM = b"\xef\xbb\xbf"
@@ -214,11 +216,13 @@ def open_input(path: str) -> BinaryIO:
 
 @dataclass
 class Block:
-    """Whole lines of the input: DATA runs from the newline before its first line to its last newline."""
+    """Whole lines of the input: DATA[LO:HI] runs from the newline before its first line to its last newline."""
 
     data: bytes
-    first_line: int  # the number of the first line in DATA, counting from 1
-    lines: int  # how many lines DATA holds
+    lo: int
+    hi: int
+    first_line: int  # the number of the first line, counting from 1
+    lines: int  # how many lines it holds
 
 
 def read_blocks(stream: BinaryIO, limit: int = -1, at_start: bool = True) -> Iterator[Block]:
@@ -236,27 +240,35 @@ def read_blocks(stream: BinaryIO, limit: int = -1, at_start: bool = True) -> Ite
     if at_start:
         chunk, line = skip_preamble(chunk)
         if line > 1:
-            yield Block(b"\n", line, 0)  # an empty block, so that the header line is counted as read
-    carry = b"\n"
+            yield Block(b"\n", 0, 1, line, 0)  # no lines, but the header's line is counted as read
+    carry = b"\n"  # the start of a line cut by the end of the last read, after a newline
     while chunk:
-        data = carry + chunk
-        end = data.rfind(b"\n")
-        if end > 0:
-            lines = data.count(b"\n", 1, end + 1)
-            yield Block(data[: end + 1], line, lines)
+        first = chunk.find(b"\n")
+        if first < 0:
+            carry += chunk
+            if len(carry) > MAX_LINE:
+                # Longer than any row we accept: keep its head, which will be reported
+                # malformed, and drop the rest up to its newline instead of holding it.
+                yield Block(carry[:MAX_LINE] + b"\n", 0, MAX_LINE + 1, line, 1)
+                line += 1
+                carry = b"\n" + skip_rest_of_line(read)
+            chunk = read()
+            continue
+        # Blocks are the reads themselves, not copies: the line cut between two
+        # reads goes on its own, and the block is the read between its first and
+        # last newline.
+        joined = carry + chunk[: first + 1]
+        yield Block(joined, 0, len(joined), line, 1)
+        line += 1
+        last = chunk.rfind(b"\n")
+        if last > first:
+            lines = chunk.count(b"\n", first + 1, last + 1)
+            yield Block(chunk, first, last + 1, line, lines)
             line += lines
-            carry = data[end:]
-        elif len(data) > MAX_LINE:
-            # Longer than any row we accept: keep its head, which will be reported
-            # malformed, and drop the rest up to its newline instead of holding it.
-            yield Block(data[:MAX_LINE] + b"\n", line, 1)
-            line += 1
-            carry = b"\n" + skip_rest_of_line(read)
-        else:
-            carry = data
+        carry = chunk[last:]
         chunk = read()
     if len(carry) > 1:
-        yield Block(carry + b"\n", line, 1)
+        yield Block(carry + b"\n", 0, len(carry) + 1, line, 1)
 
 
 def skip_preamble(chunk: bytes) -> tuple[bytes, int]:
@@ -280,7 +292,7 @@ def skip_rest_of_line(read: Callable[[], bytes]) -> bytes:
 
 def block_events(block: Block, skipped: Skipped) -> Iterator[tuple[str, int]]:
     """The reference path: every countable (customer, time) of BLOCK, in file order."""
-    lines = block.data.split(b"\n")[1:-1]
+    lines = block.data[block.lo : block.hi].split(b"\n")[1:-1]
     for number, line in enumerate(lines, block.first_line):
         if not line.strip():
             continue
@@ -333,12 +345,17 @@ def merge_counts(total: Counts, part: Counts) -> None:
 
 # Possessive quantifiers (3.11) keep the engine from saving states it will never
 # backtrack to; month, day and hour are checked once per distinct hour key.
-_CUSTOMER = rb"([!#-+\--~]{1,256}+)"  # printable ASCII without space, comma or quote
+_CUSTOMER = rb"[!#-+\--~]{1,256}+"  # printable ASCII without space, comma or quote
 _FIELD = rb"[ !#-+\--~]{0,1024}+"
-_DATE_HOUR = rb"(\d{4}-\d\d-\d\d[ T]\d\d)"
-_UTC_END = rb"(?:\+00:00|\+0000|\+00|Z)?+\r?(?=\n)"  # longest first: possessive never retries
-_ROW_START = rb"\n" + _CUSTOMER + rb"," + _FIELD + rb"," + _FIELD + rb","
-CANONICAL_ROW = re.compile(_ROW_START + _DATE_HOUR + rb":[0-5]\d:[0-5]\d(?:\.\d{1,6}+)?+" + _UTC_END)
+_DATE_HOUR = rb"\d{4}-\d\d-\d\d[ T]\d\d"
+_MINUTES = rb":[0-5]\d:[0-5]\d(?:\.\d{1,6}+)?+"
+_UTC_END = rb"(?:\+00:00|\+0000|\+00|Z)?+\r?"  # longest first: possessive never retries
+_ROW_START = rb"\n(" + _CUSTOMER + rb")," + _FIELD + rb"," + _FIELD + rb","
+UTC_SUFFIXES = (b"+00:00", b"+0000", b"+00", b"Z")
+CUSTOMER_NAME = re.compile(_CUSTOMER)
+# Four rows a match: a quarter of the matches and tuples, and Counter keys that
+# repeat just as often in a log where neighbours share customer and hour.
+GROUP = 4
 SMALL_SEGMENT = 1 << 16
 _hour_buckets: dict[bytes, int] = {}
 _edge_patterns: dict[tuple[bytes, ...], re.Pattern[bytes]] = {}
@@ -366,15 +383,92 @@ def edge_pattern(keys: tuple[bytes, ...]) -> re.Pattern[bytes]:
     if pattern is None:
         hours = b"|".join(re.escape(key) for key in keys)
         exact_time = rb"(" + hours + rb"):([0-5]\d):([0-5]\d)(?:\.(\d{1,6}))?"
-        pattern = _edge_patterns[keys] = re.compile(_ROW_START + exact_time + _UTC_END)
+        pattern = _edge_patterns[keys] = re.compile(_ROW_START + exact_time + _UTC_END + rb"(?=\n)")
     return pattern
 
 
-def count_canonical(data: bytes, lo: int, hi: int, rows: list[tuple[bytes, bytes]], window: Window) -> Counts:
-    """Count ROWS, the canonical rows of DATA[LO:HI]: whole hours from keys, edge hours row by row."""
+@lru_cache(maxsize=64)
+def row_pattern(rows: int, suffix: bytes | None = None, customer: bytes | None = None) -> re.Pattern[bytes]:
+    """ROWS consecutive canonical rows, capturing (customer, hour key) of each, or only the hour of CUSTOMER's.
+
+    SUFFIX, when known, is the one UTC suffix every row ends with: a literal is
+    cheaper than the alternatives.  CUSTOMER makes the scan cheaper still: other
+    customers' rows are checked, but nothing of theirs is captured or counted.
+    """
+    end = _UTC_END if suffix is None else re.escape(suffix) + rb"\r?"
+    stamp = _MINUTES + end
+    if customer is None:
+        row = _ROW_START + rb"(" + _DATE_HOUR + rb")" + stamp
+    else:
+        mine = re.escape(customer) + rb"," + _FIELD + rb"," + _FIELD + rb",(" + _DATE_HOUR + rb")" + stamp
+        theirs = _CUSTOMER + rb"," + _FIELD + rb"," + _FIELD + rb"," + _DATE_HOUR + stamp
+        row = rb"\n(?:" + mine + rb"|" + theirs + rb")"
+    return re.compile(row * rows + rb"(?=\n)")
+
+
+def utc_suffix(line: bytes) -> bytes:
+    """The UTC suffix LINE ends with ('' for none)."""
+    line = line.removesuffix(b"\r")
+    return next((suffix for suffix in UTC_SUFFIXES if line.endswith(suffix)), b"")
+
+
+def shared_suffix(data: bytes, lo: int, hi: int) -> bytes | None:
+    """The UTC suffix of the first and the last line of DATA[LO:HI], if they agree."""
+    first = utc_suffix(data[lo + 1 : data.find(b"\n", lo + 1, hi)])
+    last = utc_suffix(data[data.rfind(b"\n", lo, hi - 1) + 1 : hi - 1])
+    return first if first == last else None
+
+
+def match_rows(
+    data: bytes, lo: int, hi: int, lines: int, suffix: bytes | None, customer: bytes | None
+) -> tuple[Counter[tuple[bytes, bytes]], int]:
+    """Rows per (customer, hour key) among the canonical rows of DATA[LO:HI], first-seen order, and their number."""
+    # The first lines % GROUP lines go one by one, the rest four at a time: the
+    # groups can then only account for all their lines if every line is canonical.
+    split = lo
+    for _ in range(lines % GROUP):
+        split = data.find(b"\n", split + 1)
+    matches = row_pattern(1, suffix, customer).findall(data, lo, split + 1)
+    groups = Counter(row_pattern(GROUP, suffix, customer).findall(data, split, hi))
+    rows = len(matches) + GROUP * groups.total()
+    if customer is None:
+        pairs = Counter(matches)
+        flat = iter(chain.from_iterable(groups))
+        weights = chain.from_iterable(repeat(n, GROUP) for n in groups.values())
+        for pair, n in zip(zip(flat, flat, strict=True), weights, strict=True):  # each group, row by row
+            pairs[pair] += n
+    else:
+        hours = Counter(matches)
+        for group, n in groups.items():
+            for hour in group:
+                hours[hour] += n
+        pairs = Counter({(customer, hour): n for hour, n in hours.items() if hour})
+    return pairs, rows
+
+
+def canonical_pairs(
+    data: bytes, lo: int, hi: int, lines: int, customer: bytes | None
+) -> tuple[Counter[tuple[bytes, bytes]], int]:
+    """match_rows with the block's own UTC suffix if it has one, else with any."""
+    suffix = shared_suffix(data, lo, hi)
+    pairs, rows = match_rows(data, lo, hi, lines, suffix, customer)
+    if rows != lines and suffix is not None:
+        pairs, rows = match_rows(data, lo, hi, lines, None, customer)
+    return pairs, rows
+
+
+def fast_customer(customer: str | None) -> bytes | None:
+    """CUSTOMER as the fast path can match it, or None to match every customer."""
+    if customer is None or not CUSTOMER_NAME.fullmatch(customer.encode("utf-8")):
+        return None  # no canonical row can be this customer's: count all, keep none
+    return customer.encode("ascii")
+
+
+def count_canonical(data: bytes, lo: int, hi: int, pairs: Counter[tuple[bytes, bytes]], window: Window) -> Counts:
+    """Count PAIRS, from the canonical rows of DATA[LO:HI]: whole hours from keys, edge hours row by row."""
     counts: Counts = {}
     edges = []
-    for (customer, key), n in Counter(rows).items():
+    for (customer, key), n in pairs.items():
         bucket = hour_bucket(key)
         if bucket + HOUR <= window.start or bucket >= window.end:
             continue
@@ -399,17 +493,17 @@ def count_segment(
     data: bytes, lo: int, hi: int, first_line: int, window: Window, skipped: Skipped, lines: int = -1
 ) -> Counts:
     """Count DATA[LO:HI], from a newline to a newline, of LINES lines: fast where it can prove the shape."""
-    rows = CANONICAL_ROW.findall(data, lo, hi)
     if lines < 0:
         lines = data.count(b"\n", lo + 1, hi)
-    if len(rows) == lines:
+    pairs, canonical = canonical_pairs(data, lo, hi, lines, fast_customer(window.customer))
+    if canonical == lines:
         try:
-            return count_canonical(data, lo, hi, rows, window)
+            return count_canonical(data, lo, hi, pairs, window)
         except NotCanonical:
             pass
     middle = split_point(data, lo, hi)
-    if hi - lo <= SMALL_SEGMENT or len(rows) < lines // 2 or middle < 0:
-        return count_events(block_events(Block(data[lo:hi], first_line, lines), skipped), window)
+    if hi - lo <= SMALL_SEGMENT or canonical < lines // 2 or middle < 0:
+        return count_events(block_events(Block(data, lo, hi, first_line, lines), skipped), window)
     counts = count_segment(data, lo, middle + 1, first_line, window, skipped)
     later = count_segment(data, middle, hi, first_line + data.count(b"\n", lo + 1, middle + 1), window, skipped)
     merge_counts(counts, later)
@@ -426,7 +520,7 @@ def split_point(data: bytes, lo: int, hi: int) -> int:
 def count_block(block: Block, window: Window, skipped: Skipped, fast: bool = True) -> Counts:
     """Count one block, by the fast path or the reference."""
     if fast:
-        return count_segment(block.data, 0, len(block.data), block.first_line, window, skipped, block.lines)
+        return count_segment(block.data, block.lo, block.hi, block.first_line, window, skipped, block.lines)
     return count_events(block_events(block, skipped), window)
 
 
@@ -434,7 +528,7 @@ def count_block(block: Block, window: Window, skipped: Skipped, fast: bool = Tru
 # Whole files: one stream block by block, or a regular file cut into parts at
 # newlines and counted by worker processes, merged back in file order.
 
-PART_SIZE = 64 << 20
+PART_SIZE = 1 << 26
 PARALLEL_MIN = 8 << 20  # below this, starting workers costs more than it saves
 PROGRESS_MIN = 256 << 20
 

@@ -115,17 +115,27 @@ def test_fast_path_equals_reference(lines, window, bom, final_newline, block, se
     assert fast == reference
 
 
-def test_every_canonical_shape_reaches_the_fast_path() -> None:
-    """Guard the property above: canonical rows really are counted by the regular expression."""
+def stamps_with(suffixes: tuple[str, ...]) -> bytes:
+    """Rows with every canonical timestamp shape ending in SUFFIXES, LF and CRLF, after a newline."""
     stamps = [
-        canonical_stamp(BASE, digits, suffix, sep)
-        for digits in range(7)
-        for suffix in ("+00", "Z", "", "+0000", "+00:00")
-        for sep in (" ", "T")
+        canonical_stamp(BASE, digits, suffix, sep) for digits in range(7) for suffix in suffixes for sep in (" ", "T")
     ]
     data = b"".join(f"c{i},INGEST,t{i},{stamp}\n".encode() for i, stamp in enumerate(stamps))
-    data += data.replace(b"\n", b"\r\n")
-    assert len(totaler.CANONICAL_ROW.findall(b"\n" + data)) == 2 * len(stamps) == data.count(b"\n")
+    return b"\n" + data + data.replace(b"\n", b"\r\n")
+
+
+def test_every_canonical_shape_reaches_the_fast_path() -> None:
+    """Guard the property above: canonical rows really are counted by the regular expressions."""
+    data = stamps_with(("+00", "Z", "", "+0000", "+00:00"))
+    lines = data.count(b"\n") - 1
+    for customer in (None, b"c3"):
+        pairs, rows = totaler.canonical_pairs(data, 0, len(data), lines, customer)
+        assert rows == lines
+        assert sum(pairs.values()) == (lines if customer is None else 2)  # c3: once LF, once CRLF
+    for suffix in ("+00", "Z", "", "+0000", "+00:00"):  # each shape, by the pattern made for it
+        data = stamps_with((suffix,))
+        assert totaler.shared_suffix(data, 0, len(data)) == suffix.encode()
+        assert totaler.match_rows(data, 0, len(data), data.count(b"\n") - 1, suffix.encode(), None)[1] == 28
 
 
 @contextmanager
