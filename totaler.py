@@ -358,7 +358,7 @@ CUSTOMER_NAME = re.compile(_CUSTOMER)
 GROUP = 4
 SMALL_SEGMENT = 1 << 16
 _hour_buckets: dict[bytes, int] = {}
-_edge_patterns: dict[tuple[bytes, ...], re.Pattern[bytes]] = {}
+_timed_patterns: dict[bytes, re.Pattern[bytes]] = {}
 
 
 class NotCanonical(Exception):
@@ -377,14 +377,18 @@ def hour_bucket(key: bytes) -> int:
     return bucket
 
 
-def edge_pattern(keys: tuple[bytes, ...]) -> re.Pattern[bytes]:
-    """A pattern for canonical rows in the hours KEYS, capturing minute, second and fraction."""
-    pattern = _edge_patterns.get(keys)
+def timed_pattern(hours: bytes) -> re.Pattern[bytes]:
+    """Canonical rows whose hour key matches HOURS, capturing customer, hour key, minute, second, fraction."""
+    pattern = _timed_patterns.get(hours)
     if pattern is None:
-        hours = b"|".join(re.escape(key) for key in keys)
-        exact_time = rb"(" + hours + rb"):([0-5]\d):([0-5]\d)(?:\.(\d{1,6}))?"
-        pattern = _edge_patterns[keys] = re.compile(_ROW_START + exact_time + _UTC_END + rb"(?=\n)")
+        exact_time = rb"(" + hours + rb"):([0-5]\d):([0-5]\d)(?:\.(\d{1,6}+))?+"
+        pattern = _timed_patterns[hours] = re.compile(_ROW_START + exact_time + _UTC_END + rb"(?=\n)")
     return pattern
+
+
+def row_time(key: bytes, minute: bytes, second: bytes, fraction: bytes) -> int:
+    """The instant of a canonical row from the parts timed_pattern captures."""
+    return hour_bucket(key) + (int(minute) * 60 + int(second)) * 1_000_000 + int(fraction.ljust(6, b"0") or 0)
 
 
 @lru_cache(maxsize=64)
@@ -393,7 +397,8 @@ def row_pattern(rows: int, suffix: bytes | None = None, customer: bytes | None =
 
     SUFFIX, when known, is the one UTC suffix every row ends with: a literal is
     cheaper than the alternatives.  CUSTOMER makes the scan cheaper still: other
-    customers' rows are checked, but nothing of theirs is captured or counted.
+    customers' rows are checked, and only their hour key is captured, so that an
+    impossible date (February 30) is caught in their rows too.
     """
     end = _UTC_END if suffix is None else re.escape(suffix) + rb"\r?"
     stamp = _MINUTES + end
@@ -401,7 +406,7 @@ def row_pattern(rows: int, suffix: bytes | None = None, customer: bytes | None =
         row = _ROW_START + rb"(" + _DATE_HOUR + rb")" + stamp
     else:
         mine = re.escape(customer) + rb"," + _FIELD + rb"," + _FIELD + rb",(" + _DATE_HOUR + rb")" + stamp
-        theirs = _CUSTOMER + rb"," + _FIELD + rb"," + _FIELD + rb"," + _DATE_HOUR + stamp
+        theirs = _CUSTOMER + rb"," + _FIELD + rb"," + _FIELD + rb",(" + _DATE_HOUR + rb")" + stamp
         row = rb"\n(?:" + mine + rb"|" + theirs + rb")"
     return re.compile(row * rows + rb"(?=\n)")
 
@@ -438,11 +443,14 @@ def match_rows(
         for pair, n in zip(zip(flat, flat, strict=True), weights, strict=True):  # each group, row by row
             pairs[pair] += n
     else:
-        hours = Counter(matches)
-        for group, n in groups.items():
-            for hour in group:
-                hours[hour] += n
-        pairs = Counter({(customer, hour): n for hour, n in hours.items() if hour})
+        mine: Counter[bytes] = Counter()
+        for group, n in chain(((match, 1) for match in matches), groups.items()):
+            for hour, other in zip(group[::2], group[1::2], strict=True):
+                if hour:
+                    mine[hour] += n
+                else:
+                    hour_bucket(other)  # raises NotCanonical for a date that does not exist
+        pairs = Counter({(customer, hour): n for hour, n in mine.items()})
     return pairs, rows
 
 
@@ -480,11 +488,12 @@ def count_canonical(data: bytes, lo: int, hi: int, pairs: Counter[tuple[bytes, b
             counts[(bucket, name)] = n
     if edges:
         # An hour cut by START or END: only these rows need their exact time.
-        for customer, key, minute, second, fraction in edge_pattern(tuple(dict.fromkeys(edges))).findall(data, lo, hi):
-            bucket = hour_bucket(key)
-            moment = bucket + (int(minute) * 60 + int(second)) * 1_000_000 + int(fraction.ljust(6, b"0") or 0)
+        hours = b"|".join(re.escape(key) for key in dict.fromkeys(edges))
+        for customer, key, minute, second, fraction in timed_pattern(hours).findall(data, lo, hi):
+            moment = row_time(key, minute, second, fraction)
             name = customer.decode("ascii")
             if window.start <= moment < window.end and window.customer in (None, name):
+                bucket = hour_bucket(key)
                 counts[(bucket, name)] = counts.get((bucket, name), 0) + 1
     return counts
 
@@ -495,12 +504,12 @@ def count_segment(
     """Count DATA[LO:HI], from a newline to a newline, of LINES lines: fast where it can prove the shape."""
     if lines < 0:
         lines = data.count(b"\n", lo + 1, hi)
-    pairs, canonical = canonical_pairs(data, lo, hi, lines, fast_customer(window.customer))
-    if canonical == lines:
-        try:
+    try:
+        pairs, canonical = canonical_pairs(data, lo, hi, lines, fast_customer(window.customer))
+        if canonical == lines:
             return count_canonical(data, lo, hi, pairs, window)
-        except NotCanonical:
-            pass
+    except NotCanonical:
+        canonical = lines  # a date that does not exist: cut the segment to find its row
     middle = split_point(data, lo, hi)
     if hi - lo <= SMALL_SEGMENT or canonical < lines // 2 or middle < 0:
         return count_events(block_events(Block(data, lo, hi, first_line, lines), skipped), window)
@@ -812,8 +821,6 @@ def run() -> None:
         status = main()
     except BrokenPipeError:
         # The reader went away (e.g. `| head`): not an error worth a traceback.
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         status = 1
     except KeyboardInterrupt:
