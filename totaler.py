@@ -14,17 +14,25 @@ import gzip
 import json
 import os
 import re
+import signal
+import socket
 import sys
+import threading
 import time
 import warnings
+from array import array
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
-from itertools import chain, repeat
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from itertools import accumulate, chain, repeat
 from typing import BinaryIO
+from urllib.parse import parse_qs, urlsplit
 
 __version__ = "1.0.0"
 
@@ -35,7 +43,13 @@ __version__ = "1.0.0"
 MICROSECOND = timedelta(microseconds=1)
 HOUR = 3_600_000_000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-ISO_DATE_PREFIX = re.compile(r"\d{4}-\d{2}-\d{2}")
+# What goes to dateutil: an ISO date, maybe a time, maybe one zone name or offset.
+# Anything looser (dateutil reads '2021-03-01 05:30' after a lost '+' as 05:30 local) is refused.
+DATEUTIL_SHAPE = re.compile(
+    r"\d{4}-\d{2}-\d{2}"  # the date, year first
+    r"(?:[ T]\d{1,2}(?::\d{2}(?::\d{2}(?:\.\d{1,6})?)?)?)?"  # a time, maybe
+    r"(?:\s*(?:[A-Za-z]{1,5}|[+-]\d{2}(?::?\d{2})?))?"  # a zone name (UTC) or an offset, maybe
+)
 ZONE_WITH_OFFSET = re.compile(r"(?:UTC|GMT|UT|Z)\s*[+-]\d", re.IGNORECASE)
 UTC_NAMES = {"UTC", "GMT", "UT", "Z"}
 
@@ -95,10 +109,10 @@ def parse_bound(text: str) -> int:
         pass
     # dateutil reads '... UTC' and '... +0000' but also guesses at '03/01/21' or
     # '4pm': insist on an ISO date first, so year, month and day are never guessed.
-    if not ISO_DATE_PREFIX.match(text):
-        raise BadTimestamp(f"{text!r} is not an ISO 8601 timestamp (e.g. 2021-03-01T04:00:00Z)")
     if ZONE_WITH_OFFSET.search(text):  # 'UTC+3' means UTC-3 to POSIX: refuse to guess
         raise BadTimestamp(f"{text!r} mixes a zone name and an offset; give one offset like +03:00")
+    if not DATEUTIL_SHAPE.fullmatch(text):
+        raise BadTimestamp(f"{text!r} is not an ISO 8601 timestamp (e.g. 2021-03-01T04:00:00Z)")
     from dateutil import parser
 
     with warnings.catch_warnings():
@@ -730,6 +744,349 @@ def render_json(window: Window, counts: Counts) -> str:
 
 
 # ---------------------------------------------------------------------------
+# Serving: the log is read once into an index by hour and customer; a query is
+# answered from the index, in time that grows with the buckets and customers in
+# its answer, never with the events in the log.
+
+
+ANSWERS_KEPT = 1024
+
+
+class HourIndex:
+    """One UTC hour of the log: its whole-hour counts, and each customer's times for partial hours."""
+
+    __slots__ = ("counts", "firsts", "lasts", "sequence", "times")
+
+    def __init__(self, events: dict[str, list[tuple[int, int]]]) -> None:
+        """EVENTS: customer -> (offset in the hour, position in the file), customers in first-seen order."""
+        self.counts = {customer: len(rows) for customer, rows in events.items()}
+        self.times: dict[str, array[int]] = {}
+        self.sequence: dict[str, array[int]] = {}
+        self.firsts: dict[str, array[int]] = {}  # smallest file position up to each time
+        self.lasts: dict[str, array[int]] = {}  # smallest file position from each time on
+        for customer, rows in events.items():
+            rows.sort()
+            self.times[customer] = array("q", [offset for offset, _ in rows])
+            positions = [position for _, position in rows]
+            self.sequence[customer] = array("q", positions)
+            self.firsts[customer] = array("q", accumulate(positions, min))
+            self.lasts[customer] = array("q", reversed(list(accumulate(reversed(positions), min))))
+
+    def whole(self, customer: str | None) -> list[tuple[str, int]]:
+        """Every customer's count for the whole hour, in first-seen order (or CUSTOMER's)."""
+        if customer is None:
+            return list(self.counts.items())
+        return [(customer, self.counts[customer])] if customer in self.counts else []
+
+    def part(self, lo: int, hi: int, customer: str | None) -> list[tuple[str, int]]:
+        """Counts of events with LO <= offset < HI, customers in order of their first such event."""
+        found = []
+        for name in self.counts if customer is None else [customer] if customer in self.counts else []:
+            times = self.times[name]
+            i, j = bisect_left(times, lo), bisect_left(times, hi)
+            if i == j:
+                continue
+            if i == 0:
+                first = self.firsts[name][j - 1]
+            elif j == len(times):
+                first = self.lasts[name][i]
+            else:  # both edges inside this hour: a window shorter than an hour
+                first = min(self.sequence[name][i:j])
+            found.append((first, name, j - i))
+        return [(name, n) for _, name, n in sorted(found)]
+
+
+@dataclass(frozen=True)
+class Index:
+    """A whole log, by hour: what the server answers from."""
+
+    path: str
+    hours: dict[int, HourIndex]
+    buckets: list[int]  # the hours with events, sorted
+    events: int
+    customers: int
+    skipped: Skipped
+    seconds: float
+    answers: dict[str, bytes] = field(default_factory=dict, compare=False)  # recent /counts replies
+
+    def answer(self, query: str, max_hours: int) -> bytes:
+        """The /counts reply to QUERY: the JSON the command line prints for the same window."""
+        payload = self.answers.get(query)
+        if payload is None:
+            window = parse_query(query, max_hours)
+            payload = render_json(window, self.counts(window)).encode("ascii")
+            if len(self.answers) >= ANSWERS_KEPT:
+                self.answers.clear()  # crude, but bounded, and a dashboard asks few questions
+            self.answers[query] = payload
+        return payload
+
+    def counts(self, window: Window) -> Counts:
+        """The same counts count_file gives for WINDOW, from the index."""
+        counts: Counts = {}
+        first = bisect_left(self.buckets, hour_floor(window.start))
+        for bucket in self.buckets[first : bisect_left(self.buckets, window.end)]:
+            hour = self.hours[bucket]
+            lo, hi = max(window.start - bucket, 0), min(window.end - bucket, HOUR)
+            rows = hour.whole(window.customer) if (lo, hi) == (0, HOUR) else hour.part(lo, hi, window.customer)
+            for customer, n in rows:
+                counts[(bucket, customer)] = n
+        return counts
+
+
+def block_times(block: Block, skipped: Skipped) -> Iterable[tuple[str, int]]:
+    """Every countable (customer, time) of BLOCK: by the fast pattern when every row fits it."""
+    rows = timed_pattern(_DATE_HOUR).findall(block.data, block.lo, block.hi)
+    if len(rows) == block.lines:
+        try:
+            return [(customer.decode("ascii"), row_time(*parts)) for customer, *parts in rows]
+        except NotCanonical:
+            pass
+    return list(block_events(block, skipped))
+
+
+def build_index(path: str) -> Index:
+    """Read PATH once into an Index; raise InputError when it cannot be read."""
+    started = time.monotonic()
+    hours: dict[int, dict[str, list[tuple[int, int]]]] = {}
+    skipped = Skipped()
+    position = 0
+    stream = open_input(path)
+    try:
+        with gc_paused():
+            for block in read_blocks(stream):
+                for customer, moment in block_times(block, skipped):
+                    bucket = hour_floor(moment)
+                    hours.setdefault(bucket, {}).setdefault(customer, []).append((moment - bucket, position))
+                    position += 1
+            index = {bucket: HourIndex(events) for bucket, events in hours.items()}
+    except (OSError, EOFError, gzip.BadGzipFile) as error:
+        raise InputError(f"{path}: cannot read ({error})") from None
+    finally:
+        if path != "-":
+            stream.close()
+    customers = len({customer for events in hours.values() for customer in events})
+    return Index(path, index, sorted(index), position, customers, skipped, time.monotonic() - started)
+
+
+class BadRequest(ValueError):
+    """A request the server will not answer (HTTP 400); the message names the parameter."""
+
+
+QUERY_PARAMETERS = ("start", "end", "customer_id")
+
+
+def parse_query(query: str, max_hours: int) -> Window:
+    """The window a /counts query string asks for; BadRequest names what is wrong."""
+    params = parse_qs(query, keep_blank_values=True)
+    for name, values in params.items():
+        if name not in QUERY_PARAMETERS:
+            raise BadRequest(f"unknown parameter {name!r}; use start, end and customer_id")
+        if len(values) > 1:
+            raise BadRequest(f"{name} is given {len(values)} times")
+    for name in ("start", "end"):
+        if name not in params:
+            raise BadRequest(f"{name} is missing (e.g. /counts?start=2021-03-01T04:00:00Z&end=2021-03-01T06:30:00Z)")
+    customer = params.get("customer_id", [None])[0]
+    if customer == "":
+        raise BadRequest("customer_id is empty")
+    try:
+        return parse_window(params["start"][0], params["end"][0], customer, max_hours, ("start", "end"))
+    except UsageError as error:
+        hint = " (a '+' in a URL must be written %2B)" if " " in params["start"][0] + params["end"][0] else ""
+        raise BadRequest(f"{error}{hint}") from None
+
+
+class CountsHandler(BaseHTTPRequestHandler):
+    """GET /counts and /healthz; JSON in, JSON out, nothing else reachable."""
+
+    server: CountsServer
+    protocol_version = "HTTP/1.1"  # keep-alive
+    server_version = f"totaler/{__version__}"
+    sys_version = ""
+    disable_nagle_algorithm = True  # no 40 ms wait for a delayed ACK between writes
+    wbufsize = 1 << 16  # and headers and body leave in one write anyway
+    timeout = 60  # an idle keep-alive connection is closed after a minute
+
+    def parse_request(self) -> bool:
+        """Read the request line and headers; set close_connection.  False when an error was sent."""
+        # http.server hands the headers to the email package, which takes a third of
+        # a request's time here; this server needs three headers and a dict.
+        self.requestline = line = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        words = line.split()
+        if len(words) != 3 or not words[2].startswith("HTTP/1."):
+            self.command, self.request_version = "", "HTTP/1.1"
+            self.send_error(400, f"bad request line {line[:80]!r}")
+            return False
+        self.command, self.path, self.request_version = words
+        headers: dict[str, str] = {}
+        while (raw := self.rfile.readline(8193)) not in (b"\r\n", b"\n", b""):
+            name, colon, value = raw.decode("iso-8859-1").partition(":")
+            if not colon or len(raw) > 8192 or len(headers) > 100:
+                self.send_error(431 if colon else 400, "request header line too long or malformed")
+                return False
+            headers[name.strip().lower()] = value.strip()
+        self.headers = headers  # type: ignore[assignment]
+        connection = headers.get("connection", "").lower()
+        keep = connection == "keep-alive" if self.request_version == "HTTP/1.0" else connection != "close"
+        # A body we will not read would be taken for the next request: close after answering.
+        self.close_connection = not keep or "content-length" in headers or "transfer-encoding" in headers
+        return True
+
+    def do_GET(self) -> None:
+        """Answer with a body."""
+        self.answer(body=True)
+
+    def do_HEAD(self) -> None:
+        """Answer with the headers GET would send."""
+        self.answer(body=False)
+
+    def __getattr__(self, name: str) -> Callable[[], None]:
+        """Any other method (POST, PUT, BREW...) gets 405."""
+        if name.startswith("do_"):
+            return self.refuse_method
+        raise AttributeError(name)
+
+    def refuse_method(self) -> None:
+        """405 with the methods we do answer."""
+        self.close_connection = True  # it may have sent a body we will not read
+        self.send_json(405, {"error": f"method {self.command} is not allowed; use GET"}, extra={"Allow": "GET, HEAD"})
+
+    def answer(self, body: bool) -> None:
+        """Route a GET or HEAD."""
+        url = urlsplit(self.path)
+        index = self.server.index  # one index for the whole request, whatever a reload does
+        try:
+            if url.path == "/counts":
+                self.send_payload(200, index.answer(url.query, self.server.max_hours), body)
+            elif url.path == "/healthz":
+                self.send_json(200, health(index), body)
+            else:
+                self.send_json(404, {"error": f"no such path {url.path!r}; try /counts or /healthz"}, body)
+        except BadRequest as error:
+            self.send_json(400, {"error": str(error)}, body)
+
+    def send_json(self, status: int, document: dict, body: bool = True, extra: dict[str, str] | None = None) -> None:
+        """Send DOCUMENT as the reply."""
+        self.send_payload(status, (json.dumps(document, indent=2) + "\n").encode("ascii"), body, extra)
+
+    def send_payload(self, status: int, payload: bytes, body: bool, extra: dict[str, str] | None = None) -> None:
+        """Send PAYLOAD with its headers, in one write."""
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        for name, value in (extra or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        if body:
+            self.wfile.write(payload)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Errors http.server finds itself (a garbled request line, say), as JSON too."""
+        self.close_connection = True
+        self.send_json(code, {"error": message or HTTPStatus(code).phrase}, body=self.command != "HEAD")
+
+    def version_string(self) -> str:
+        """The Server header: no Python version on display."""
+        return self.server_version
+
+    def log_message(self, format: str, *args: object) -> None:
+        """One access-log line per request, unless --quiet."""
+        if not self.server.quiet:
+            super().log_message(format, *args)
+
+
+def health(index: Index) -> dict:
+    """What /healthz says about the index being served."""
+    return {
+        "status": "ok",
+        "file": index.path,
+        "events": index.events,
+        "customers": index.customers,
+        "skipped": index.skipped.count,
+        "indexed_in_seconds": round(index.seconds, 3),
+    }
+
+
+class CountsServer(ThreadingHTTPServer):
+    """A thread per connection, the index swapped whole on reload."""
+
+    daemon_threads = True
+    block_on_close = False
+    request_queue_size = 1024  # the default of 5 drops a burst of new connections: a 1 s SYN retry each
+
+    def __init__(self, address: tuple[str, int], index: Index, max_hours: int, quiet: bool) -> None:
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        self.index = index
+        self.max_hours = max_hours
+        self.quiet = quiet
+        self.reloading = threading.Lock()
+        super().__init__(address, CountsHandler)
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that hangs up or times out is not an error; anything else is logged in one line."""
+        error = sys.exc_info()[1]
+        if not isinstance(error, (ConnectionError, TimeoutError)):
+            log(f"error answering {client_address}: {error!r}")
+
+    def reload(self) -> None:
+        """Read the file again and swap the new index in; on failure keep serving the old one."""
+        with self.reloading:
+            try:
+                index = build_index(self.index.path)
+            except InputError as error:
+                log(f"reload failed, still serving the old index: {error}")
+                return
+            self.index = index  # one assignment: requests see the old index or the new, never a mix
+            log(f"reloaded: {describe(index)}")
+
+
+def describe(index: Index) -> str:
+    """One line about an index."""
+    return (
+        f"indexed {index.events:,} events of {index.customers} customers from {index.path} "
+        f"in {index.seconds:.2f} s, {index.skipped.count} rows skipped"
+    )
+
+
+def log(message: str) -> None:
+    """A line on stderr."""
+    print(f"totaler: {message}", file=sys.stderr, flush=True)
+
+
+def serve(path: str, host: str, port: int, max_hours: int, quiet: bool) -> int:
+    """Index PATH, then answer HTTP until SIGTERM or SIGINT; SIGHUP reloads PATH."""
+    if path == "-":
+        raise UsageError("--serve needs a file, not standard input: it is read again on SIGHUP")
+    index = build_index(path)
+    try:
+        server = CountsServer((host, port), index, max_hours, quiet)
+    except OSError as error:
+        raise InputError(f"cannot listen on {host}:{port} ({error.strerror})") from None
+    if index.skipped.count:
+        log(f"warning: {index.skipped.summary()}")
+    name = f"[{host}]" if ":" in host else host
+    url = f"http://{name}:{server.server_address[1]}"
+    log(f"{describe(index)}; serving {url}/counts?start=2021-03-01T04:00:00Z&end=2021-03-01T06:30:00Z")
+
+    def stop(signum: int, frame: object) -> None:
+        # shutdown() waits for serve_forever(), which runs in this very thread.
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    def reload(signum: int, frame: object) -> None:
+        threading.Thread(target=server.reload, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, reload)
+    server.serve_forever(poll_interval=0.2)
+    server.server_close()
+    log("stopped")
+    return 0
+
+
+# ---------------------------------------------------------------------------
 # The command line.
 
 EXAMPLES = """examples:
@@ -763,28 +1120,35 @@ def build_parser() -> Parser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("file", metavar="FILE", help="the CSV log, gzip or plain; '-' reads standard input")
-    parser.add_argument("start", metavar="START", help="window start, ISO 8601 (no offset means UTC)")
-    parser.add_argument("end", metavar="END", help="window end, exclusive")
+    parser.add_argument("start", metavar="START", nargs="?", help="window start, ISO 8601 (no offset means UTC)")
+    parser.add_argument("end", metavar="END", nargs="?", help="window end, exclusive")
     parser.add_argument("customer", metavar="CUSTOMER_ID", nargs="?", help="count only this customer")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     parser.add_argument("--strict", action="store_true", help="fail on the first malformed row")
     parser.add_argument("--max-hours", type=int, default=100_000, metavar="N", help="longest window allowed")
     parser.add_argument("--jobs", type=int, default=0, metavar="N", help="worker processes (default: one per CPU)")
     parser.add_argument("--version", action="version", version=f"totaler {__version__}")
+    http = parser.add_argument_group("HTTP service", "totaler FILE --serve: GET /counts?start=A&end=B[&customer_id=X]")
+    http.add_argument("--serve", action="store_true", help="index FILE once, then answer over HTTP")
+    http.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    http.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000; 0 picks one)")
+    http.add_argument("--quiet", action="store_true", help="no access log")
     return parser
 
 
-def parse_window(start: str, end: str, customer: str | None, max_hours: int) -> Window:
-    """Check and convert the window arguments; raise UsageError naming the bad one."""
+def parse_window(
+    start: str, end: str, customer: str | None, max_hours: int, names: tuple[str, str] = ("START", "END")
+) -> Window:
+    """Check and convert the window arguments; raise UsageError naming the bad one as NAMES does."""
     bounds = []
-    for name, text in (("START", start), ("END", end)):
+    for name, text in zip(names, (start, end), strict=True):
         try:
             bounds.append(parse_bound(text))
         except BadTimestamp as error:
             raise UsageError(f"{name} {error}") from None
     window = Window(bounds[0], bounds[1], customer)
     if window.start >= window.end:
-        raise UsageError(f"START {start!r} is not before END {end!r}")
+        raise UsageError(f"{names[0]} {start!r} is not before {names[1]} {end!r}")
     if window.end - window.start > max_hours * HOUR:
         raise UsageError(f"window {start!r} to {end!r} is longer than --max-hours {max_hours}")
     return window
@@ -798,7 +1162,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_intermixed_args(argv)
+        if args.serve:
+            if args.start is not None:
+                raise UsageError("--serve takes only FILE: the window comes with each request")
+            return serve(args.file, args.host, args.port, args.max_hours, args.quiet)
+        missing = [name for name, value in (("START", args.start), ("END", args.end)) if value is None]
+        if missing:
+            raise UsageError(f"the following arguments are required: {', '.join(missing)} (see --help)")
         window = parse_window(args.start, args.end, args.customer, args.max_hours)
         tally = count_file(args.file, window, args.strict, args.jobs)
     except UsageError as error:

@@ -1,0 +1,288 @@
+"""The HTTP service: a real server on a free port, real requests, answers checked against the command line."""
+
+import http.client
+import json
+import random
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+from conftest import EVENTS, EXPECTED, ROOT, SEED, SEED_CUSTOMER, run_cli
+
+import totaler
+
+
+class Server:
+    """A `totaler FILE --serve --port 0` process, its address read from its first line on stderr."""
+
+    def __init__(self, path: Path, *args: str) -> None:
+        self.log = path.with_suffix(".log")
+        self.log_file = open(self.log, "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [sys.executable, str(ROOT / "totaler.py"), str(path), "--serve", "--port", "0", *args],
+            stdout=subprocess.DEVNULL,
+            stderr=self.log_file,
+        )
+        deadline = time.monotonic() + 20
+        while "serving http://" not in self.stderr():
+            assert self.process.poll() is None, self.stderr()
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.02)
+        self.port = int(self.stderr().split("serving http://127.0.0.1:")[1].split("/")[0])
+
+    def stderr(self) -> str:
+        return self.log.read_text()
+
+    def request(self, method: str, target: str) -> tuple[int, dict[str, str], bytes]:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            connection.request(method, target)
+            response = connection.getresponse()
+            return response.status, dict(response.getheaders()), response.read()
+        finally:
+            connection.close()
+
+    def get(self, target: str) -> tuple[int, bytes]:
+        status, _, body = self.request("GET", target)
+        return status, body
+
+    def stop(self, signum: int = signal.SIGTERM) -> float:
+        """Send SIGNUM; return how long the server took to exit."""
+        started = time.monotonic()
+        self.process.send_signal(signum)
+        self.process.wait(timeout=10)
+        self.log_file.close()
+        return time.monotonic() - started
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[Server]:
+    path = tmp_path_factory.mktemp("serve") / "events.csv"
+    shutil.copy(EVENTS, path)
+    running = Server(path, "--quiet", "--max-hours", "1000")
+    yield running
+    running.stop()
+    assert "Traceback" not in running.stderr()
+
+
+def counts_url(start: str, end: str, customer: str | None = None) -> str:
+    params = {"start": start, "end": end} | ({"customer_id": customer} if customer else {})
+    return "/counts?" + urlencode(params)
+
+
+def cli_json(start: str, end: str, customer: str | None = None) -> bytes:
+    """What the command line prints with --json, computed in this process."""
+    window = totaler.parse_window(start, end, customer, 100_000)
+    return totaler.render_json(window, totaler.count_file(str(EVENTS), window).counts).encode()
+
+
+def test_seed_query_is_the_seed_json_byte_for_byte(server: Server) -> None:
+    status, headers, body = server.request("GET", counts_url(*SEED))
+    assert status == 200
+    assert headers["Content-Type"] == "application/json"
+    assert body == (EXPECTED / "seed.json").read_bytes()
+    assert server.get(counts_url(*SEED, SEED_CUSTOMER)) == (
+        200,
+        run_cli("events.csv", *SEED, SEED_CUSTOMER, "--json").stdout,
+    )
+
+
+def random_windows(n: int) -> list[tuple[str, str, str | None]]:
+    rng = random.Random(7)
+    first = datetime(2021, 2, 28, 22, tzinfo=UTC)
+    customers = [None, None, "b4f9279a0196e40632e947dd1a88e857", SEED_CUSTOMER, "nobody"]
+    windows = []
+    for _ in range(n):
+        start = first + timedelta(microseconds=rng.randrange(4 * 24 * 3600 * 10**6))
+        end = start + timedelta(microseconds=rng.randrange(1, rng.choice([1800, 7200, 30 * 3600]) * 10**6))
+        windows.append((start.isoformat(), end.isoformat(), rng.choice(customers)))
+    return windows
+
+
+@pytest.mark.parametrize("start, end, customer", random_windows(40))
+def test_random_windows_match_the_command_line(server: Server, start: str, end: str, customer: str | None) -> None:
+    assert server.get(counts_url(start, end, customer)) == (200, cli_json(start, end, customer))
+
+
+def test_bounds_in_any_accepted_form(server: Server) -> None:
+    seed = (EXPECTED / "seed.json").read_bytes()
+    for start, end in [
+        ("2021-03-01 04:00:00 UTC", "2021-03-01T12:00:00+05:30"),
+        ("2021-03-01T04:00:00", "2021-03-01 06:30:00+00"),
+    ]:
+        assert server.get(counts_url(start, end)) == (200, seed)
+
+
+def error_of(server: Server, target: str, method: str = "GET") -> tuple[int, str, dict[str, str]]:
+    status, headers, body = server.request(method, target)
+    assert headers["Content-Type"] == "application/json"
+    return status, json.loads(body)["error"], headers
+
+
+@pytest.mark.parametrize(
+    "target, says",
+    [
+        ("/counts?end=2021-03-01", "start is missing"),
+        ("/counts?start=2021-03-01", "end is missing"),
+        ("/counts?start=x&end=2021-03-01", "start 'x' is not an ISO 8601 timestamp"),
+        ("/counts?start=2021-03-01&end=tomorrow", "end 'tomorrow' is not an ISO 8601"),
+        ("/counts?start=2021-03-01&start=2021-03-02&end=2021-03-03", "start is given 2 times"),
+        ("/counts?start=2021-03-02&end=2021-03-01", "start '2021-03-02' is not before end '2021-03-01'"),
+        ("/counts?start=2021-03-01&end=2021-06-01", "longer than --max-hours 1000"),
+        ("/counts?start=2021-03-01&end=2021-03-02&customer=x", "unknown parameter 'customer'"),
+        ("/counts?start=2021-03-01&end=2021-03-02&customer_id=", "customer_id is empty"),
+        ("/counts?start=2021-03-01T09:30:00+05:30&end=2021-03-02", "a '+' in a URL must be written %2B"),
+        (
+            "/counts?start=2021-03-01&end=2021-03-02%27%3BDROP%20TABLE%20events%3B--",
+            """end "2021-03-02';DROP TABLE events;--" is not""",
+        ),
+    ],
+)
+def test_bad_parameters_are_400_naming_the_parameter(server: Server, target: str, says: str) -> None:
+    status, error, _ = error_of(server, target)
+    assert status == 400
+    assert says in error
+
+
+def test_unknown_path_is_404_and_other_methods_405(server: Server) -> None:
+    for target in ("/", "/counts/../../etc/passwd", "/events.csv", "/healthz/x"):
+        assert error_of(server, target)[0] == 404
+    for method in ("POST", "PUT", "DELETE", "PATCH", "OPTIONS", "BREW"):
+        status, error, headers = error_of(server, counts_url(*SEED), method)
+        assert (status, headers["Allow"]) == (405, "GET, HEAD")
+        assert method in error
+
+
+def test_head_sends_the_headers_of_get_without_a_body(server: Server) -> None:
+    status, headers, body = server.request("HEAD", counts_url(*SEED))
+    assert status == 200 and body == b""
+    assert headers["Content-Length"] == str(len((EXPECTED / "seed.json").read_bytes()))
+
+
+def test_healthz(server: Server) -> None:
+    status, body = server.get("/healthz")
+    health = json.loads(body)
+    assert status == 200
+    assert (health["status"], health["events"], health["customers"], health["skipped"]) == ("ok", 147_370, 7, 0)
+
+
+def test_garbled_request_line_is_a_json_400(server: Server) -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
+        raw.sendall(b"NONSENSE\r\n\r\n")
+        reply = raw.recv(65536)
+    assert reply.startswith(b"HTTP/1.1 400 ")
+    assert b'"error": "bad request line' in reply
+
+
+def test_keep_alive_serves_many_requests_on_one_connection(server: Server) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    for _ in range(50):
+        connection.request("GET", counts_url(*SEED))
+        response = connection.getresponse()
+        assert response.status == 200 and response.read() == (EXPECTED / "seed.json").read_bytes()
+    connection.close()
+
+
+def test_clients_that_reset_or_vanish_leave_no_traceback(server: Server) -> None:
+    for payload in (b"GET /counts?start=2021-03-01", b"", b"GET " + counts_url(*SEED).encode() + b" HTTP/1.1\r\n\r\n"):
+        raw = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        raw.sendall(payload)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with a reset
+        raw.close()
+    assert server.get("/healthz")[0] == 200
+    assert "Traceback" not in server.stderr()
+
+
+def test_concurrent_clients_all_get_right_answers(server: Server) -> None:
+    windows = random_windows(20)
+    expected = {counts_url(*w): cli_json(*w) for w in windows}
+    targets = list(expected)
+    failures: list[str] = []
+
+    def client(seed: int) -> None:
+        rng = random.Random(seed)
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        for _ in range(63):
+            target = rng.choice(targets)
+            connection.request("GET", target)
+            response = connection.getresponse()
+            body = response.read()
+            if response.status != 200 or body != expected[target]:
+                failures.append(f"{target}: {response.status}")
+        connection.close()
+
+    threads = [threading.Thread(target=client, args=(seed,)) for seed in range(32)]  # 32 x 63 = 2016 requests
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+
+
+def test_sighup_reloads_and_a_failed_reload_keeps_the_old_index(tmp_path: Path) -> None:
+    path = tmp_path / "log.csv"
+    path.write_bytes(b"a,INGEST,t1,2021-03-01 04:05:00+00\n")
+    running = Server(path)
+    target = counts_url("2021-03-01T04:00:00Z", "2021-03-01T05:00:00Z")
+    try:
+        assert json.loads(running.get(target)[1]) == {"2021-03-01 04:00:00 +0000": {"a": 1}}
+        with open(path, "ab") as log:
+            log.write(b"b,INGEST,t2,2021-03-01 04:06:00+00\n")
+        running.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "reloaded" not in running.stderr() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert json.loads(running.get(target)[1]) == {"2021-03-01 04:00:00 +0000": {"a": 1, "b": 1}}
+        path.unlink()
+        running.process.send_signal(signal.SIGHUP)
+        while "reload failed" not in running.stderr() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert "reload failed, still serving the old index: " in running.stderr()
+        assert json.loads(running.get(target)[1]) == {"2021-03-01 04:00:00 +0000": {"a": 1, "b": 1}}
+        assert '"GET /counts?' in running.stderr()  # the access log, when not --quiet
+    finally:
+        took = running.stop(signal.SIGINT)
+    assert took < 1.0
+    assert "Traceback" not in running.stderr()
+
+
+def test_sigterm_stops_it_within_a_second_even_with_an_open_connection(tmp_path: Path) -> None:
+    path = tmp_path / "events.csv"
+    shutil.copy(EVENTS, path)
+    running = Server(path, "--quiet")
+    idle = socket.create_connection(("127.0.0.1", running.port), timeout=10)
+    assert running.get("/healthz")[0] == 200
+    took = running.stop(signal.SIGTERM)
+    idle.close()
+    assert took < 1.0
+    assert running.process.returncode == 0
+
+
+@pytest.mark.parametrize(
+    "args, status, says",
+    [
+        (["events.csv", "--serve", "2021-03-01"], 2, "--serve takes only FILE"),
+        (["nope.csv", "--serve"], 1, "nope.csv: no such file"),
+        (["-", "--serve"], 2, "--serve needs a file"),
+    ],
+)
+def test_serve_refuses_bad_starts(args: list[str], status: int, says: str) -> None:
+    result = run_cli(*args)
+    assert result.returncode == status
+    assert says in result.stderr.decode() and b"Traceback" not in result.stderr
+
+
+def test_port_in_use_is_an_error(server: Server) -> None:
+    result = run_cli("events.csv", "--serve", "--port", str(server.port))
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{server.port}" in result.stderr.decode()
