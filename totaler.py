@@ -31,6 +31,7 @@ from functools import lru_cache
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import accumulate, chain, repeat
+from json.encoder import encode_basestring_ascii as quote
 from typing import BinaryIO
 from urllib.parse import parse_qs, urlsplit
 
@@ -75,6 +76,7 @@ def hour_floor(micros: int) -> int:
     return micros - micros % HOUR
 
 
+@lru_cache(maxsize=1 << 16)
 def format_bucket(micros: int) -> str:
     """A bucket as the reference printed it: 2021-03-01 04:00:00 +0000."""
     return from_micros(micros).strftime("%Y-%m-%d %H:%M:%S +0000")
@@ -738,9 +740,16 @@ def render_text(path: str, window: Window, counts: Counts) -> str:
 
 
 def render_json(window: Window, counts: Counts) -> str:
-    """The reference's JSON: buckets in time order, customers in first-seen order."""
-    document = {format_bucket(bucket): dict(rows) for bucket, rows in by_bucket(counts, window)}
-    return json.dumps(document, indent=2) + "\n"
+    """The reference's JSON: buckets in time order, customers in first-seen order.
+
+    Exactly json.dumps(document, indent=2) plus a newline, written out by hand:
+    with indent, json falls back to its pure-Python encoder, half of an HTTP reply's time.
+    """
+    buckets = []
+    for bucket, rows in by_bucket(counts, window):
+        inner = ",\n".join(f"    {quote(customer)}: {n}" for customer, n in rows)
+        buckets.append(f'  "{format_bucket(bucket)}": ' + (f"{{\n{inner}\n  }}" if rows else "{}"))
+    return "{\n" + ",\n".join(buckets) + "\n}\n"
 
 
 # ---------------------------------------------------------------------------

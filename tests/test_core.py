@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import totaler
-from totaler import BadTimestamp, Window, count_events, hour_floor, parse_bound, parse_event_time
+from totaler import HOUR, BadTimestamp, Window, count_events, hour_floor, parse_bound, parse_event_time
 
 
 def t(text: str) -> int:
@@ -222,3 +222,16 @@ def test_count_events_matches_brute_force(events, bounds, customer) -> None:
     expected = brute_force(events, start, end, customer)
     assert rendered == expected
     assert [list(r) for r in rendered.values()] == [list(r) for r in expected.values()]  # customer order too
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(st.tuples(st.integers(0, 5), st.text(min_size=1, max_size=8), st.integers(1, 10**9)), max_size=20),
+    hours=st.integers(1, 6),
+    customer=st.none() | st.text(min_size=1, max_size=5),
+)
+def test_render_json_is_json_dumps_with_indent_2(rows, hours, customer) -> None:
+    w = Window(0, hours * HOUR, customer)
+    counts = {(bucket * HOUR, who): n for bucket, who, n in rows if bucket < hours and customer in (None, who)}
+    document = {totaler.format_bucket(b): dict(r) for b, r in totaler.by_bucket(counts, w)}
+    assert totaler.render_json(w, counts) == totaler.json.dumps(document, indent=2) + "\n"
