@@ -1196,7 +1196,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run() -> None:
-    """The console script: main() with a quiet exit on a closed pipe or Ctrl-C."""
+    """The console script: main() with a quiet exit on a closed pipe, Ctrl-C or SIGTERM."""
+    # As PID 1 in a container a process ignores SIGTERM unless it handles it, and
+    # `docker stop` would wait ten seconds to kill it (--serve sets its own handler).
+    signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(128 + signum))
     try:
         status = main()
     except BrokenPipeError:

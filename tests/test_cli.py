@@ -1,12 +1,13 @@
 """The command line as a user runs it: seed outputs byte for byte, errors, stdin and gzip."""
 
 import gzip
-import os
 import subprocess
 import sys
 
 import pytest
 from conftest import EVENTS, EXPECTED, ROOT, SEED, SEED_CUSTOMER, SHARED_EXPECTED, run_cli
+
+import totaler
 
 
 def test_expected_copies_match_the_shared_originals() -> None:
@@ -101,14 +102,13 @@ def test_errors_are_one_line_with_the_right_status(args: list[str], status: int,
     assert result.stdout == b""
 
 
-def test_unreadable_file(tmp_path) -> None:
-    if os.geteuid() == 0:
-        pytest.skip("root reads every file")
-    locked = tmp_path / "locked.csv"
-    locked.write_bytes(b"")
-    locked.chmod(0)
-    result = run_cli(str(locked), "2021-03-01", "2021-03-02")
-    assert result.returncode == 1 and "cannot read" in error_of(result)
+def test_unreadable_file(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    def refuse(path: str, mode: str = "r") -> None:
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(totaler, "open", refuse, raising=False)  # a file root could read too
+    assert totaler.main(["locked.csv", "2021-03-01", "2021-03-02"]) == 1
+    assert capsys.readouterr().err == "totaler: error: locked.csv: cannot read (Permission denied)\n"
 
 
 def test_corrupt_gzip_is_an_input_error(tmp_path) -> None:
