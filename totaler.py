@@ -1119,6 +1119,22 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see --help)")
 
 
+def whole_number(least: int, most: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number from LEAST to MOST."""
+
+    def convert(text: str) -> int:
+        try:
+            number = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if number < least or (most is not None and number > most):
+            bounds = f"from {least} to {most}" if most is not None else f"{least} or more"
+            raise argparse.ArgumentTypeError(f"{text!r} is out of range: give {bounds}")
+        return number
+
+    return convert
+
+
 def build_parser() -> Parser:
     """The command line's arguments."""
     parser = Parser(
@@ -1134,13 +1150,15 @@ def build_parser() -> Parser:
     parser.add_argument("customer", metavar="CUSTOMER_ID", nargs="?", help="count only this customer")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     parser.add_argument("--strict", action="store_true", help="fail on the first malformed row")
-    parser.add_argument("--max-hours", type=int, default=100_000, metavar="N", help="longest window allowed")
-    parser.add_argument("--jobs", type=int, default=0, metavar="N", help="worker processes (default: one per CPU)")
+    parser.add_argument(
+        "--max-hours", type=whole_number(1), default=100_000, metavar="N", help="longest window allowed (100000)"
+    )
+    parser.add_argument("--jobs", type=whole_number(0), default=0, metavar="N", help="worker processes (default: CPUs)")
     parser.add_argument("--version", action="version", version=f"totaler {__version__}")
     http = parser.add_argument_group("HTTP service", "totaler FILE --serve: GET /counts?start=A&end=B[&customer_id=X]")
     http.add_argument("--serve", action="store_true", help="index FILE once, then answer over HTTP")
     http.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    http.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000; 0 picks one)")
+    http.add_argument("--port", type=whole_number(0, 65535), default=8000, help="port (default 8000; 0 picks one)")
     http.add_argument("--quiet", action="store_true", help="no access log")
     return parser
 

@@ -1,6 +1,7 @@
 """The command line as a user runs it: seed outputs byte for byte, errors, stdin and gzip."""
 
 import gzip
+import io
 import subprocess
 import sys
 
@@ -92,7 +93,10 @@ def error_of(result: subprocess.CompletedProcess[bytes]) -> str:
         (["events.csv", "2021-03-01", "2021-03-03", "--max-hours", "24"], 2, "longer than --max-hours 24"),
         (["events.csv", "1000-01-01", "9000-01-01"], 2, "longer than --max-hours 100000"),
         (["events.csv", "2021-03-01", "2021-03-02", "--bogus"], 2, "unrecognized arguments: --bogus"),
-        (["events.csv", "2021-03-01", "2021-03-02", "--max-hours", "many"], 2, "invalid int value: 'many'"),
+        (["events.csv", "2021-03-01", "2021-03-02", "--max-hours", "many"], 2, "'many' is not a whole number"),
+        (["events.csv", "2021-03-01", "2021-03-02", "--max-hours", "0"], 2, "'0' is out of range: give 1 or more"),
+        (["events.csv", "2021-03-01", "2021-03-02", "--jobs", "-2"], 2, "'-2' is out of range"),
+        (["events.csv", "--serve", "--port", "70000"], 2, "'70000' is out of range: give from 0 to 65535"),
     ],
 )
 def test_errors_are_one_line_with_the_right_status(args: list[str], status: int, says: str) -> None:
@@ -151,3 +155,29 @@ def test_closed_pipe_is_quiet() -> None:
     out, err = reader.communicate(timeout=60)
     assert out == b"Input file"
     assert b"Traceback" not in err
+
+
+def test_empty_and_header_only_files_list_empty_buckets(tmp_path) -> None:
+    for name, content in (("empty.csv", b""), ("header.csv", b"customer_id,event_type,transaction_id,timestamp\n")):
+        path = tmp_path / name
+        path.write_bytes(content)
+        result = run_cli(str(path), "2021-03-01T04:00:00Z", "2021-03-01T06:00:00Z", "--json")
+        assert (result.returncode, result.stderr) == (0, b"")
+        assert result.stdout == b'{\n  "2021-03-01 04:00:00 +0000": {},\n  "2021-03-01 05:00:00 +0000": {}\n}\n'
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_shows_on_a_terminal_for_big_files_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    for terminal, total, shows in ((True, 1 << 30, True), (False, 1 << 30, False), (True, 1 << 20, False)):
+        stderr = FakeTerminal() if terminal else io.StringIO()
+        monkeypatch.setattr(sys, "stderr", stderr)
+        progress = totaler.Progress(total)
+        progress.last -= 1  # as if the last report were a second ago
+        progress(total // 4)
+        progress.close()
+        assert ("256 of 1024 MiB read" in stderr.getvalue()) == shows, stderr.getvalue()
+        assert stderr.getvalue().endswith("\r\033[K") == shows
