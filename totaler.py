@@ -501,7 +501,7 @@ def count_canonical(data: bytes, lo: int, hi: int, pairs: Counter[tuple[bytes, b
             continue
         name = customer.decode("ascii")
         if window.customer in (None, name):
-            counts[(bucket, name)] = n
+            counts[(bucket, name)] = counts.get((bucket, name), 0) + n  # b"... 04" and b"...T04" share a bucket
     if edges:
         # An hour cut by START or END: only these rows need their exact time.
         hours = b"|".join(re.escape(key) for key in dict.fromkeys(edges))

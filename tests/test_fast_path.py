@@ -178,3 +178,10 @@ def test_parallel_path_is_taken_and_splits_at_newlines(tmp_path) -> None:
     with tiny_parts():
         tally = totaler.count_file(str(path), w, jobs=3)
     assert sum(tally.counts.values()) == sum(1 for i in range(500) if i % 60 >= 30) and tally.lines == 500
+
+
+def test_one_hour_written_two_ways_is_one_bucket() -> None:
+    data = b"a,I,t,2021-03-01 04:00:00+00\na,I,t,2021-03-01 04:01:00+00\na,I,t,2021-03-01T04:02:00+00\n"
+    w = totaler.Window(totaler.parse_bound("2021-03-01"), totaler.parse_bound("2021-03-02"))
+    assert answer(data, w, fast=True) == answer(data, w, fast=False)
+    assert answer(data, w, fast=True)[0][4] == (totaler.parse_bound("2021-03-01T04:00:00Z"), [("a", 3)])
