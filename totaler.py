@@ -237,8 +237,7 @@ class Block:
     data: bytes
     lo: int
     hi: int
-    first_line: int  # the number of the first line, counting from 1
-    lines: int  # how many lines it holds
+    lines: int | None = None  # how many lines it stands for, when known without counting
 
 
 def read_blocks(stream: BinaryIO, limit: int = -1, at_start: bool = True) -> Iterator[Block]:
@@ -252,11 +251,11 @@ def read_blocks(stream: BinaryIO, limit: int = -1, at_start: bool = True) -> Ite
         limit -= len(chunk)
         return chunk
 
-    chunk, line = read(), 1
+    chunk = read()
     if at_start:
-        chunk, line = skip_preamble(chunk)
-        if line > 1:
-            yield Block(b"\n", 0, 1, line, 0)  # no lines, but the header's line is counted as read
+        chunk, header = skip_preamble(chunk)
+        if header:
+            yield Block(b"\n", 0, 1, 1)  # no rows, but the header's line, so that lines are numbered right
     carry = b"\n"  # the start of a line cut by the end of the last read, after a newline
     while chunk:
         first = chunk.find(b"\n")
@@ -265,8 +264,7 @@ def read_blocks(stream: BinaryIO, limit: int = -1, at_start: bool = True) -> Ite
             if len(carry) > MAX_LINE:
                 # Longer than any row we accept: keep its head, which will be reported
                 # malformed, and drop the rest up to its newline instead of holding it.
-                yield Block(carry[:MAX_LINE] + b"\n", 0, MAX_LINE + 1, line, 1)
-                line += 1
+                yield Block(carry[:MAX_LINE] + b"\n", 0, MAX_LINE + 1, 1)
                 carry = b"\n" + skip_rest_of_line(read)
             chunk = read()
             continue
@@ -274,27 +272,24 @@ def read_blocks(stream: BinaryIO, limit: int = -1, at_start: bool = True) -> Ite
         # reads goes on its own, and the block is the read between its first and
         # last newline.
         joined = carry + chunk[: first + 1]
-        yield Block(joined, 0, len(joined), line, 1)
-        line += 1
+        yield Block(joined, 0, len(joined), 1)
         last = chunk.rfind(b"\n")
         if last > first:
-            lines = chunk.count(b"\n", first + 1, last + 1)
-            yield Block(chunk, first, last + 1, line, lines)
-            line += lines
+            yield Block(chunk, first, last + 1)
         carry = chunk[last:]
         chunk = read()
     if len(carry) > 1:
-        yield Block(carry + b"\n", 0, len(carry) + 1, line, 1)
+        yield Block(carry + b"\n", 0, len(carry) + 1, 1)
 
 
-def skip_preamble(chunk: bytes) -> tuple[bytes, int]:
-    """Drop a byte-order mark and a header line from the file's first CHUNK; return it and its first line."""
+def skip_preamble(chunk: bytes) -> tuple[bytes, bool]:
+    """Drop a byte-order mark and a header line from the file's first CHUNK; return it and whether it had a header."""
     chunk = chunk.removeprefix(BOM)
     newline = chunk.find(b"\n")
     first = chunk if newline < 0 else chunk[:newline]
     if is_header(first.removesuffix(b"\r")):
-        return (b"" if newline < 0 else chunk[newline + 1 :]), 2
-    return chunk, 1
+        return (b"" if newline < 0 else chunk[newline + 1 :]), True
+    return chunk, False
 
 
 def skip_rest_of_line(read: Callable[[], bytes]) -> bytes:
@@ -306,10 +301,10 @@ def skip_rest_of_line(read: Callable[[], bytes]) -> bytes:
     return b""
 
 
-def block_events(block: Block, skipped: Skipped) -> Iterator[tuple[str, int]]:
-    """The reference path: every countable (customer, time) of BLOCK, in file order."""
+def block_events(block: Block, first_line: int, skipped: Skipped) -> Iterator[tuple[str, int]]:
+    """The reference path: every countable (customer, time) of BLOCK, whose first line is FIRST_LINE, in file order."""
     lines = block.data[block.lo : block.hi].split(b"\n")[1:-1]
-    for number, line in enumerate(lines, block.first_line):
+    for number, line in enumerate(lines, first_line):
         if not line.strip():
             continue
         try:
@@ -470,6 +465,41 @@ def match_rows(
     return pairs, rows
 
 
+RUN_PROBE = 1 << 14  # bytes sampled to tell long runs from short ones
+LONG_RUN = 4  # rows: from this average on, runs beat groups of four
+
+
+@lru_cache(maxsize=1)
+def run_pattern() -> re.Pattern[bytes]:
+    """A run of canonical rows that share customer and hour: captures the run, its customer and its hour key."""
+    # Most logs come in runs (events.csv averages 36 rows of one customer in one
+    # hour): the backreferences check the rows after the first without making a
+    # string for any of them, so a run costs one match and one tuple.
+    first = _ROW_START + rb"(" + _DATE_HOUR + rb")" + _MINUTES + _UTC_END
+    same = rb"\n\2," + _FIELD + rb"," + _FIELD + rb",\3" + _MINUTES + _UTC_END
+    return re.compile(rb"(" + first + rb"(?:" + same + rb")*+)(?=\n)")
+
+
+def long_runs(data: bytes, lo: int, hi: int) -> bool:
+    """Whether the first rows of DATA[LO:HI] come in runs long enough for run_pairs."""
+    end = data.rfind(b"\n", lo + 1, lo + RUN_PROBE) + 1 or hi
+    runs = run_pattern().findall(data, lo, end)
+    return bool(runs) and sum(run.count(b"\n") for run, _, _ in runs) >= LONG_RUN * len(runs)
+
+
+def run_pairs(data: bytes, lo: int, hi: int) -> tuple[dict[tuple[bytes, bytes], int] | None, int]:
+    """Rows per (customer, hour key) of DATA[LO:HI], first-seen order, and its lines; None unless all canonical."""
+    runs = run_pattern().findall(data, lo, hi)
+    # The runs cover every byte but the last newline exactly when every line is canonical.
+    if sum(len(run) for run, _, _ in runs) != hi - lo - 1:
+        return None, 0
+    pairs: dict[tuple[bytes, bytes], int] = {}
+    texts, customers, hours = zip(*runs, strict=True) if runs else ((), (), ())
+    for pair, rows in zip(zip(customers, hours, strict=True), map(bytes.count, texts, repeat(b"\n")), strict=True):
+        pairs[pair] = pairs.get(pair, 0) + rows
+    return pairs, sum(pairs.values())
+
+
 def canonical_pairs(
     data: bytes, lo: int, hi: int, lines: int, customer: bytes | None
 ) -> tuple[Counter[tuple[bytes, bytes]], int]:
@@ -488,7 +518,7 @@ def fast_customer(customer: str | None) -> bytes | None:
     return customer.encode("ascii")
 
 
-def count_canonical(data: bytes, lo: int, hi: int, pairs: Counter[tuple[bytes, bytes]], window: Window) -> Counts:
+def count_canonical(data: bytes, lo: int, hi: int, pairs: dict[tuple[bytes, bytes], int], window: Window) -> Counts:
     """Count PAIRS, from the canonical rows of DATA[LO:HI]: whole hours from keys, edge hours row by row."""
     counts: Counts = {}
     edges = []
@@ -515,24 +545,31 @@ def count_canonical(data: bytes, lo: int, hi: int, pairs: Counter[tuple[bytes, b
 
 
 def count_segment(
-    data: bytes, lo: int, hi: int, first_line: int, window: Window, skipped: Skipped, lines: int = -1
-) -> Counts:
-    """Count DATA[LO:HI], from a newline to a newline, of LINES lines: fast where it can prove the shape."""
-    if lines < 0:
-        lines = data.count(b"\n", lo + 1, hi)
+    data: bytes, lo: int, hi: int, first_line: int, window: Window, skipped: Skipped, lines: int | None = None
+) -> tuple[Counts, int]:
+    """Count DATA[LO:HI], from a newline to a newline: fast where it can prove the shape.  Return it and its lines."""
+    customer = fast_customer(window.customer)
     try:
-        pairs, canonical = canonical_pairs(data, lo, hi, lines, fast_customer(window.customer))
+        if long_runs(data, lo, hi):
+            pairs, lines_seen = run_pairs(data, lo, hi)
+            if pairs is not None:
+                return count_canonical(data, lo, hi, pairs, window), lines_seen
+        if lines is None:
+            lines = data.count(b"\n", lo + 1, hi)
+        pairs, canonical = canonical_pairs(data, lo, hi, lines, customer)
         if canonical == lines:
-            return count_canonical(data, lo, hi, pairs, window)
+            return count_canonical(data, lo, hi, pairs, window), lines
     except NotCanonical:
-        canonical = lines  # a date that does not exist: cut the segment to find its row
+        canonical = lines = None  # a date that does not exist: cut the segment to find its row
+    if lines is None:
+        lines = data.count(b"\n", lo + 1, hi)
     middle = split_point(data, lo, hi)
-    if hi - lo <= SMALL_SEGMENT or canonical < lines // 2 or middle < 0:
-        return count_events(block_events(Block(data, lo, hi, first_line, lines), skipped), window)
-    counts = count_segment(data, lo, middle + 1, first_line, window, skipped)
-    later = count_segment(data, middle, hi, first_line + data.count(b"\n", lo + 1, middle + 1), window, skipped)
+    if hi - lo <= SMALL_SEGMENT or (canonical is not None and canonical < lines // 2) or middle < 0:
+        return count_events(block_events(Block(data, lo, hi), first_line, skipped), window), lines
+    counts, before = count_segment(data, lo, middle + 1, first_line, window, skipped)
+    later, after = count_segment(data, middle, hi, first_line + before, window, skipped)
     merge_counts(counts, later)
-    return counts
+    return counts, before + after
 
 
 def split_point(data: bytes, lo: int, hi: int) -> int:
@@ -542,11 +579,14 @@ def split_point(data: bytes, lo: int, hi: int) -> int:
     return middle if middle >= 0 else data.find(b"\n", half, hi - 1)
 
 
-def count_block(block: Block, window: Window, skipped: Skipped, fast: bool = True) -> Counts:
-    """Count one block, by the fast path or the reference."""
+def count_block(
+    block: Block, first_line: int, window: Window, skipped: Skipped, fast: bool = True
+) -> tuple[Counts, int]:
+    """Count one block, whose first line is FIRST_LINE, by the fast path or the reference; return it and its lines."""
     if fast:
-        return count_segment(block.data, block.lo, block.hi, block.first_line, window, skipped, block.lines)
-    return count_events(block_events(block, skipped), window)
+        return count_segment(block.data, block.lo, block.hi, first_line, window, skipped, block.lines)
+    lines = block.data.count(b"\n", block.lo + 1, block.hi) if block.lines is None else block.lines
+    return count_events(block_events(block, first_line, skipped), window), lines
 
 
 # ---------------------------------------------------------------------------
@@ -587,8 +627,9 @@ def count_stream(
     tally = Tally()
     with gc_paused():
         for block in read_blocks(stream, limit, at_start):
-            merge_counts(tally.counts, count_block(block, window, tally.skipped, fast))
-            tally.lines = block.first_line + block.lines - 1
+            counts, lines = count_block(block, tally.lines + 1, window, tally.skipped, fast)
+            merge_counts(tally.counts, counts)
+            tally.lines += lines
             if progress:
                 progress()
             if strict and tally.skipped.count:
@@ -842,15 +883,16 @@ class Index:
         return counts
 
 
-def block_times(block: Block, skipped: Skipped) -> Iterable[tuple[str, int]]:
-    """Every countable (customer, time) of BLOCK: by the fast pattern when every row fits it."""
+def block_times(block: Block, first_line: int, skipped: Skipped) -> tuple[list[tuple[str, int]], int]:
+    """Every countable (customer, time) of BLOCK, by the fast pattern when every row fits it, and its lines."""
+    lines = block.data.count(b"\n", block.lo + 1, block.hi) if block.lines is None else block.lines
     rows = timed_pattern(_DATE_HOUR).findall(block.data, block.lo, block.hi)
-    if len(rows) == block.lines:
+    if len(rows) == lines:
         try:
-            return [(customer.decode("ascii"), row_time(*parts)) for customer, *parts in rows]
+            return [(customer.decode("ascii"), row_time(*parts)) for customer, *parts in rows], lines
         except NotCanonical:
             pass
-    return list(block_events(block, skipped))
+    return list(block_events(block, first_line, skipped)), lines
 
 
 def build_index(path: str) -> Index:
@@ -862,8 +904,11 @@ def build_index(path: str) -> Index:
     stream = open_input(path)
     try:
         with gc_paused():
+            line = 1
             for block in read_blocks(stream):
-                for customer, moment in block_times(block, skipped):
+                events, lines = block_times(block, line, skipped)
+                line += lines
+                for customer, moment in events:
                     bucket = hour_floor(moment)
                     hours.setdefault(bucket, {}).setdefault(customer, []).append((moment - bucket, position))
                     position += 1

@@ -4,6 +4,7 @@ import io
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
+from conftest import EVENTS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,6 +16,7 @@ moments = st.one_of(
     st.integers(min_value=0, max_value=5 * 3600).map(lambda s: BASE + timedelta(seconds=s)),
     st.integers(min_value=0, max_value=5 * 3600 * 10**6).map(lambda us: BASE + timedelta(microseconds=us)),
 )
+ascii_customers = st.sampled_from(["a", "b", "c9", "30330c9c4e7173ba9474c46ee5191570"])
 customers = st.sampled_from(["a", "b", "c9", "30330c9c4e7173ba9474c46ee5191570", "é", "x y"])
 
 
@@ -27,9 +29,9 @@ def canonical_stamp(moment: datetime, digits: int, suffix: str, sep: str) -> str
 
 
 @st.composite
-def rows(draw) -> bytes:
-    """One line of a messy log: mostly canonical, sometimes any shape the world sends."""
-    who = draw(customers)
+def rows(draw, messy: bool = True) -> bytes:
+    """One line of a messy log: mostly canonical, sometimes (if MESSY) any shape the world sends."""
+    who = draw(customers if messy else ascii_customers)
     when = draw(moments)
     stamp = canonical_stamp(
         when,
@@ -37,9 +39,8 @@ def rows(draw) -> bytes:
         draw(st.sampled_from(["+00", "Z", "", "+0000", "+00:00"])),
         draw(st.sampled_from([" ", "T"])),
     )
-    kind = draw(
-        st.sampled_from(["canonical"] * 8 + ["offset", "quoted", "spaces", "crlf", "blank", "bad", "header", "nul"])
-    )
+    kinds = ["canonical"] * 8 + ["offset", "quoted", "spaces", "crlf", "blank", "bad", "header", "nul"]
+    kind = draw(st.sampled_from(kinds if messy else ["canonical"]))
     event, txid = draw(st.sampled_from(["INGEST", "API CALL", ""])), draw(st.sampled_from(["t1", "2021-03-01 04:00"]))
     if kind == "offset":
         hours = draw(st.sampled_from([5.5, -8, 1]))
@@ -79,14 +80,14 @@ windows = st.tuples(moments, moments, st.none() | customers).filter(lambda w: w[
 
 
 @contextmanager
-def small_blocks(block: int, segment: int):
-    """Shrink the block and segment sizes so that small files exercise every split."""
-    saved = totaler.BLOCK_SIZE, totaler.SMALL_SEGMENT
-    totaler.BLOCK_SIZE, totaler.SMALL_SEGMENT = block, segment
+def small_blocks(block: int, segment: int, long_run: int = totaler.LONG_RUN):
+    """Shrink the block and segment sizes so that small files exercise every split; set when runs are used."""
+    saved = totaler.BLOCK_SIZE, totaler.SMALL_SEGMENT, totaler.LONG_RUN
+    totaler.BLOCK_SIZE, totaler.SMALL_SEGMENT, totaler.LONG_RUN = block, segment, long_run
     try:
         yield
     finally:
-        totaler.BLOCK_SIZE, totaler.SMALL_SEGMENT = saved
+        totaler.BLOCK_SIZE, totaler.SMALL_SEGMENT, totaler.LONG_RUN = saved
 
 
 def answer(data: bytes, window: totaler.Window, fast: bool) -> tuple[list, int, list]:
@@ -96,20 +97,43 @@ def answer(data: bytes, window: totaler.Window, fast: bool) -> tuple[list, int, 
     return totaler.by_bucket(counts, window), skipped.count, skipped.first
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(
-    lines=st.lists(rows(), max_size=80),
+    lines=st.lists(st.tuples(rows(), st.sampled_from([1, 1, 1, 2, 7])), max_size=60),
     window=windows,
     bom=st.booleans(),
     final_newline=st.booleans(),
     block=st.sampled_from([1 << 22, 256, 97]),
     segment=st.sampled_from([1 << 16, 64, 1]),
+    long_run=st.sampled_from([1, 4, 10**9]),  # runs of rows always, as in production, or never
 )
-def test_fast_path_equals_reference(lines, window, bom, final_newline, block, segment) -> None:
-    data = (b"\xef\xbb\xbf" if bom else b"") + b"\n".join(lines) + (b"\n" if final_newline and lines else b"")
+def test_fast_path_equals_reference(lines, window, bom, final_newline, block, segment, long_run) -> None:
+    check_fast_path(lines, window, bom, final_newline, block, segment, long_run)
+
+
+EVERYTHING = (BASE - timedelta(hours=1), BASE + timedelta(hours=7))
+whole_or_part = st.one_of(st.sampled_from([(*EVERYTHING, None), (*EVERYTHING, "a")]), windows)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    lines=st.lists(st.tuples(rows(messy=False), st.integers(1, 12)), max_size=40),
+    window=whole_or_part,
+    block=st.sampled_from([1 << 22, 512]),
+    long_run=st.sampled_from([1, 4]),
+)
+def test_fast_path_equals_reference_on_clean_logs(lines, window, block, long_run) -> None:
+    """Clean logs in runs, where whole blocks go through run_pairs and customer and hour keys recur."""
+    check_fast_path(lines, window, False, True, block, 1 << 16, long_run)
+
+
+def check_fast_path(lines, window, bom, final_newline, block, segment, long_run) -> None:
+    """Count the file LINES make by the fast path (in blocks of BLOCK) and by the reference: they must agree."""
+    repeated = [line for line, times in lines for _ in range(times)]  # runs of one customer and hour
+    data = (b"\xef\xbb\xbf" if bom else b"") + b"\n".join(repeated) + (b"\n" if final_newline and lines else b"")
     start, end, customer = window
     w = totaler.Window(totaler.to_micros(start), totaler.to_micros(end), customer)
-    with small_blocks(block, segment):
+    with small_blocks(block, segment, long_run):
         fast = answer(data, w, fast=True)
     reference = answer(data, w, fast=False)
     assert fast == reference
@@ -178,6 +202,16 @@ def test_parallel_path_is_taken_and_splits_at_newlines(tmp_path) -> None:
     with tiny_parts():
         tally = totaler.count_file(str(path), w, jobs=3)
     assert sum(tally.counts.values()) == sum(1 for i in range(500) if i % 60 >= 30) and tally.lines == 500
+
+
+def test_a_real_log_goes_by_runs_and_every_row_is_accounted_for() -> None:
+    data = b"\n" + EVENTS.read_bytes()[: 1 << 20]
+    data = data[: data.rfind(b"\n") + 1]
+    assert totaler.long_runs(data, 0, len(data))
+    pairs, lines = totaler.run_pairs(data, 0, len(data))
+    assert pairs is not None and lines == data.count(b"\n") - 1 == sum(pairs.values())
+    broken = data.replace(b"\n", b"\nbroken\n", 1)
+    assert totaler.run_pairs(broken, 0, len(broken))[0] is None
 
 
 def test_one_hour_written_two_ways_is_one_bucket() -> None:
