@@ -347,12 +347,14 @@ def merge_counts(total: Counts, part: Counts) -> None:
 
 # ---------------------------------------------------------------------------
 # The fast path.  Most rows look alike: ASCII fields, no quotes, and a UTC
-# timestamp like 2021-03-01 04:05:06.789+00.  One regular expression proves a
-# whole block has that shape and hands back (customer, hour) pairs in file order,
-# so C does the per-row work.  A block with any other row is cut in two at a
-# newline until the odd rows sit in small pieces that go through parse_row, the
-# reference.  The fast path counts exactly what the reference counts, in the
-# same order (tests/test_fast_path.py proves it on generated messy files).
+# timestamp like 2021-03-01 04:05:06.789+00.  Regular expressions prove a whole
+# block has that shape and hand back (customer, hour) keys in file order, so C
+# does the per-row work: by runs of rows that share customer and hour (one match
+# a run) where the log comes in runs, else four rows a match.  A block with any
+# other row is cut in two at a newline until the odd rows sit in small pieces
+# that go through parse_row, the reference.  The fast path counts exactly what the
+# reference counts, in the same order (tests/test_fast_path.py proves it on
+# generated messy files).
 
 # Possessive quantifiers (3.11) keep the engine from saving states it will never
 # backtrack to; month, day and hour are checked once per distinct hour key.

@@ -68,8 +68,8 @@ def wrk(port: int, threads: int, connections: int, seconds: int, script: str | N
     socket_errors = re.search(r"Socket errors: (.*)", out)
     return {
         "requests/s": re.search(r"Requests/sec:\s+([\d.]+)", out).group(1),
-        "p50": re.search(r"50%\s+(\S+)", out).group(1),
-        "p99": re.search(r"99%\s+(\S+)", out).group(1),
+        "p50": re.search(r"^\s*50%\s+(\S+)", out, re.MULTILINE).group(1),
+        "p99": re.search(r"^\s*99%\s+(\S+)", out, re.MULTILINE).group(1),
         "non-2xx": non_2xx.group(1) if non_2xx else "0",
         "socket errors": socket_errors.group(1) if socket_errors else "none",
     }
