@@ -1,8 +1,12 @@
 """totaler: how many events did each customer send in each UTC hour of [START, END)?
 
 Reads a header-less CSV log, customer_id,event_type,transaction_id,timestamp, and
-prints the count per one-hour bucket, as text or JSON.  One file, read top to bottom:
-time, reading rows, the counting core, rendering, the command line.
+prints the count per one-hour bucket, as text or JSON, or serves the same answers
+over HTTP.  One file, read top to bottom: time, reading rows, the counting core
+(count_events), the fast path, whole files, rendering, serving, the command line.
+
+    python totaler.py events.csv 2021-03-01T04:00:00Z 2021-03-01T06:30:00Z [CUSTOMER_ID] [--json]
+    python totaler.py events.csv --serve --port 8000
 """
 
 from __future__ import annotations
@@ -256,6 +260,7 @@ def read_blocks(stream: BinaryIO, limit: int = -1, at_start: bool = True) -> Ite
         chunk, header = skip_preamble(chunk)
         if header:
             yield Block(b"\n", 0, 1, 1)  # no rows, but the header's line, so that lines are numbered right
+            chunk = chunk or read()  # the read held nothing but the header
     carry = b"\n"  # the start of a line cut by the end of the last read, after a newline
     while chunk:
         first = chunk.find(b"\n")
@@ -370,33 +375,26 @@ CUSTOMER_NAME = re.compile(_CUSTOMER)
 # repeat just as often in a log where neighbours share customer and hour.
 GROUP = 4
 SMALL_SEGMENT = 1 << 16
-_hour_buckets: dict[bytes, int] = {}
-_timed_patterns: dict[bytes, re.Pattern[bytes]] = {}
 
 
 class NotCanonical(Exception):
     """A row matched the fast pattern but is not a valid instant (say, February 30)."""
 
 
+@lru_cache(maxsize=1 << 16)
 def hour_bucket(key: bytes) -> int:
     """The bucket of an hour key like b'2021-03-01 04' (cached: a log has few hours)."""
-    bucket = _hour_buckets.get(key)
-    if bucket is None:
-        try:
-            moment = datetime(int(key[:4]), int(key[5:7]), int(key[8:10]), int(key[11:13]))
-        except ValueError:
-            raise NotCanonical(key) from None
-        bucket = _hour_buckets[key] = to_micros(moment)
-    return bucket
+    try:
+        return to_micros(datetime(int(key[:4]), int(key[5:7]), int(key[8:10]), int(key[11:13])))
+    except ValueError:
+        raise NotCanonical(key) from None
 
 
+@lru_cache(maxsize=64)
 def timed_pattern(hours: bytes) -> re.Pattern[bytes]:
     """Canonical rows whose hour key matches HOURS, capturing customer, hour key, minute, second, fraction."""
-    pattern = _timed_patterns.get(hours)
-    if pattern is None:
-        exact_time = rb"(" + hours + rb"):([0-5]\d):([0-5]\d)(?:\.(\d{1,6}+))?+"
-        pattern = _timed_patterns[hours] = re.compile(_ROW_START + exact_time + _UTC_END + rb"(?=\n)")
-    return pattern
+    exact_time = rb"(" + hours + rb"):([0-5]\d):([0-5]\d)(?:\.(\d{1,6}+))?+"
+    return re.compile(_ROW_START + exact_time + _UTC_END + rb"(?=\n)")
 
 
 def row_time(key: bytes, minute: bytes, second: bytes, fraction: bytes) -> int:

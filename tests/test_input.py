@@ -131,3 +131,10 @@ def test_line_numbers_hold_across_blocks(monkeypatch: pytest.MonkeyPatch) -> Non
     doc, skipped = both(b"".join(rows))
     assert doc[H04] == {"a": 49}
     assert skipped.first == [(38, "2 fields, expected 4")]
+
+
+def test_a_read_that_ends_with_the_header_does_not_end_the_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    header = b"customer_id,event_type,transaction_id,timestamp\n"
+    monkeypatch.setattr(totaler, "BLOCK_SIZE", len(header))
+    doc, skipped = both(header + GOOD + GOOD)
+    assert doc[H04] == {"a": 2} and skipped.count == 0
