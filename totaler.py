@@ -216,6 +216,19 @@ def is_header(line: bytes) -> bool:
     return [f.strip().strip('"').lower() for f in line.decode("utf-8", "replace").split(",")] == HEADER
 
 
+@contextmanager
+def opened(path: str) -> Iterator[BinaryIO]:
+    """PATH open for reading, closed after; an error while reading it becomes an InputError naming it."""
+    stream = open_input(path)
+    try:
+        yield stream
+    except (OSError, EOFError, gzip.BadGzipFile) as error:
+        raise InputError(f"{path}: cannot read ({error})") from None
+    finally:
+        if path != "-":
+            stream.close()
+
+
 def open_input(path: str) -> BinaryIO:
     """A binary stream of PATH ('-' is standard input), gunzipped if its bytes say gzip."""
     if path == "-":
@@ -304,6 +317,11 @@ def skip_rest_of_line(read: Callable[[], bytes]) -> bytes:
         if newline >= 0:
             return chunk[newline + 1 :]
     return b""
+
+
+def block_lines(block: Block) -> int:
+    """How many lines BLOCK stands for."""
+    return block.data.count(b"\n", block.lo + 1, block.hi) if block.lines is None else block.lines
 
 
 def block_events(block: Block, first_line: int, skipped: Skipped) -> Iterator[tuple[str, int]]:
@@ -585,8 +603,7 @@ def count_block(
     """Count one block, whose first line is FIRST_LINE, by the fast path or the reference; return it and its lines."""
     if fast:
         return count_segment(block.data, block.lo, block.hi, first_line, window, skipped, block.lines)
-    lines = block.data.count(b"\n", block.lo + 1, block.hi) if block.lines is None else block.lines
-    return count_events(block_events(block, first_line, skipped), window), lines
+    return count_events(block_events(block, first_line, skipped), window), block_lines(block)
 
 
 # ---------------------------------------------------------------------------
@@ -727,8 +744,7 @@ def default_jobs() -> int:
 def count_file(path: str, window: Window, strict: bool = False, jobs: int = 0, fast: bool = True) -> Tally:
     """Count PATH ('-' for standard input): in parallel when it is a big plain file, else as a stream."""
     jobs = jobs or default_jobs()
-    stream = open_input(path)
-    try:
+    with opened(path) as stream:
         raw = stream if path == "-" else getattr(stream, "fileobj", stream)
         size = os.fstat(raw.fileno()).st_size if path != "-" else 0
         progress = Progress(size)
@@ -738,11 +754,6 @@ def count_file(path: str, window: Window, strict: bool = False, jobs: int = 0, f
             report = (lambda: progress(raw.tell())) if progress.enabled else None
             tally = count_stream(stream, window, fast, strict, progress=report)
         progress.close()
-    except (OSError, EOFError, gzip.BadGzipFile) as error:
-        raise InputError(f"{path}: cannot read ({error})") from None
-    finally:
-        if path != "-":
-            stream.close()
     if strict and tally.skipped.count:
         line, reason = tally.skipped.first[0]
         raise InputError(f"{path}: line {line}: {reason}")
@@ -885,7 +896,7 @@ class Index:
 
 def block_times(block: Block, first_line: int, skipped: Skipped) -> tuple[list[tuple[str, int]], int]:
     """Every countable (customer, time) of BLOCK, by the fast pattern when every row fits it, and its lines."""
-    lines = block.data.count(b"\n", block.lo + 1, block.hi) if block.lines is None else block.lines
+    lines = block_lines(block)
     rows = timed_pattern(_DATE_HOUR).findall(block.data, block.lo, block.hi)
     if len(rows) == lines:
         try:
@@ -901,23 +912,16 @@ def build_index(path: str) -> Index:
     hours: dict[int, dict[str, list[tuple[int, int]]]] = {}
     skipped = Skipped()
     position = 0
-    stream = open_input(path)
-    try:
-        with gc_paused():
-            line = 1
-            for block in read_blocks(stream):
-                events, lines = block_times(block, line, skipped)
-                line += lines
-                for customer, moment in events:
-                    bucket = hour_floor(moment)
-                    hours.setdefault(bucket, {}).setdefault(customer, []).append((moment - bucket, position))
-                    position += 1
-            index = {bucket: HourIndex(events) for bucket, events in hours.items()}
-    except (OSError, EOFError, gzip.BadGzipFile) as error:
-        raise InputError(f"{path}: cannot read ({error})") from None
-    finally:
-        if path != "-":
-            stream.close()
+    with opened(path) as stream, gc_paused():
+        line = 1
+        for block in read_blocks(stream):
+            events, lines = block_times(block, line, skipped)
+            line += lines
+            for customer, moment in events:
+                bucket = hour_floor(moment)
+                hours.setdefault(bucket, {}).setdefault(customer, []).append((moment - bucket, position))
+                position += 1
+        index = {bucket: HourIndex(events) for bucket, events in hours.items()}
     customers = len({customer for events in hours.values() for customer in events})
     return Index(path, index, sorted(index), position, customers, skipped, time.monotonic() - started)
 
@@ -1244,14 +1248,11 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"the following arguments are required: {', '.join(missing)} (see --help)")
         window = parse_window(args.start, args.end, args.customer, args.max_hours)
         tally = count_file(args.file, window, args.strict, args.jobs)
-    except UsageError as error:
-        print(f"totaler: error: {error}", file=sys.stderr)
-        return 2
-    except InputError as error:
-        print(f"totaler: error: {error}", file=sys.stderr)
-        return 1
+    except (UsageError, InputError) as error:
+        log(f"error: {error}")
+        return 2 if isinstance(error, UsageError) else 1
     if tally.skipped.count:
-        print(f"totaler: warning: {tally.skipped.summary()}", file=sys.stderr)
+        log(f"warning: {tally.skipped.summary()}")
     output = render_json(window, tally.counts) if args.json else render_text(args.file, window, tally.counts)
     sys.stdout.buffer.write(output.encode("utf-8"))
     sys.stdout.flush()
