@@ -34,7 +34,7 @@ from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from itertools import accumulate, chain, repeat
+from itertools import chain, repeat
 from json.encoder import encode_basestring_ascii as quote
 from typing import BinaryIO
 from urllib.parse import parse_qs, urlsplit
@@ -816,22 +816,17 @@ ANSWERS_KEPT = 1024
 class HourIndex:
     """One UTC hour of the log: its whole-hour counts, and each customer's times for partial hours."""
 
-    __slots__ = ("counts", "firsts", "lasts", "sequence", "times")
+    __slots__ = ("counts", "firsts", "times")
 
     def __init__(self, events: dict[str, list[tuple[int, int]]]) -> None:
         """EVENTS: customer -> (offset in the hour, position in the file), customers in first-seen order."""
         self.counts = {customer: len(rows) for customer, rows in events.items()}
-        self.times: dict[str, array[int]] = {}
-        self.sequence: dict[str, array[int]] = {}
-        self.firsts: dict[str, array[int]] = {}  # smallest file position up to each time
-        self.lasts: dict[str, array[int]] = {}  # smallest file position from each time on
+        self.times: dict[str, array[int]] = {}  # each customer's offsets, sorted
+        self.firsts: dict[str, array[int]] = {}  # a min-tree of their file positions, in the same order
         for customer, rows in events.items():
             rows.sort()
             self.times[customer] = array("q", [offset for offset, _ in rows])
-            positions = [position for _, position in rows]
-            self.sequence[customer] = array("q", positions)
-            self.firsts[customer] = array("q", accumulate(positions, min))
-            self.lasts[customer] = array("q", reversed(list(accumulate(reversed(positions), min))))
+            self.firsts[customer] = min_tree([position for _, position in rows])
 
     def whole(self, customer: str | None) -> list[tuple[str, int]]:
         """Every customer's count for the whole hour, in first-seen order (or CUSTOMER's)."""
@@ -845,16 +840,33 @@ class HourIndex:
         for name in self.counts if customer is None else [customer] if customer in self.counts else []:
             times = self.times[name]
             i, j = bisect_left(times, lo), bisect_left(times, hi)
-            if i == j:
-                continue
-            if i == 0:
-                first = self.firsts[name][j - 1]
-            elif j == len(times):
-                first = self.lasts[name][i]
-            else:  # both edges inside this hour: a window shorter than an hour
-                first = min(self.sequence[name][i:j])
-            found.append((first, name, j - i))
+            if i < j:
+                found.append((range_min(self.firsts[name], i, j), name, j - i))
         return [(name, n) for _, name, n in sorted(found)]
+
+
+def min_tree(values: list[int]) -> array[int]:
+    """A segment tree for range_min: leaves VALUES at [n:2n), each inner node the min of its two children."""
+    n = len(values)
+    tree = array("q", bytes(8 * n)) + array("q", values)
+    for node in range(n - 1, 0, -1):
+        tree[node] = min(tree[2 * node], tree[2 * node + 1])
+    return tree
+
+
+def range_min(tree: array[int], i: int, j: int) -> int:
+    """The least of values[i:j] (i < j), in steps that grow with log(len(values))."""
+    n = len(tree) // 2
+    i, j, least = i + n, j + n, tree[i + n]
+    while i < j:
+        if i & 1:
+            least = min(least, tree[i])
+            i += 1
+        if j & 1:
+            j -= 1
+            least = min(least, tree[j])
+        i, j = i // 2, j // 2
+    return least
 
 
 @dataclass(frozen=True)

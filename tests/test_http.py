@@ -18,6 +18,8 @@ from urllib.parse import urlencode
 
 import pytest
 from conftest import EVENTS, EXPECTED, ROOT, SEED, SEED_CUSTOMER, run_cli
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import totaler
 
@@ -286,3 +288,25 @@ def test_port_in_use_is_an_error(server: Server) -> None:
     result = run_cli("events.csv", "--serve", "--port", str(server.port))
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{server.port}" in result.stderr.decode()
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(st.integers(-(10**12), 10**12), min_size=1, max_size=70), data=st.data())
+def test_range_min_is_min_of_the_slice(values: list[int], data) -> None:
+    i = data.draw(st.integers(0, len(values) - 1))
+    j = data.draw(st.integers(i + 1, len(values)))
+    assert totaler.range_min(totaler.min_tree(values), i, j) == min(values[i:j])
+
+
+def test_index_answers_sub_hour_windows_like_the_counting_core() -> None:
+    index = totaler.build_index(str(EVENTS))
+    with open(EVENTS, "rb") as stream:
+        events = [e for block in totaler.read_blocks(stream) for e in totaler.block_events(block, 1, totaler.Skipped())]
+    rng = random.Random(3)
+    for _ in range(60):
+        start = datetime(2021, 3, 1, tzinfo=UTC) + timedelta(seconds=rng.randrange(3 * 24 * 3600))
+        end = start + timedelta(seconds=rng.randrange(1, 1800))  # often inside one hour: both edges in it
+        customer = rng.choice([None, "b4f9279a0196e40632e947dd1a88e857", SEED_CUSTOMER])
+        window = totaler.Window(totaler.to_micros(start), totaler.to_micros(end), customer)
+        expected = totaler.by_bucket(totaler.count_events(events, window), window)
+        assert totaler.by_bucket(index.counts(window), window) == expected  # counts and customer order
