@@ -10,9 +10,9 @@ WORKDIR /app
 
 # Pure Python: pip needs no compiler, and its build environment is thrown away.
 COPY pyproject.toml README.md totaler.py ./
-RUN pip install --no-cache-dir . \
+RUN pip install --no-cache-dir --root-user-action=ignore . \
  && rm -rf build ./*.egg-info \
- && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin totaler
+ && useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin totaler
 
 COPY events.csv ./
 
