@@ -692,23 +692,42 @@ def line_bounds(path: str, size: int, parts: int) -> list[int]:
 
 def count_parallel(path: str, size: int, window: Window, jobs: int, strict: bool, progress: Progress) -> Tally:
     """Count PATH in parts on JOBS worker processes, merging their tallies in file order."""
-    from concurrent.futures import ProcessPoolExecutor
-    from itertools import repeat
     from multiprocessing import get_context
 
     bounds = line_bounds(path, size, max(jobs, -(-size // PART_SIZE)))
     # fork starts a worker in milliseconds; macOS lacks a safe fork, so it spawns.
     context = get_context("spawn" if sys.platform == "darwin" else "fork")
     tally = Tally()
-    with ProcessPoolExecutor(jobs, mp_context=context) as pool:
-        parts = pool.map(count_range, repeat(path), bounds[:-1], bounds[1:], repeat(window))
+    # Workers leave Ctrl-C to this process, and leaving the block (done, --strict,
+    # Ctrl-C, SIGTERM) kills them: no traceback from each, no orphan counting on.
+    # Held back while the pool starts, a signal lands inside the block, not half-way.
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        pool = context.Pool(jobs, initializer=quiet_worker)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    with pool:
+        parts = pool.imap(count_part, zip(repeat(path), bounds[:-1], bounds[1:], repeat(window)))
         for end, part in zip(bounds[1:], parts, strict=True):
             tally.add(part)
             progress(end)
             if strict and tally.skipped.count:
-                pool.shutdown(cancel_futures=True)
                 break
     return tally
+
+
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+def quiet_worker() -> None:
+    """Start a worker: Ctrl-C is its parent's to handle; SIGTERM (from the parent) ends it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+def count_part(part: tuple[str, int, int, Window]) -> Tally:
+    """count_range for Pool.imap, which passes one argument."""
+    return count_range(*part)
 
 
 class Progress:
@@ -1275,7 +1294,7 @@ def run() -> None:
     """The console script: main() with a quiet exit on a closed pipe, Ctrl-C or SIGTERM."""
     # As PID 1 in a container a process ignores SIGTERM unless it handles it, and
     # `docker stop` would wait ten seconds to kill it (--serve sets its own handler).
-    signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(128 + signum))
+    signal.signal(signal.SIGTERM, exit_on_signal)
     try:
         status = main()
     except BrokenPipeError:
@@ -1285,6 +1304,11 @@ def run() -> None:
     except KeyboardInterrupt:
         status = 130
     sys.exit(status)
+
+
+def exit_on_signal(signum: int, frame: object) -> None:
+    """Unwind (closing files, stopping workers) and exit with 128 + the signal's number."""
+    raise SystemExit(128 + signum)
 
 
 if __name__ == "__main__":

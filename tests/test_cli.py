@@ -2,8 +2,12 @@
 
 import gzip
 import io
+import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 from conftest import EVENTS, EXPECTED, ROOT, SEED, SEED_CUSTOMER, SHARED_EXPECTED, run_cli
@@ -181,3 +185,42 @@ def test_progress_shows_on_a_terminal_for_big_files_only(monkeypatch: pytest.Mon
         progress.close()
         assert ("256 of 1024 MiB read" in stderr.getvalue()) == shows, stderr.getvalue()
         assert stderr.getvalue().endswith("\r\033[K") == shows
+
+
+@pytest.fixture(scope="module")
+def big_log(tmp_path_factory) -> Path:
+    """About 300 MB: long enough to be interrupted while the workers count."""
+    path = tmp_path_factory.mktemp("big") / "big.csv"
+    data = EVENTS.read_bytes()
+    with open(path, "wb") as out:
+        for _ in range(20):
+            out.write(data)
+    return path
+
+
+def children(pid: int) -> list[int]:
+    """The processes PID started that are still there."""
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [int(child) for child in found]
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupted_parallel_count_stops_quietly_with_its_workers(big_log: Path, signum: int, status: int) -> None:
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "totaler.py"), str(big_log), "2021-03-01", "2021-03-04", "--jobs", "2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+    deadline = time.monotonic() + 20
+    while not (workers := children(process.pid)):
+        assert process.poll() is None and time.monotonic() < deadline, "no workers started"
+        time.sleep(0.005)
+    if signum == signal.SIGINT:
+        os.killpg(process.pid, signum)  # Ctrl-C reaches every process of the group
+    else:
+        process.send_signal(signum)  # docker stop signals only PID 1
+    stderr = process.communicate(timeout=20)[1]
+    assert (process.returncode, stderr) == (status, b"")
+    time.sleep(0.2)
+    assert [w for w in workers if Path(f"/proc/{w}").exists()] == []
