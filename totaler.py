@@ -34,8 +34,9 @@ from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from itertools import chain, repeat
+from itertools import chain, groupby, islice, repeat
 from json.encoder import encode_basestring_ascii as quote
+from operator import add, le, methodcaller, mul
 from typing import BinaryIO
 from urllib.parse import parse_qs, urlsplit
 
@@ -837,15 +838,18 @@ class HourIndex:
 
     __slots__ = ("counts", "firsts", "times")
 
-    def __init__(self, events: dict[str, list[tuple[int, int]]]) -> None:
-        """EVENTS: customer -> (offset in the hour, position in the file), customers in first-seen order."""
-        self.counts = {customer: len(rows) for customer, rows in events.items()}
+    def __init__(self, events: dict[str, tuple[array[int], array[int]]]) -> None:
+        """EVENTS: customer -> (offsets in the hour, positions in the file), in file order, customers first-seen."""
+        self.counts = {customer: len(times) for customer, (times, _) in events.items()}
         self.times: dict[str, array[int]] = {}  # each customer's offsets, sorted
         self.firsts: dict[str, array[int]] = {}  # a min-tree of their file positions, in the same order
-        for customer, rows in events.items():
-            rows.sort()
-            self.times[customer] = array("q", [offset for offset, _ in rows])
-            self.firsts[customer] = min_tree([position for _, position in rows])
+        for customer, (times, positions) in events.items():
+            if not all(map(le, times, islice(times, 1, None))):  # a log mostly comes in time order
+                order = sorted(range(len(times)), key=times.__getitem__)  # stable: ties keep file order
+                times = array("q", map(times.__getitem__, order))
+                positions = array("q", map(positions.__getitem__, order))
+            self.times[customer] = times
+            self.firsts[customer] = min_tree(positions)
 
     def whole(self, customer: str | None) -> list[tuple[str, int]]:
         """Every customer's count for the whole hour, in first-seen order (or CUSTOMER's)."""
@@ -864,12 +868,15 @@ class HourIndex:
         return [(name, n) for _, name, n in sorted(found)]
 
 
-def min_tree(values: list[int]) -> array[int]:
-    """A segment tree for range_min: leaves VALUES at [n:2n), each inner node the min of its two children."""
-    n = len(values)
-    tree = array("q", bytes(8 * n)) + array("q", values)
-    for node in range(n - 1, 0, -1):
-        tree[node] = min(tree[2 * node], tree[2 * node + 1])
+def min_tree(values: Iterable[int]) -> array[int]:
+    """A segment tree for range_min: VALUES padded to a power of two as leaves, each node the min of its two."""
+    leaves = array("q", values)
+    size = 1 << (len(leaves) - 1).bit_length()
+    tree = array("q", bytes(8 * size)) + leaves + array("q", [2**63 - 1]) * (size - len(leaves))
+    width = size
+    while width > 1:  # one level at a time, each a map that C runs
+        tree[width // 2 : width] = array("q", map(min, tree[width : 2 * width : 2], tree[width + 1 : 2 * width : 2]))
+        width //= 2
     return tree
 
 
@@ -925,36 +932,56 @@ class Index:
         return counts
 
 
-def block_times(block: Block, first_line: int, skipped: Skipped) -> tuple[list[tuple[str, int]], int]:
-    """Every countable (customer, time) of BLOCK, by the fast pattern when every row fits it, and its lines."""
+def block_times(block: Block, first_line: int, skipped: Skipped) -> tuple[list[str], list[int], list[int], int]:
+    """The customer, hour bucket and offset in the hour of every countable row of BLOCK, and its lines."""
     lines = block_lines(block)
     rows = timed_pattern(_DATE_HOUR).findall(block.data, block.lo, block.hi)
     if len(rows) == lines:
         try:
-            return [(customer.decode("ascii"), row_time(*parts)) for customer, *parts in rows], lines
+            return (*row_columns(rows), lines)
         except NotCanonical:
             pass
-    return list(block_events(block, first_line, skipped)), lines
+    events = list(block_events(block, first_line, skipped))
+    buckets = [hour_floor(moment) for _, moment in events]
+    offsets = [moment - bucket for (_, moment), bucket in zip(events, buckets, strict=True)]
+    return [customer for customer, _ in events], buckets, offsets, lines
+
+
+def row_columns(rows: list[tuple[bytes, ...]]) -> tuple[list[str], list[int], list[int]]:
+    """Customers, buckets and offsets in the hour of timed_pattern's ROWS: each column a map that C runs."""
+    if not rows:
+        return [], [], []
+    customers, keys, minutes, seconds, fractions = zip(*rows, strict=True)
+    micros = map(int, map(methodcaller("ljust", 6, b"0"), fractions))
+    offsets = map(add, map(mul, map(int, minutes), repeat(60_000_000)), map(mul, map(int, seconds), repeat(10**6)))
+    return list(map(bytes.decode, customers)), list(map(hour_bucket, keys)), list(map(add, offsets, micros))
 
 
 def build_index(path: str) -> Index:
     """Read PATH once into an Index; raise InputError when it cannot be read."""
     started = time.monotonic()
-    hours: dict[int, dict[str, list[tuple[int, int]]]] = {}
+    hours: dict[int, dict[str, tuple[array[int], array[int]]]] = {}  # bucket -> customer -> (offsets, positions)
     skipped = Skipped()
     position = 0
     with opened(path) as stream, gc_paused():
         line = 1
         for block in read_blocks(stream):
-            events, lines = block_times(block, line, skipped)
+            customers, buckets, offsets, lines = block_times(block, line, skipped)
             line += lines
-            for customer, moment in events:
-                bucket = hour_floor(moment)
-                hours.setdefault(bucket, {}).setdefault(customer, []).append((moment - bucket, position))
-                position += 1
+            start = 0
+            for (customer, bucket), run in groupby(zip(customers, buckets, strict=True)):  # runs of one key
+                end = start + len(list(run))
+                hour = hours.setdefault(bucket, {})
+                if customer not in hour:
+                    hour[customer] = (array("q"), array("q"))
+                times, positions = hour[customer]
+                times.extend(offsets[start:end])
+                positions.extend(range(position + start, position + end))
+                start = end
+            position += start
         index = {bucket: HourIndex(events) for bucket, events in hours.items()}
-    customers = len({customer for events in hours.values() for customer in events})
-    return Index(path, index, sorted(index), position, customers, skipped, time.monotonic() - started)
+    customers_seen = len({customer for events in hours.values() for customer in events})
+    return Index(path, index, sorted(index), position, customers_seen, skipped, time.monotonic() - started)
 
 
 class BadRequest(ValueError):
