@@ -18,6 +18,8 @@ COPY events.csv ./
 
 USER 10001
 EXPOSE 8000
+# --serve listens on every address of the container, so `docker run -p 8000:8000` reaches it.
+ENV TOTALER_HOST=0.0.0.0
 
 # Serving: ask /healthz on the port PID 1 was given. Counting once: nothing to check.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \

@@ -1264,7 +1264,8 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action="version", version=f"totaler {__version__}")
     http = parser.add_argument_group("HTTP service", "totaler FILE --serve: GET /counts?start=A&end=B[&customer_id=X]")
     http.add_argument("--serve", action="store_true", help="index FILE once, then answer over HTTP")
-    http.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    host = os.environ.get("TOTALER_HOST", "127.0.0.1")  # the image sets 0.0.0.0: `docker run -p` just works
+    http.add_argument("--host", default=host, help=f"address to listen on (default {host}; env TOTALER_HOST)")
     http.add_argument("--port", type=whole_number(0, 65535), default=8000, help="port (default 8000; 0 picks one)")
     http.add_argument("--quiet", action="store_true", help="no access log")
     return parser

@@ -100,7 +100,7 @@ def free_port() -> int:
 def test_serve_healthcheck_and_a_quick_stop(engine) -> None:
     name, env = engine
     port = free_port()
-    serve = [IMAGE, "events.csv", "--serve", "--host", "0.0.0.0"]
+    serve = [IMAGE, "events.csv", "--serve"]  # the image's TOTALER_HOST=0.0.0.0: no --host needed
     started = subprocess.run(
         [name, "run", "-d", "--rm", "-p", f"127.0.0.1:{port}:8000", *serve],
         capture_output=True,

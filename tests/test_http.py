@@ -2,6 +2,7 @@
 
 import http.client
 import json
+import os
 import random
 import shutil
 import signal
@@ -310,3 +311,10 @@ def test_index_answers_sub_hour_windows_like_the_counting_core() -> None:
         window = totaler.Window(totaler.to_micros(start), totaler.to_micros(end), customer)
         expected = totaler.by_bucket(totaler.count_events(events, window), window)
         assert totaler.by_bucket(index.counts(window), window) == expected  # counts and customer order
+
+
+def test_totaler_host_sets_the_default_address() -> None:
+    env = dict(os.environ, TOTALER_HOST="0.0.0.0")
+    shown = subprocess.run([sys.executable, str(ROOT / "totaler.py"), "--help"], capture_output=True, env=env)
+    assert b"default 0.0.0.0; env TOTALER_HOST" in shown.stdout
+    assert b"default 127.0.0.1" in run_cli("--help").stdout or "TOTALER_HOST" in os.environ
