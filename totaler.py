@@ -721,8 +721,11 @@ STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
 def quiet_worker() -> None:
-    """Start a worker: Ctrl-C is its parent's to handle; SIGTERM (from the parent) ends it."""
+    """Start a worker: Ctrl-C is its parent's to handle; SIGTERM, from the parent, ends it on the spot."""
+    # SIG_DFL, not the parent's Python handler: a handler runs only between bytecodes,
+    # and a worker blocked on the pool's queue was seen to outlive Pool.terminate().
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
