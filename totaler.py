@@ -1049,7 +1049,8 @@ class CountsHandler(BaseHTTPRequestHandler):
         connection = headers.get("connection", "").lower()
         keep = connection == "keep-alive" if self.request_version == "HTTP/1.0" else connection != "close"
         # A body we will not read would be taken for the next request: close after answering.
-        self.close_connection = not keep or "content-length" in headers or "transfer-encoding" in headers
+        has_body = headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
+        self.close_connection = not keep or has_body
         return True
 
     def do_GET(self) -> None:

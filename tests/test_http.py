@@ -318,3 +318,18 @@ def test_totaler_host_sets_the_default_address() -> None:
     shown = subprocess.run([sys.executable, str(ROOT / "totaler.py"), "--help"], capture_output=True, env=env)
     assert b"default 0.0.0.0; env TOTALER_HOST" in shown.stdout
     assert b"default 127.0.0.1" in run_cli("--help").stdout or "TOTALER_HOST" in os.environ
+
+
+def test_a_body_closes_the_connection_after_the_reply(server: Server) -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
+        raw.sendall(b"GET /healthz HTTP/1.1\r\nContent-Length: 4\r\n\r\nGET ")
+        reply = b""
+        while chunk := raw.recv(65536):  # the server closes: the stray body is never read as a request
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 200 ") and reply.count(b"HTTP/1.1") == 1
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:  # an empty body keeps it open
+        raw.sendall(b"GET /healthz HTTP/1.1\r\nContent-Length: 0\r\n\r\n" * 2)
+        reply = b""
+        while reply.count(b'"status": "ok"') < 2:
+            reply += raw.recv(65536)
+    assert reply.count(b"HTTP/1.1 200 ") == 2
