@@ -37,7 +37,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import chain, groupby, islice, repeat
 from json.encoder import encode_basestring_ascii as quote
 from operator import add, le, methodcaller, mul
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 __version__ = "1.0.0"
@@ -180,6 +180,10 @@ class Skipped:
         for line, reason in other.first:
             self.add(line, reason)
         self.count += other.count - len(other.first)
+
+    def shifted(self, lines: int) -> Skipped:
+        """The same rows, numbered LINES lines further down (a part's rows, as lines of the file)."""
+        return Skipped(self.count, [(line + lines, reason) for line, reason in self.first])
 
     def summary(self) -> str:
         """One line for stderr: how many rows were skipped, and where and why the first were."""
@@ -351,6 +355,7 @@ class Window:
 
 
 Counts = dict[tuple[int, str], int]
+T = TypeVar("T")
 
 
 def count_events(events: Iterable[tuple[str, int]], window: Window) -> Counts:
@@ -627,8 +632,7 @@ class Tally:
     def add(self, later: Tally) -> None:
         """Append LATER, the tally of the part of the file right after ours."""
         merge_counts(self.counts, later.counts)
-        shifted = Skipped(later.skipped.count, [(line + self.lines, why) for line, why in later.skipped.first])
-        self.skipped.extend(shifted)
+        self.skipped.extend(later.skipped.shifted(self.lines))
         self.lines += later.lines
 
 
@@ -709,14 +713,13 @@ def count_part(part: tuple[str, int, int, Window]) -> Tally:
     return count_range(*part)
 
 
-def count_parallel(path: str, size: int, window: Window, jobs: int, strict: bool, progress: Progress) -> Tally:
-    """Count PATH in parts on JOBS worker processes, merging their tallies in file order."""
+def in_parts(path: str, size: int, jobs: int, work: Callable[[tuple], T], *args: object) -> Iterator[tuple[int, T]]:
+    """WORK((PATH, lo, hi, *ARGS)) for line-aligned parts [lo, hi) of PATH on JOBS workers: (hi, result) in order."""
     from multiprocessing import get_context
 
     bounds = line_bounds(path, size, max(jobs, -(-size // PART_SIZE)))
     # fork starts a worker in milliseconds; macOS lacks a safe fork, so it spawns.
     context = get_context("spawn" if sys.platform == "darwin" else "fork")
-    tally = Tally()
     # Workers leave Ctrl-C to this process, and leaving the block (done, --strict,
     # Ctrl-C, SIGTERM) kills them: no traceback from each, no orphan counting on.
     # Held back while the pool starts, a signal lands inside the block, not half-way.
@@ -726,12 +729,18 @@ def count_parallel(path: str, size: int, window: Window, jobs: int, strict: bool
     finally:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     with pool:
-        parts = pool.imap(count_part, zip(repeat(path), bounds[:-1], bounds[1:], repeat(window)))
-        for end, part in zip(bounds[1:], parts, strict=True):
-            tally.add(part)
-            progress(end)
-            if strict and tally.skipped.count:
-                break
+        parts = zip(repeat(path), bounds[:-1], bounds[1:], *map(repeat, args))
+        yield from zip(bounds[1:], pool.imap(work, parts), strict=True)
+
+
+def count_parallel(path: str, size: int, window: Window, jobs: int, strict: bool, progress: Progress) -> Tally:
+    """Count PATH in parts on JOBS worker processes, merging their tallies in file order."""
+    tally = Tally()
+    for end, part in in_parts(path, size, jobs, count_part, window):
+        tally.add(part)
+        progress(end)
+        if strict and tally.skipped.count:
+            break
     return tally
 
 
@@ -961,31 +970,79 @@ def row_columns(rows: list[tuple[bytes, ...]]) -> tuple[list[str], list[int], li
     return list(map(bytes.decode, customers)), list(map(hour_bucket, keys)), list(map(add, offsets, micros))
 
 
-def build_index(path: str) -> Index:
-    """Read PATH once into an Index; raise InputError when it cannot be read."""
-    started = time.monotonic()
-    hours: dict[int, dict[str, tuple[array[int], array[int]]]] = {}  # bucket -> customer -> (offsets, positions)
-    skipped = Skipped()
-    position = 0
-    with opened(path) as stream, gc_paused():
-        line = 1
-        for block in read_blocks(stream):
-            customers, buckets, offsets, lines = block_times(block, line, skipped)
-            line += lines
+@dataclass
+class IndexPart:
+    """A part of the log, read for the index: its events by hour and customer, in file order."""
+
+    hours: dict[int, dict[str, tuple[array[int], array[int]]]] = field(default_factory=dict)  # (offsets, positions)
+    events: int = 0
+    lines: int = 0
+    skipped: Skipped = field(default_factory=Skipped)
+
+    def put(self, customer: str, bucket: int, offsets: list[int], first: int) -> None:
+        """File OFFSETS (in BUCKET, CUSTOMER's), the events at positions FIRST, FIRST + 1, ... of the part."""
+        hour = self.hours.setdefault(bucket, {})
+        if customer not in hour:
+            hour[customer] = (array("q"), array("q"))
+        times, positions = hour[customer]
+        times.extend(offsets)
+        positions.extend(range(first, first + len(offsets)))
+
+    def add(self, later: IndexPart) -> None:
+        """Append LATER, the part right after ours: its positions and line numbers move on."""
+        for bucket, customers in later.hours.items():
+            hour = self.hours.setdefault(bucket, {})
+            for customer, (times, positions) in customers.items():
+                if customer not in hour:
+                    hour[customer] = (array("q"), array("q"))
+                hour[customer][0].extend(times)
+                hour[customer][1].extend(map(add, positions, repeat(self.events)))
+        self.skipped.extend(later.skipped.shifted(self.lines))
+        self.events += later.events
+        self.lines += later.lines
+
+
+def index_stream(stream: BinaryIO, limit: int = -1, at_start: bool = True) -> IndexPart:
+    """Read a stream (or its next LIMIT bytes) for the index."""
+    part = IndexPart()
+    with gc_paused():
+        for block in read_blocks(stream, limit, at_start):
+            customers, buckets, offsets, lines = block_times(block, part.lines + 1, part.skipped)
+            part.lines += lines
             start = 0
             for (customer, bucket), run in groupby(zip(customers, buckets, strict=True)):  # runs of one key
                 end = start + len(list(run))
-                hour = hours.setdefault(bucket, {})
-                if customer not in hour:
-                    hour[customer] = (array("q"), array("q"))
-                times, positions = hour[customer]
-                times.extend(offsets[start:end])
-                positions.extend(range(position + start, position + end))
+                part.put(customer, bucket, offsets[start:end], part.events + start)
                 start = end
-            position += start
-        index = {bucket: HourIndex(events) for bucket, events in hours.items()}
-    customers_seen = len({customer for events in hours.values() for customer in events})
-    return Index(path, index, sorted(index), position, customers_seen, skipped, time.monotonic() - started)
+            part.events += start
+    return part
+
+
+def index_part(part: tuple[str, int, int]) -> IndexPart:
+    """A worker's share of the index: bytes [lo, hi) of a file, which start and end at line boundaries."""
+    path, lo, hi = part
+    with open(path, "rb") as stream:
+        stream.seek(lo)
+        return index_stream(stream, hi - lo, at_start=lo == 0)
+
+
+def build_index(path: str, jobs: int = 1) -> Index:
+    """Read PATH once into an Index, a big plain file on JOBS workers (0: one per CPU); InputError if unreadable."""
+    started = time.monotonic()
+    jobs = jobs or default_jobs()
+    with opened(path) as stream:
+        plain = path != "-" and not isinstance(stream, gzip.GzipFile)
+        size = os.fstat(stream.fileno()).st_size if plain else 0
+        if jobs > 1 and size >= PARALLEL_MIN:
+            whole = IndexPart()
+            for _, part in in_parts(path, size, jobs, index_part):
+                whole.add(part)
+        else:
+            whole = index_stream(stream)
+    with gc_paused():
+        index = {bucket: HourIndex(events) for bucket, events in whole.hours.items()}
+    customers = len({customer for events in whole.hours.values() for customer in events})
+    return Index(path, index, sorted(index), whole.events, customers, whole.skipped, time.monotonic() - started)
 
 
 class BadRequest(ValueError):
@@ -1154,7 +1211,7 @@ class CountsServer(ThreadingHTTPServer):
         """Read the file again and swap the new index in; on failure keep serving the old one."""
         with self.reloading:
             try:
-                index = build_index(self.index.path)
+                index = build_index(self.index.path)  # one process: forking a threaded server is unsafe
             except InputError as error:
                 log(f"reload failed, still serving the old index: {error}")
                 return
@@ -1179,7 +1236,7 @@ def serve(path: str, host: str, port: int, max_hours: int, quiet: bool) -> int:
     """Index PATH, then answer HTTP until SIGTERM or SIGINT; SIGHUP reloads PATH."""
     if path == "-":
         raise UsageError("--serve needs a file, not standard input: it is read again on SIGHUP")
-    index = build_index(path)
+    index = build_index(path, jobs=0)  # before any thread starts, workers may be forked
     try:
         server = CountsServer((host, port), index, max_hours, quiet)
     except OSError as error:

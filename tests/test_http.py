@@ -333,3 +333,31 @@ def test_a_body_closes_the_connection_after_the_reply(server: Server) -> None:
         while reply.count(b'"status": "ok"') < 2:
             reply += raw.recv(65536)
     assert reply.count(b"HTTP/1.1 200 ") == 2
+
+
+def test_index_built_in_parts_is_the_index_built_in_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = EVENTS.read_bytes().splitlines(keepends=True)
+    rows[5:5] = [b"broken\n", b"x,y,z,not-a-time\n"]
+    rows[90000:90000] = [b"customer_id,event_type,transaction_id,timestamp\n", b"\n"]
+    path = tmp_path / "messy.csv"
+    path.write_bytes(b"".join(rows))
+    monkeypatch.setattr(totaler, "PART_SIZE", 1 << 20)
+    monkeypatch.setattr(totaler, "PARALLEL_MIN", 1)
+    one, parts = totaler.build_index(str(path), jobs=1), totaler.build_index(str(path), jobs=3)
+    assert (parts.events, parts.customers, parts.buckets) == (one.events, one.customers, one.buckets)
+    assert (
+        (parts.skipped.count, parts.skipped.first)
+        == (one.skipped.count, one.skipped.first)
+        == (
+            3,
+            [
+                (6, "1 fields, expected 4"),
+                (7, "timestamp 'not-a-time' is not ISO 8601"),
+                (90001, "timestamp 'timestamp' is not ISO 8601"),
+            ],
+        )
+    )
+    for bucket in one.buckets:
+        a, b = one.hours[bucket], parts.hours[bucket]
+        assert list(a.counts.items()) == list(b.counts.items())
+        assert a.times == b.times and a.firsts == b.firsts
