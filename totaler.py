@@ -1271,6 +1271,7 @@ EXAMPLES = """examples:
   totaler events.csv 2021-03-01T04:00:00Z 2021-03-01T06:30:00Z
   totaler events.csv 2021-03-01T04:00:00Z 2021-03-01T06:30:00Z 30330c9c4e7173ba9474c46ee5191570 --json
   gzip -c events.csv | totaler - '2021-03-01 04:00:00 UTC' 2021-03-01T09:30:00+05:30
+  totaler events.csv --serve --port 8000
 
 Buckets are UTC hours; an event counts when START <= time < END. Exit status:
 0 answered, 1 the input could not be read (or --strict met a bad row), 2 bad arguments."""
@@ -1308,8 +1309,8 @@ def build_parser() -> Parser:
     """The command line's arguments."""
     parser = Parser(
         prog="totaler",
-        description="Count each customer's events per UTC hour in [START, END) of a CSV log "
-        "(customer_id,event_type,transaction_id,timestamp).",
+        description="Count each customer's events per UTC hour in [START, END) of a CSV log\n"
+        "(customer_id,event_type,transaction_id,timestamp), or serve the same answers over HTTP.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
