@@ -23,7 +23,7 @@ ENV TOTALER_HOST=0.0.0.0
 
 # Serving: ask /healthz on the port PID 1 was given. Counting once: nothing to check.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
-  CMD ["python", "-c", "import urllib.request as u; a = open('/proc/1/cmdline').read().split('\\0'); p = a[a.index('--port') + 1] if '--port' in a else '8000'; '--serve' in a and u.urlopen('http://127.0.0.1:' + p + '/healthz', timeout=2)"]
+  CMD ["python", "-c", "import urllib.request as u; a = open('/proc/1/cmdline').read().split('\\0'); p = a[a.index('--port') + 1] if '--port' in a else next((x[7:] for x in a if x.startswith('--port=')), '8000'); '--serve' in a and u.urlopen('http://127.0.0.1:' + p + '/healthz', timeout=2)"]
 
 # Exec form: totaler is PID 1 and gets docker stop's SIGTERM itself.
 ENTRYPOINT ["totaler"]
