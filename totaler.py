@@ -421,9 +421,14 @@ def timed_pattern(hours: bytes) -> re.Pattern[bytes]:
     return re.compile(_ROW_START + exact_time + _UTC_END + rb"(?=\n)")
 
 
-def row_time(key: bytes, minute: bytes, second: bytes, fraction: bytes) -> int:
-    """The instant of a canonical row from the parts timed_pattern captures."""
-    return hour_bucket(key) + (int(minute) * 60 + int(second)) * 1_000_000 + int(fraction.ljust(6, b"0") or 0)
+def row_columns(rows: list[tuple[bytes, ...]]) -> tuple[list[str], list[int], list[int]]:
+    """Customers, buckets and offsets in the hour of timed_pattern's ROWS: each column a map that C runs."""
+    if not rows:
+        return [], [], []
+    customers, keys, minutes, seconds, fractions = zip(*rows, strict=True)
+    micros = map(int, map(methodcaller("ljust", 6, b"0"), fractions))
+    offsets = map(add, map(mul, map(int, minutes), repeat(60_000_000)), map(mul, map(int, seconds), repeat(10**6)))
+    return list(map(bytes.decode, customers)), list(map(hour_bucket, keys)), list(map(add, offsets, micros))
 
 
 @lru_cache(maxsize=64)
@@ -559,11 +564,9 @@ def count_canonical(data: bytes, lo: int, hi: int, pairs: dict[tuple[bytes, byte
     if edges:
         # An hour cut by START or END: only these rows need their exact time.
         hours = b"|".join(re.escape(key) for key in dict.fromkeys(edges))
-        for customer, key, minute, second, fraction in timed_pattern(hours).findall(data, lo, hi):
-            moment = row_time(key, minute, second, fraction)
-            name = customer.decode("ascii")
-            if window.start <= moment < window.end and window.customer in (None, name):
-                bucket = hour_bucket(key)
+        names, buckets, offsets = row_columns(timed_pattern(hours).findall(data, lo, hi))
+        for name, bucket, offset in zip(names, buckets, offsets, strict=True):
+            if window.start <= bucket + offset < window.end and window.customer in (None, name):
                 counts[(bucket, name)] = counts.get((bucket, name), 0) + 1
     return counts
 
@@ -584,7 +587,7 @@ def count_segment(
         if canonical == lines:
             return count_canonical(data, lo, hi, pairs, window), lines
     except NotCanonical:
-        canonical = lines = None  # a date that does not exist: cut the segment to find its row
+        canonical = None  # a date that does not exist: cut the segment to find its row
     if lines is None:
         lines = data.count(b"\n", lo + 1, hi)
     middle = split_point(data, lo, hi)
@@ -774,14 +777,21 @@ def default_jobs() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def parts_size(path: str, stream: BinaryIO, jobs: int) -> int:
+    """PATH's size if JOBS workers should read it in parts (a big plain file, more than one job), else 0."""
+    if path == "-" or isinstance(stream, gzip.GzipFile) or jobs < 2:
+        return 0
+    size = os.fstat(stream.fileno()).st_size
+    return size if size >= PARALLEL_MIN else 0
+
+
 def count_file(path: str, window: Window, strict: bool = False, jobs: int = 0, fast: bool = True) -> Tally:
     """Count PATH ('-' for standard input): in parallel when it is a big plain file, else as a stream."""
     jobs = jobs or default_jobs()
     with opened(path) as stream:
-        raw = stream if path == "-" else getattr(stream, "fileobj", stream)
-        size = os.fstat(raw.fileno()).st_size if path != "-" else 0
-        progress = Progress(size)
-        if stream is raw and jobs > 1 and size >= PARALLEL_MIN and fast:
+        raw = stream if path == "-" else getattr(stream, "fileobj", stream)  # gzip: progress in its bytes
+        progress = Progress(os.fstat(raw.fileno()).st_size if path != "-" else 0)
+        if fast and (size := parts_size(path, stream, jobs)):
             tally = count_parallel(path, size, window, jobs, strict, progress)
         else:
             report = (lambda: progress(raw.tell())) if progress.enabled else None
@@ -960,16 +970,6 @@ def block_times(block: Block, first_line: int, skipped: Skipped) -> tuple[list[s
     return [customer for customer, _ in events], buckets, offsets, lines
 
 
-def row_columns(rows: list[tuple[bytes, ...]]) -> tuple[list[str], list[int], list[int]]:
-    """Customers, buckets and offsets in the hour of timed_pattern's ROWS: each column a map that C runs."""
-    if not rows:
-        return [], [], []
-    customers, keys, minutes, seconds, fractions = zip(*rows, strict=True)
-    micros = map(int, map(methodcaller("ljust", 6, b"0"), fractions))
-    offsets = map(add, map(mul, map(int, minutes), repeat(60_000_000)), map(mul, map(int, seconds), repeat(10**6)))
-    return list(map(bytes.decode, customers)), list(map(hour_bucket, keys)), list(map(add, offsets, micros))
-
-
 @dataclass
 class IndexPart:
     """A part of the log, read for the index: its events by hour and customer, in file order."""
@@ -979,24 +979,26 @@ class IndexPart:
     lines: int = 0
     skipped: Skipped = field(default_factory=Skipped)
 
-    def put(self, customer: str, bucket: int, offsets: list[int], first: int) -> None:
-        """File OFFSETS (in BUCKET, CUSTOMER's), the events at positions FIRST, FIRST + 1, ... of the part."""
+    def arrays(self, bucket: int, customer: str) -> tuple[array[int], array[int]]:
+        """CUSTOMER's (offsets, positions) in BUCKET, empty ones the first time."""
         hour = self.hours.setdefault(bucket, {})
         if customer not in hour:
             hour[customer] = (array("q"), array("q"))
-        times, positions = hour[customer]
+        return hour[customer]
+
+    def put(self, customer: str, bucket: int, offsets: list[int], first: int) -> None:
+        """File OFFSETS (in BUCKET, CUSTOMER's), the events at positions FIRST, FIRST + 1, ... of the part."""
+        times, positions = self.arrays(bucket, customer)
         times.extend(offsets)
         positions.extend(range(first, first + len(offsets)))
 
     def add(self, later: IndexPart) -> None:
         """Append LATER, the part right after ours: its positions and line numbers move on."""
         for bucket, customers in later.hours.items():
-            hour = self.hours.setdefault(bucket, {})
             for customer, (times, positions) in customers.items():
-                if customer not in hour:
-                    hour[customer] = (array("q"), array("q"))
-                hour[customer][0].extend(times)
-                hour[customer][1].extend(map(add, positions, repeat(self.events)))
+                mine = self.arrays(bucket, customer)
+                mine[0].extend(times)
+                mine[1].extend(map(add, positions, repeat(self.events)))
         self.skipped.extend(later.skipped.shifted(self.lines))
         self.events += later.events
         self.lines += later.lines
@@ -1031,9 +1033,7 @@ def build_index(path: str, jobs: int = 1) -> Index:
     started = time.monotonic()
     jobs = jobs or default_jobs()
     with opened(path) as stream:
-        plain = path != "-" and not isinstance(stream, gzip.GzipFile)
-        size = os.fstat(stream.fileno()).st_size if plain else 0
-        if jobs > 1 and size >= PARALLEL_MIN:
+        if size := parts_size(path, stream, jobs):
             whole = IndexPart()
             for _, part in in_parts(path, size, jobs, index_part):
                 whole.add(part)
