@@ -12,10 +12,12 @@ over HTTP.  One file, read top to bottom: time, reading rows, the counting core
 from __future__ import annotations
 
 import argparse
+import bz2
 import csv
 import gc
 import gzip
 import json
+import lzma
 import os
 import re
 import signal
@@ -24,6 +26,7 @@ import sys
 import threading
 import time
 import warnings
+import zlib
 from array import array
 from bisect import bisect_left
 from collections import Counter
@@ -52,12 +55,15 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # What goes to dateutil: an ISO date, maybe a time, maybe one zone name or offset.
 # Anything looser (dateutil reads '2021-03-01 05:30' after a lost '+' as 05:30 local) is refused.
 DATEUTIL_SHAPE = re.compile(
-    r"\d{4}-\d{2}-\d{2}"  # the date, year first
-    r"(?:[ T]\d{1,2}(?::\d{2}(?::\d{2}(?:\.\d{1,6})?)?)?)?"  # a time, maybe
-    r"(?:\s*(?:[A-Za-z]{1,5}|[+-]\d{2}(?::?\d{2})?))?"  # a zone name (UTC) or an offset, maybe
+    r"(?P<local>\d{4}-\d{2}-\d{2}"  # the date, year first
+    r"(?:[ T]\d{1,2}(?::\d{2}(?::\d{2}(?:\.\d{1,6})?)?)?)?)"  # a time, maybe
+    r"(?:\s*(?:(?P<name>[A-Za-z]{1,5})|(?P<offset>[+-]\d{2}(?::?\d{2})?)))?"  # a zone name or an offset, maybe
 )
 ZONE_WITH_OFFSET = re.compile(r"(?:UTC|GMT|UT|Z)\s*[+-]\d", re.IGNORECASE)
 UTC_NAMES = {"UTC", "GMT", "UT", "Z"}
+# The instants a datetime can hold: a bound outside them cannot even be printed.
+FIRST_INSTANT = -62_135_596_800_000_000  # 0001-01-01 00:00:00 UTC
+LAST_INSTANT = 253_402_300_799_999_999  # 9999-12-31 23:59:59.999999 UTC
 
 
 class BadTimestamp(ValueError):
@@ -81,16 +87,21 @@ def hour_floor(micros: int) -> int:
     return micros - micros % HOUR
 
 
+def format_seconds(moment: datetime) -> str:
+    """2021-03-01 04:00:00; years below 1000 zero-padded, which strftime's %Y does not do on Linux."""
+    return f"{moment.year:04d}-{moment:%m-%d %H:%M:%S}"
+
+
 @lru_cache(maxsize=1 << 16)
 def format_bucket(micros: int) -> str:
     """A bucket as the reference printed it: 2021-03-01 04:00:00 +0000."""
-    return from_micros(micros).strftime("%Y-%m-%d %H:%M:%S +0000")
+    return format_seconds(from_micros(micros)) + " +0000"
 
 
 def format_utc(micros: int) -> str:
     """An instant as the reference printed it: 2021-03-01 04:00:00 UTC (fraction if any)."""
     moment = from_micros(micros)
-    text = moment.strftime("%Y-%m-%d %H:%M:%S")
+    text = format_seconds(moment)
     if moment.microsecond:
         text += f".{moment.microsecond:06d}"
     return text + " UTC"
@@ -108,8 +119,15 @@ def parse_event_time(text: str) -> int:
 
 
 def parse_bound(text: str) -> int:
-    """A window bound: ISO 8601, or a form this tool prints; never a guess."""
-    text = text.strip()
+    """A window bound: ISO 8601, or a form this tool prints; never a guess; within years 1 to 9999 in UTC."""
+    micros = parse_instant(text.strip())
+    if not FIRST_INSTANT <= micros <= LAST_INSTANT:
+        raise BadTimestamp(f"{text!r} falls outside the years 1 to 9999 in UTC")
+    return micros
+
+
+def parse_instant(text: str) -> int:
+    """parse_bound without the range check."""
     try:
         return to_micros(datetime.fromisoformat(text))
     except ValueError:
@@ -118,10 +136,27 @@ def parse_bound(text: str) -> int:
     # '4pm': insist on an ISO date first, so year, month and day are never guessed.
     if ZONE_WITH_OFFSET.search(text):  # 'UTC+3' means UTC-3 to POSIX: refuse to guess
         raise BadTimestamp(f"{text!r} mixes a zone name and an offset; give one offset like +03:00")
-    if not DATEUTIL_SHAPE.fullmatch(text):
+    shape = DATEUTIL_SHAPE.fullmatch(text)
+    if not shape:
         raise BadTimestamp(f"{text!r} is not an ISO 8601 timestamp (e.g. 2021-03-01T04:00:00Z)")
-    from dateutil import parser
+    name = shape["name"]
+    if name and name.upper() in ("AM", "PM"):
+        raise BadTimestamp(f"{text!r} ends in {name}; give a 24-hour time")
+    if name and name.upper() not in UTC_NAMES:  # dateutil would ignore a word ('Sat') or guess a zone ('EST')
+        raise BadTimestamp(f"{text!r} ends in {name!r}: only UTC, Z or an offset like -05:00 may follow the time")
+    try:  # the forms this tool prints itself, '2021-03-01 04:00:00 UTC' and '... +0000', need no dateutil
+        return to_micros(datetime.fromisoformat(shape["local"] + (shape["offset"] or "+00:00")))
+    except ValueError:
+        pass
+    return parse_with_dateutil(text)
 
+
+def parse_with_dateutil(text: str) -> int:
+    """What fromisoformat does not read of DATEUTIL_SHAPE (an hour of one digit, say), read by dateutil."""
+    try:
+        from dateutil import parser
+    except ImportError:
+        raise BadTimestamp(f"{text!r} needs python-dateutil to be read (pip install python-dateutil)") from None
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         try:
@@ -201,10 +236,7 @@ def parse_row(line: bytes) -> tuple[str, int]:
         raise Malformed(f"bytes that are not UTF-8 at column {error.start + 1}") from None
     if "\x00" in text:
         raise Malformed("NUL byte")
-    try:
-        fields = next(csv.reader((text.removesuffix("\r"),), strict=True))
-    except csv.Error as error:
-        raise Malformed(f"bad CSV: {error}") from None
+    fields = csv_fields(text.removesuffix("\r"))
     if len(fields) != 4:
         raise Malformed(f"{len(fields)} fields, expected 4")
     customer = fields[0].strip()
@@ -216,9 +248,41 @@ def parse_row(line: bytes) -> tuple[str, int]:
         raise Malformed(str(error)) from None
 
 
+# Spaces between a quoted field's closing quote and the comma after it: `"abc" ,INGEST`.
+SPACE_AFTER_QUOTE = re.compile(r'((?:^|,) *"(?:[^"]|"")*")[ \t]+(?=,|$)')
+
+
+def csv_fields(text: str) -> list[str]:
+    """The fields of one CSV line, spaces around them allowed, quoted or not."""
+    try:
+        return next(csv.reader((text,), strict=True, skipinitialspace=True))
+    except csv.Error as error:
+        loose = SPACE_AFTER_QUOTE.sub(r"\1", text)
+        if loose == text:
+            raise Malformed(f"bad CSV: {error}") from None
+    return csv_fields(loose)
+
+
 def is_header(line: bytes) -> bool:
     """Whether LINE is the optional header row."""
     return [f.strip().strip('"').lower() for f in line.decode("utf-8", "replace").split(",")] == HEADER
+
+
+# What a compressed file starts with, and how to read it; zstd has no reader in the standard library.
+DECOMPRESSORS: dict[bytes, Callable[[BinaryIO], BinaryIO]] = {
+    b"\x1f\x8b": lambda raw: gzip.GzipFile(fileobj=raw, mode="rb"),  # type: ignore[dict-item]
+    b"BZh": lambda raw: bz2.BZ2File(raw, "rb"),  # type: ignore[dict-item]
+    b"\xfd7zXZ\x00": lambda raw: lzma.LZMAFile(raw, "rb"),  # type: ignore[dict-item]  # noqa: SIM115
+}
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+COMPRESSED = (gzip.GzipFile, bz2.BZ2File, lzma.LZMAFile)
+# What a damaged file raises while being read: gzip, zlib, bz2 (an OSError) and lzma each their own.
+READ_ERRORS = (OSError, EOFError, zlib.error, lzma.LZMAError)
+
+
+def display(path: str) -> str:
+    """PATH as it can be printed: bytes that are not UTF-8 escaped (a file name can hold any bytes)."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 @contextmanager
@@ -227,28 +291,37 @@ def opened(path: str) -> Iterator[BinaryIO]:
     stream = open_input(path)
     try:
         yield stream
-    except (OSError, EOFError, gzip.BadGzipFile) as error:
-        raise InputError(f"{path}: cannot read ({error})") from None
+    except READ_ERRORS as error:
+        raise InputError(f"{display(path)}: cannot read ({error})") from None
     finally:
         if path != "-":
             stream.close()
 
 
 def open_input(path: str) -> BinaryIO:
-    """A binary stream of PATH ('-' is standard input), gunzipped if its bytes say gzip."""
+    """A binary stream of PATH ('-' is standard input), decompressed if its first bytes say gzip, bzip2 or xz."""
     if path == "-":
+        if sys.stdin is None:  # started with standard input closed (<&-)
+            raise InputError("-: standard input is closed")
         raw = sys.stdin.buffer
     else:
         try:
             raw = open(path, "rb")  # noqa: SIM115 - the caller closes it
         except IsADirectoryError:
-            raise InputError(f"{path}: is a directory") from None
+            raise InputError(f"{display(path)}: is a directory") from None
         except FileNotFoundError:
-            raise InputError(f"{path}: no such file") from None
+            raise InputError(f"{display(path)}: no such file") from None
         except OSError as error:
-            raise InputError(f"{path}: cannot read ({error.strerror})") from None
-    if raw.peek(2)[:2] == b"\x1f\x8b":
-        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+            raise InputError(f"{display(path)}: cannot read ({error.strerror})") from None
+    try:
+        start = raw.peek(8)
+    except OSError as error:
+        raise InputError(f"{display(path)}: cannot read ({error.strerror})") from None
+    if start.startswith(ZSTD_MAGIC):
+        raise InputError(f"{display(path)}: zstd-compressed; decompress it first (zstd -dc FILE | totaler - ...)")
+    for magic, decompress in DECOMPRESSORS.items():
+        if start.startswith(magic):
+            return decompress(raw)
     return raw
 
 
@@ -260,68 +333,83 @@ class Block:
     lo: int
     hi: int
     lines: int | None = None  # how many lines it stands for, when known without counting
+    too_long: int = 0  # > 0: one line of this many bytes, longer than MAX_LINE, whose bytes were not kept
+
+
+NO_ROW = b"\n\n"  # a block of one line that holds no row: the header, or a line too long to keep
+
+
+def read_chunks(stream: BinaryIO, limit: int = -1) -> Iterator[bytes]:
+    """STREAM's bytes (or only its next LIMIT bytes, if LIMIT >= 0) in reads of BLOCK_SIZE."""
+    while limit:
+        chunk = stream.read(BLOCK_SIZE if limit < 0 else min(BLOCK_SIZE, limit))
+        if not chunk:
+            return
+        if limit > 0:
+            limit -= len(chunk)
+        yield chunk
 
 
 def read_blocks(stream: BinaryIO, limit: int = -1, at_start: bool = True) -> Iterator[Block]:
-    """Cut STREAM (or its next LIMIT bytes) into blocks of whole lines; AT_START, drop a BOM and header."""
+    """Cut STREAM (or its next LIMIT bytes) into blocks of whole lines; AT_START, drop a BOM and a header on line 1.
 
-    def read() -> bytes:
-        nonlocal limit
-        if limit < 0:
-            return stream.read(BLOCK_SIZE)
-        chunk = stream.read(min(BLOCK_SIZE, limit)) if limit else b""
-        limit -= len(chunk)
-        return chunk
-
-    chunk = read()
-    if at_start:
-        chunk, header = skip_preamble(chunk)
-        if header:
-            yield Block(b"\n", 0, 1, 1)  # no rows, but the header's line, so that lines are numbered right
-            chunk = chunk or read()  # the read held nothing but the header
-    carry = b"\n"  # the start of a line cut by the end of the last read, after a newline
-    while chunk:
-        first = chunk.find(b"\n")
-        if first < 0:
-            carry += chunk
-            if len(carry) > MAX_LINE:
-                # Longer than any row we accept: keep its head, which will be reported
-                # malformed, and drop the rest up to its newline instead of holding it.
-                yield Block(carry[:MAX_LINE] + b"\n", 0, MAX_LINE + 1, 1)
-                carry = b"\n" + skip_rest_of_line(read)
-            chunk = read()
-            continue
-        # Blocks are the reads themselves, not copies: the line cut between two
-        # reads goes on its own, and the block is the read between its first and
-        # last newline.
-        joined = carry + chunk[: first + 1]
-        yield Block(joined, 0, len(joined), 1)
-        last = chunk.rfind(b"\n")
-        if last > first:
-            yield Block(chunk, first, last + 1)
-        carry = chunk[last:]
-        chunk = read()
-    if len(carry) > 1:
-        yield Block(carry + b"\n", 0, len(carry) + 1, 1)
-
-
-def skip_preamble(chunk: bytes) -> tuple[bytes, bool]:
-    """Drop a byte-order mark and a header line from the file's first CHUNK; return it and whether it had a header."""
-    chunk = chunk.removeprefix(BOM)
-    newline = chunk.find(b"\n")
-    first = chunk if newline < 0 else chunk[:newline]
-    if is_header(first.removesuffix(b"\r")):
-        return (b"" if newline < 0 else chunk[newline + 1 :]), True
-    return chunk, False
-
-
-def skip_rest_of_line(read: Callable[[], bytes]) -> bytes:
-    """Read on past the next newline; return what follows it."""
-    while chunk := read():
+    Every line longer than MAX_LINE, wherever the reads fall, becomes a block of its
+    own that keeps none of its bytes: memory is one read plus one line.
+    """
+    head, over = b"", 0  # the line cut by the end of the last read: its bytes, or its length once too long
+    first = at_start  # line 1 is still to come
+    for number, chunk in enumerate(read_chunks(stream, limit)):
+        if at_start and number == 0:
+            chunk = chunk.removeprefix(BOM)  # BLOCK_SIZE is never below len(BOM)
         newline = chunk.find(b"\n")
-        if newline >= 0:
-            return chunk[newline + 1 :]
-    return b""
+        if newline < 0:
+            head, over = grown(head, over, chunk)
+            continue
+        yield line_block(*grown(head, over, chunk[:newline]), first)
+        first = False
+        last = chunk.rfind(b"\n")
+        if last > newline:
+            yield from short_line_blocks(chunk, newline, last + 1)
+        head, over = grown(b"", 0, chunk[last + 1 :])
+    if head or over:
+        yield line_block(head, over, first)
+
+
+def grown(head: bytes, over: int, piece: bytes) -> tuple[bytes, int]:
+    """The line HEAD (or OVER bytes long, too long to keep) continued by PIECE."""
+    if over or len(head) + len(piece) > MAX_LINE:
+        return b"", (over or len(head)) + len(piece)
+    return head + piece, 0
+
+
+def line_block(line: bytes, over: int, first: bool) -> Block:
+    """A block of one line: LINE, or a line of OVER bytes too long to keep; FIRST, line 1, which may be the header."""
+    if over:
+        return Block(NO_ROW, 0, 2, 1, too_long=over)
+    if first and is_header(line.removesuffix(b"\r")):
+        return Block(NO_ROW, 0, 2, 1)  # no row, but a line, so that the lines after it are numbered right
+    return Block(b"\n" + line + b"\n", 0, len(line) + 2, 1)
+
+
+def short_line_blocks(data: bytes, lo: int, hi: int) -> Iterator[Block]:
+    """DATA[LO:HI], newline to newline, as blocks of lines of at most MAX_LINE bytes, each longer line on its own."""
+    # A line longer than MAX_LINE holds a whole stride of STEP bytes without a newline,
+    # so only such a stride needs a closer look: four finds per 2 MiB read.
+    step = (MAX_LINE + 1) // 2
+    start = probe = lo + 1
+    while probe < hi:
+        if data.find(b"\n", probe, probe + step) >= 0:
+            probe += step
+            continue
+        before, after = data.rfind(b"\n", lo, probe), data.find(b"\n", probe, hi)
+        if after - before - 1 > MAX_LINE:
+            if before >= start:
+                yield Block(data, start - 1, before + 1)
+            yield Block(NO_ROW, 0, 2, 1, too_long=after - before - 1)
+            start = after + 1
+        probe = after + 1
+    if hi > start:
+        yield Block(data, start - 1, hi)
 
 
 def block_lines(block: Block) -> int:
@@ -331,6 +419,9 @@ def block_lines(block: Block) -> int:
 
 def block_events(block: Block, first_line: int, skipped: Skipped) -> Iterator[tuple[str, int]]:
     """The reference path: every countable (customer, time) of BLOCK, whose first line is FIRST_LINE, in file order."""
+    if block.too_long:
+        skipped.add(first_line, f"line of {block.too_long:,} bytes, longer than any row ({MAX_LINE:,} bytes at most)")
+        return
     lines = block.data[block.lo : block.hi].split(b"\n")[1:-1]
     for number, line in enumerate(lines, first_line):
         if not line.strip():
@@ -542,7 +633,7 @@ def canonical_pairs(
 
 def fast_customer(customer: str | None) -> bytes | None:
     """CUSTOMER as the fast path can match it, or None to match every customer."""
-    if customer is None or not CUSTOMER_NAME.fullmatch(customer.encode("utf-8")):
+    if customer is None or not CUSTOMER_NAME.fullmatch(customer.encode("utf-8", "surrogateescape")):
         return None  # no canonical row can be this customer's: count all, keep none
     return customer.encode("ascii")
 
@@ -610,7 +701,7 @@ def count_block(
     block: Block, first_line: int, window: Window, skipped: Skipped, fast: bool = True
 ) -> tuple[Counts, int]:
     """Count one block, whose first line is FIRST_LINE, by the fast path or the reference; return it and its lines."""
-    if fast:
+    if fast and not block.too_long:
         return count_segment(block.data, block.lo, block.hi, first_line, window, skipped, block.lines)
     return count_events(block_events(block, first_line, skipped), window), block_lines(block)
 
@@ -721,6 +812,7 @@ def in_parts(path: str, size: int, jobs: int, work: Callable[[tuple], T], *args:
     from multiprocessing import get_context
 
     bounds = line_bounds(path, size, max(jobs, -(-size // PART_SIZE)))
+    jobs = min(jobs, len(bounds) - 1)  # no worker without a part to read
     # fork starts a worker in milliseconds; macOS lacks a safe fork, so it spawns.
     context = get_context("spawn" if sys.platform == "darwin" else "fork")
     # Workers leave Ctrl-C to this process, and leaving the block (done, --strict,
@@ -729,6 +821,8 @@ def in_parts(path: str, size: int, jobs: int, work: Callable[[tuple], T], *args:
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
         pool = context.Pool(jobs, initializer=quiet_worker)
+    except OSError as error:
+        raise InputError(f"cannot start {jobs} worker processes ({error.strerror or error}); try --jobs 1") from None
     finally:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     with pool:
@@ -779,7 +873,7 @@ def default_jobs() -> int:
 
 def parts_size(path: str, stream: BinaryIO, jobs: int) -> int:
     """PATH's size if JOBS workers should read it in parts (a big plain file, more than one job), else 0."""
-    if path == "-" or isinstance(stream, gzip.GzipFile) or jobs < 2:
+    if path == "-" or isinstance(stream, COMPRESSED) or jobs < 2:
         return 0
     size = os.fstat(stream.fileno()).st_size
     return size if size >= PARALLEL_MIN else 0
@@ -799,7 +893,7 @@ def count_file(path: str, window: Window, strict: bool = False, jobs: int = 0, f
         progress.close()
     if strict and tally.skipped.count:
         line, reason = tally.skipped.first[0]
-        raise InputError(f"{path}: line {line}: {reason}")
+        raise InputError(f"{display(path)}: line {line}: {reason}")
     return tally
 
 
@@ -958,8 +1052,8 @@ class Index:
 def block_times(block: Block, first_line: int, skipped: Skipped) -> tuple[list[str], list[int], list[int], int]:
     """The customer, hour bucket and offset in the hour of every countable row of BLOCK, and its lines."""
     lines = block_lines(block)
-    rows = timed_pattern(_DATE_HOUR).findall(block.data, block.lo, block.hi)
-    if len(rows) == lines:
+    rows = [] if block.too_long else timed_pattern(_DATE_HOUR).findall(block.data, block.lo, block.hi)
+    if rows and len(rows) == lines:
         try:
             return (*row_columns(rows), lines)
         except NotCanonical:
@@ -1064,10 +1158,8 @@ def parse_query(query: str, max_hours: int) -> Window:
         if name not in params:
             raise BadRequest(f"{name} is missing (e.g. /counts?start=2021-03-01T04:00:00Z&end=2021-03-01T06:30:00Z)")
     customer = params.get("customer_id", [None])[0]
-    if customer == "":
-        raise BadRequest("customer_id is empty")
     try:
-        return parse_window(params["start"][0], params["end"][0], customer, max_hours, ("start", "end"))
+        return parse_window(params["start"][0], params["end"][0], customer, max_hours, QUERY_PARAMETERS)
     except UsageError as error:
         hint = " (a '+' in a URL must be written %2B)" if " " in params["start"][0] + params["end"][0] else ""
         raise BadRequest(f"{error}{hint}") from None
@@ -1335,11 +1427,17 @@ def build_parser() -> Parser:
 
 
 def parse_window(
-    start: str, end: str, customer: str | None, max_hours: int, names: tuple[str, str] = ("START", "END")
+    start: str,
+    end: str,
+    customer: str | None,
+    max_hours: int,
+    names: tuple[str, str, str] = ("START", "END", "CUSTOMER_ID"),
 ) -> Window:
     """Check and convert the window arguments; raise UsageError naming the bad one as NAMES does."""
+    if customer is not None and not customer.strip():
+        raise UsageError(f"{names[2]} is empty: leave it out to count every customer")
     bounds = []
-    for name, text in zip(names, (start, end), strict=True):
+    for name, text in zip(names[:2], (start, end), strict=True):
         try:
             bounds.append(parse_bound(text))
         except BadTimestamp as error:
@@ -1376,9 +1474,28 @@ def main(argv: list[str] | None = None) -> int:
     if tally.skipped.count:
         log(f"warning: {tally.skipped.summary()}")
     output = render_json(window, tally.counts) if args.json else render_text(args.file, window, tally.counts)
-    sys.stdout.buffer.write(output.encode("utf-8"))
-    sys.stdout.flush()
+    return write_answer(output)
+
+
+def write_answer(output: str) -> int:
+    """Print OUTPUT on standard output; 1 with one line on stderr if it cannot be written (a full disk, say)."""
+    try:
+        # surrogateescape: an argument that was not UTF-8 (FILE, CUSTOMER_ID) is printed as the bytes it was.
+        sys.stdout.buffer.write(output.encode("utf-8", "surrogateescape"))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise  # the reader went away: run() exits quietly
+    except (OSError, AttributeError) as error:  # AttributeError: standard output was closed (>&-)
+        log(f"error: cannot write the answer ({getattr(error, 'strerror', None) or 'standard output is closed'})")
+        silence_stdout()
+        return 1
     return 0
+
+
+def silence_stdout() -> None:
+    """Point standard output at /dev/null, so that the exit's own flush of what is left fails no more."""
+    if sys.stdout is not None:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def run() -> None:
@@ -1390,7 +1507,7 @@ def run() -> None:
         status = main()
     except BrokenPipeError:
         # The reader went away (e.g. `| head`): not an error worth a traceback.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        silence_stdout()
         status = 1
     except KeyboardInterrupt:
         status = 130

@@ -101,6 +101,11 @@ def error_of(result: subprocess.CompletedProcess[bytes]) -> str:
         (["events.csv", "2021-03-01", "2021-03-02", "--max-hours", "0"], 2, "'0' is out of range: give 1 or more"),
         (["events.csv", "2021-03-01", "2021-03-02", "--jobs", "-2"], 2, "'-2' is out of range"),
         (["events.csv", "--serve", "--port", "70000"], 2, "'70000' is out of range: give from 0 to 65535"),
+        (["events.csv", "2021-03-01", "2021-03-02", ""], 2, "CUSTOMER_ID is empty"),
+        (["events.csv", "0001-01-01T00:00:00+01:00", "2021-03-02"], 2, "START '0001-01-01T00:00:00+01:00' falls"),
+        (["events.csv", "2021-03-01", "9999-12-31T23:30:00-01:00"], 2, "END '9999-12-31T23:30:00-01:00' falls outside"),
+        (["events.csv", "2021-03-01 04:00:00 PM", "2021-03-02"], 2, "START '2021-03-01 04:00:00 PM' ends in PM"),
+        (["events.csv", "2021-03-01", "2021-03-02 Sat"], 2, "END '2021-03-02 Sat' ends in 'Sat'"),
     ],
 )
 def test_errors_are_one_line_with_the_right_status(args: list[str], status: int, says: str) -> None:

@@ -52,7 +52,11 @@ def test_parse_bound_accepts(text: str, expected: datetime) -> None:
         ("03/01/2021", "not an ISO 8601"),
         ("March 1 2021", "not an ISO 8601"),
         ("2021-02-30", "not an ISO 8601"),
-        ("2021-03-01 04:00 EST", "names a time zone (EST)"),
+        ("2021-03-01 04:00 EST", "ends in 'EST': only UTC, Z or an offset"),
+        ("2021-03-01 04:00:00 PM", "ends in PM; give a 24-hour time"),  # dateutil read it as 16:00
+        ("2021-03-01 04:00:00 Sat", "ends in 'Sat'"),  # dateutil ignored the word
+        ("0001-01-01T00:00:00+01:00", "falls outside the years 1 to 9999 in UTC"),
+        ("9999-12-31T23:30:00-01:00", "falls outside the years 1 to 9999 in UTC"),
         ("2021-03-01 04:00 UTC+3", "mixes a zone name and an offset"),
         ("2021-03-01T25:00:00Z", "not an ISO 8601"),
     ],

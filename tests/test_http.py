@@ -144,6 +144,9 @@ def error_of(server: Server, target: str, method: str = "GET") -> tuple[int, str
         ("/counts?start=2021-03-01&end=2021-06-01", "longer than --max-hours 1000"),
         ("/counts?start=2021-03-01&end=2021-03-02&customer=x", "unknown parameter 'customer'"),
         ("/counts?start=2021-03-01&end=2021-03-02&customer_id=", "customer_id is empty"),
+        ("/counts?start=0001-01-01T00:00:00%2B05:00&end=2021-03-02", "start '0001-01-01T00:00:00+05:00' falls outside"),
+        ("/counts?start=9999-12-31T00:00:00Z&end=9999-12-31T23:30:00-01:00", "end '9999-12-31T23:30:00-01:00' falls"),
+        ("/counts?start=2021-03-01%2004:00:00%20PM&end=2021-03-02", "give a 24-hour time"),
         ("/counts?start=2021-03-01T09:30:00+05:30&end=2021-03-02", "a '+' in a URL must be written %2B"),
         (
             "/counts?start=2021-03-01&end=2021-03-02%27%3BDROP%20TABLE%20events%3B--",
