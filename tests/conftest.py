@@ -1,10 +1,14 @@
 """Shared helpers: the repository's paths, and the command line run as a user runs it."""
 
+import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from hypothesis import strategies as st
 
 import totaler
 
@@ -36,3 +40,37 @@ def sizes(block: int, max_line: int, part: int = 1 << 26, segment: int | None = 
     finally:
         for name, value in zip(names, saved, strict=True):
             setattr(totaler, name, value)
+
+
+# Answers never depend on the machine's zone: every test, and every process it starts, runs
+# where local time is not UTC, so a bound read as local time instead of UTC fails somewhere.
+os.environ["TZ"] = "America/New_York"
+time.tzset()
+
+HOUR = 3_600_000_000
+
+
+def edge_instants(events: list[int]) -> st.SearchStrategy[int]:
+    """Instants where bugs live: the EVENTS themselves and their hours' boundaries, each ± 1 µs, or any instant."""
+    if not events:
+        return st.integers(0, 10 * HOUR)
+    hours = {e - e % HOUR for e in events}
+    nudges = st.sampled_from([-1, 0, 1])
+    near_events = st.builds(int.__add__, st.sampled_from(sorted(set(events))), nudges)
+    near_hours = st.builds(int.__add__, st.sampled_from(sorted(hours | {h + HOUR for h in hours})), nudges)
+    anywhere = st.integers(min(hours) - HOUR, max(hours) + 2 * HOUR)
+    return st.one_of(near_events, near_hours, anywhere)
+
+
+@st.composite
+def edge_windows(draw, events: list[int], customers: list[str | None]) -> tuple[int, int, str | None]:
+    """A window [start, end) with both bounds, or one and a width, drawn by edge_instants; and a customer or None."""
+    instants = edge_instants(events)
+    shape = draw(st.sampled_from(["both", "from start", "to end"]))
+    if shape == "both":
+        start, end = sorted(draw(st.lists(instants, min_size=2, max_size=2, unique=True)))
+    else:
+        anchor = draw(instants)
+        width = draw(st.sampled_from([1, 2, HOUR - 1, HOUR, HOUR + 1]) | st.integers(1, 3 * HOUR))
+        start, end = (anchor, anchor + width) if shape == "from start" else (anchor - width, anchor)
+    return start, end, draw(st.sampled_from(customers))

@@ -1,19 +1,27 @@
 """The fast path counts exactly what the reference path counts, on generated messy files."""
 
 import io
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 
-from conftest import EVENTS
+from conftest import EVENTS, edge_windows
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import totaler
 
 BASE = datetime(2021, 2, 28, 22, tzinfo=UTC)
-# Whole seconds often, so that events fall exactly on window bounds; microseconds otherwise.
+# Whole seconds often, and an hour's first and last microseconds, so that events fall on
+# and beside the bounds edge_windows draws; any microsecond otherwise.
+hour_edges = st.builds(
+    lambda hours, nudge: BASE + timedelta(hours=hours, microseconds=nudge),
+    st.integers(1, 5),
+    st.sampled_from([-1, 0, 1]),
+)
 moments = st.one_of(
     st.integers(min_value=0, max_value=5 * 3600).map(lambda s: BASE + timedelta(seconds=s)),
+    hour_edges,
+    hour_edges,
     st.integers(min_value=0, max_value=5 * 3600 * 10**6).map(lambda us: BASE + timedelta(microseconds=us)),
 )
 ascii_customers = st.sampled_from(["a", "b", "c9", "30330c9c4e7173ba9474c46ee5191570"])
@@ -35,7 +43,7 @@ def rows(draw, messy: bool = True) -> bytes:
     when = draw(moments)
     stamp = canonical_stamp(
         when,
-        draw(st.integers(0, 6)),
+        draw(st.integers(0, 6) | st.just(6)),  # all six digits often: a microsecond from an hour's edge
         draw(st.sampled_from(["+00", "Z", "", "+0000", "+00:00"])),
         draw(st.sampled_from([" ", "T"])),
     )
@@ -76,9 +84,6 @@ def rows(draw, messy: bool = True) -> bytes:
     return line.encode("utf-8")
 
 
-windows = st.tuples(moments, moments, st.none() | customers).filter(lambda w: w[0] < w[1])
-
-
 @contextmanager
 def small_blocks(block: int, segment: int, long_run: int = totaler.LONG_RUN):
     """Shrink the block and segment sizes so that small files exercise every split; set when runs are used."""
@@ -97,34 +102,61 @@ def answer(data: bytes, window: totaler.Window, fast: bool) -> tuple[list, int, 
     return totaler.by_bucket(counts, window), skipped.count, skipped.first
 
 
+def windows_near(lines: list[bytes], data) -> tuple[datetime, datetime, str | None]:
+    """A window drawn by edge_windows from the events of LINES (read by the plain path)."""
+    moments = []
+    for line in lines:
+        with suppress(totaler.Malformed):
+            moments.append(totaler.parse_row(line)[1])
+    start, end, customer = data.draw(edge_windows(moments, [None, "a", "c9", "é"]))
+    return totaler.from_micros(start), totaler.from_micros(end), customer
+
+
 @settings(max_examples=500, deadline=None)
 @given(
     lines=st.lists(st.tuples(rows(), st.sampled_from([1, 1, 1, 2, 7])), max_size=60),
-    window=windows,
+    data=st.data(),
     bom=st.booleans(),
     final_newline=st.booleans(),
     block=st.sampled_from([1 << 22, 256, 97]),
     segment=st.sampled_from([1 << 16, 64, 1]),
     long_run=st.sampled_from([1, 4, 10**9]),  # runs of rows always, as in production, or never
 )
-def test_fast_path_equals_reference(lines, window, bom, final_newline, block, segment, long_run) -> None:
+def test_fast_path_equals_reference(lines, data, bom, final_newline, block, segment, long_run) -> None:
+    window = windows_near([line for line, _ in lines], data)
     check_fast_path(lines, window, bom, final_newline, block, segment, long_run)
 
 
 EVERYTHING = (BASE - timedelta(hours=1), BASE + timedelta(hours=7))
-whole_or_part = st.one_of(st.sampled_from([(*EVERYTHING, None), (*EVERYTHING, "a")]), windows)
 
 
 @settings(max_examples=300, deadline=None)
 @given(
     lines=st.lists(st.tuples(rows(messy=False), st.integers(1, 12)), max_size=40),
-    window=whole_or_part,
+    data=st.data(),
     block=st.sampled_from([1 << 22, 512]),
     long_run=st.sampled_from([1, 4]),
 )
-def test_fast_path_equals_reference_on_clean_logs(lines, window, block, long_run) -> None:
+def test_fast_path_equals_reference_on_clean_logs(lines, data, block, long_run) -> None:
     """Clean logs in runs, where whole blocks go through run_pairs and customer and hour keys recur."""
+    whole = data.draw(st.sampled_from([(*EVERYTHING, None), (*EVERYTHING, "a"), None]))
+    window = whole or windows_near([line for line, _ in lines], data)
     check_fast_path(lines, window, False, True, block, 1 << 16, long_run)
+
+
+@settings(max_examples=150, deadline=None)
+@given(lines=st.lists(rows(), max_size=60), data=st.data(), jobs=st.sampled_from([1, 2]))
+def test_the_index_answers_like_the_command_line(tmp_path_factory, lines, data, jobs) -> None:
+    """The server's index against count_file, with bounds on events and hour boundaries, each ± 1 µs."""
+    path = tmp_path_factory.mktemp("index") / "log.csv"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    start, end, customer = windows_near(lines, data)
+    w = totaler.Window(totaler.to_micros(start), totaler.to_micros(end), customer)
+    with tiny_parts():
+        index = totaler.build_index(str(path), jobs=jobs)
+    tally = totaler.count_file(str(path), w, jobs=1)
+    assert totaler.by_bucket(index.counts(w), w) == totaler.by_bucket(tally.counts, w)
+    assert (index.skipped.count, index.skipped.first) == (tally.skipped.count, tally.skipped.first)
 
 
 def check_fast_path(lines, window, bom, final_newline, block, segment, long_run) -> None:
@@ -174,8 +206,9 @@ def tiny_parts():
 
 
 @settings(max_examples=60, deadline=None)
-@given(lines=st.lists(rows(), max_size=60), window=windows, bom=st.booleans(), jobs=st.integers(2, 4))
-def test_answer_is_the_same_whatever_the_number_of_jobs(tmp_path_factory, lines, window, bom, jobs) -> None:
+@given(lines=st.lists(rows(), max_size=60), data=st.data(), bom=st.booleans(), jobs=st.integers(2, 4))
+def test_answer_is_the_same_whatever_the_number_of_jobs(tmp_path_factory, lines, data, bom, jobs) -> None:
+    window = windows_near(lines, data)
     path = tmp_path_factory.mktemp("jobs") / "log.csv"
     path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + b"\n".join(lines) + b"\n")
     start, end, customer = window

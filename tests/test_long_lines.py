@@ -9,9 +9,10 @@ written the obvious way: split the file into lines and judge each on its own.
 import gzip
 import io
 import random
+from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 
-from conftest import run_cli, sizes
+from conftest import edge_windows, run_cli, sizes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -94,19 +95,20 @@ def logs(draw) -> tuple[int, int, bytes]:
     return block, max_line, data + (b"\n" if lines and draw(st.booleans()) else b"")
 
 
-instants = st.builds(
-    lambda seconds, nudge: totaler.to_micros(BASE) + seconds * 10**6 + nudge,
-    st.integers(0, 4 * 3600),
-    st.sampled_from([-1, 0, 1]),  # an event's instant or an hour's start, and a microsecond either side
-)
-windows = st.tuples(instants, instants, st.sampled_from([None, "a"])).filter(lambda w: w[0] < w[1])
+def window_near_events(data: bytes, draw) -> totaler.Window:
+    """A window with bounds on the log's events and hours, each ± 1 µs (conftest.edge_windows)."""
+    moments = []
+    for line in data.split(b"\n"):
+        with suppress(ValueError):
+            moments.append(model_row(line)[1])
+    return totaler.Window(*draw(edge_windows(moments, [None, "a"])))
 
 
 @settings(max_examples=400, deadline=None)
-@given(log=logs(), bounds=windows, segment=st.sampled_from([1, 64, 1 << 16]))
-def test_fast_and_plain_paths_equal_the_model_around_long_lines(log, bounds, segment) -> None:
+@given(log=logs(), draw=st.data(), segment=st.sampled_from([1, 64, 1 << 16]))
+def test_fast_and_plain_paths_equal_the_model_around_long_lines(log, draw, segment) -> None:
     block, max_line, data = log
-    window = totaler.Window(*bounds)
+    window = window_near_events(data, draw.draw)
     want = model(data, window, max_line)
     with sizes(block, max_line, segment=segment):
         for fast in (True, False):
@@ -122,10 +124,10 @@ def want_lines(data: bytes) -> int:
 
 
 @settings(max_examples=60, deadline=None)
-@given(log=logs(), bounds=windows)
-def test_workers_gzip_and_the_index_equal_the_model_around_long_lines(tmp_path_factory, log, bounds) -> None:
+@given(log=logs(), draw=st.data())
+def test_workers_gzip_and_the_index_equal_the_model_around_long_lines(tmp_path_factory, log, draw) -> None:
     block, max_line, data = log
-    window = totaler.Window(*bounds)
+    window = window_near_events(data, draw.draw)
     want = model(data, window, max_line)
     folder = tmp_path_factory.mktemp("long")
     plain, packed = folder / "log.csv", folder / "log.csv.gz"
