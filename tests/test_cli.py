@@ -3,6 +3,7 @@
 import gzip
 import io
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -237,3 +238,64 @@ def test_an_interrupted_parallel_count_stops_quietly_with_its_workers(big_log: P
     assert (process.returncode, stderr) == (status, b"")
     time.sleep(0.2)
     assert [w for w in workers if Path(f"/proc/{w}").exists()] == []
+
+
+def older_pythons() -> list[str]:
+    """Interpreters older than 3.11 on this machine (pyenv's, or python3.10 on PATH)."""
+    found = sorted(str(p) for p in Path.home().glob(".pyenv/versions/3.[89]*/bin/python"))
+    found += sorted(str(p) for p in Path.home().glob(".pyenv/versions/3.10*/bin/python"))
+    on_path = [p for p in map(shutil.which, ("python3.10", "python3.9")) if p and "/shims/" not in p]
+    return found + [p for p in on_path if p not in found]
+
+
+def test_an_older_python_gets_one_line_naming_both_versions() -> None:
+    pythons = older_pythons()
+    if not pythons:
+        pytest.skip("no Python older than 3.11 on this machine")
+    for python in pythons:
+        result = subprocess.run([python, str(ROOT / "totaler.py"), "events.csv", *SEED], capture_output=True, cwd=ROOT)
+        assert result.returncode == 2, (python, result.stderr)
+        line = error_of(result)
+        assert "needs Python 3.11 or newer; this is Python 3." in line
+
+
+WITHOUT_DATEUTIL = (
+    "import runpy, sys; sys.modules['dateutil'] = None; "
+    "sys.argv[0] = 'totaler.py'; runpy.run_path(sys.argv[0], run_name='__main__')"
+)
+
+
+def run_without_dateutil(*args: str) -> subprocess.CompletedProcess[bytes]:
+    """The command line in a process where `import dateutil` fails, as in a bare Python."""
+    return subprocess.run([sys.executable, "-c", WITHOUT_DATEUTIL, *args], capture_output=True, cwd=ROOT, timeout=60)
+
+
+def test_without_dateutil_the_printed_forms_still_parse_and_the_rest_is_one_line() -> None:
+    seed = run_without_dateutil("events.csv", *SEED)
+    assert seed.returncode == 0 and seed.stdout == (EXPECTED / "seed-text.txt").read_bytes()
+    printed = run_without_dateutil("events.csv", "2021-03-01 04:00:00 UTC", "2021-03-01 06:30:00 +0000")
+    assert printed.returncode == 0 and printed.stdout == seed.stdout
+    needs = run_without_dateutil("events.csv", "2021-03-01 4:00", "2021-03-01 06:30:00 +0000")
+    assert needs.returncode == 2
+    assert "START '2021-03-01 4:00' needs python-dateutil to be read (pip install python-dateutil)" in error_of(needs)
+
+
+def test_without_dateutil_the_server_answers_400(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "dateutil", None)
+    with pytest.raises(totaler.BadRequest, match="needs python-dateutil"):
+        totaler.parse_query("start=2021-03-01%204:00&end=2021-03-02", 100)
+    assert totaler.parse_query("start=2021-03-01%2004:00:00%20UTC&end=2021-03-02", 100).start == totaler.parse_bound(
+        SEED[0]
+    )
+
+
+def test_serve_builds_its_index_on_the_jobs_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    asked = []
+
+    def build_index(path: str, jobs: int = 0) -> None:
+        asked.append(jobs)
+        raise totaler.InputError("stop here")
+
+    monkeypatch.setattr(totaler, "build_index", build_index)
+    assert totaler.main(["events.csv", "--serve", "--jobs", "3", "--port", "0"]) == 1
+    assert asked == [3]
