@@ -1163,6 +1163,7 @@ class BadRequest(ValueError):
 
 
 QUERY_PARAMETERS = ("start", "end", "customer_id")
+LOST_PLUS = re.compile(r"\d \d\d(?::?\d\d)?$")  # '09:30:00 05:30': the '+' of an offset, read as a space
 
 
 def parse_query(query: str, max_hours: int) -> Window:
@@ -1180,7 +1181,8 @@ def parse_query(query: str, max_hours: int) -> Window:
     try:
         return parse_window(params["start"][0], params["end"][0], customer, max_hours, QUERY_PARAMETERS)
     except UsageError as error:
-        hint = " (a '+' in a URL must be written %2B)" if " " in params["start"][0] + params["end"][0] else ""
+        lost_plus = any(LOST_PLUS.search(params[name][0]) for name in ("start", "end"))
+        hint = " (a '+' in a URL must be written %2B)" if lost_plus else ""
         raise BadRequest(f"{error}{hint}") from None
 
 
