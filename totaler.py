@@ -26,30 +26,33 @@ if sys.version_info < (3, 11):  # noqa: UP036 - before an import that needs 3.11
     sys.exit(2)
 
 import argparse
+import asyncio
 import bz2
 import csv
+import errno
 import gc
 import gzip
 import json
 import lzma
 import os
 import re
+import resource
 import signal
 import socket
-import threading
+import stat
 import time
 import warnings
 import zlib
 from array import array
 from bisect import bisect_left
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from email.utils import formatdate
 from functools import lru_cache
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import chain, groupby, islice, repeat
 from json.encoder import encode_basestring_ascii as quote
 from operator import add, le, methodcaller, mul
@@ -946,12 +949,35 @@ def render_json(window: Window, counts: Counts) -> str:
 
     Exactly json.dumps(document, indent=2) plus a newline, written out by hand:
     with indent, json falls back to its pure-Python encoder, half of an HTTP reply's time.
+    Whole days without events are written from one template each: a window of
+    100,000 hours then costs milliseconds, not a loop of 100,000 formatted keys.
     """
-    buckets = []
-    for bucket, rows in by_bucket(counts, window):
-        inner = ",\n".join(f"    {quote(customer)}: {n}" for customer, n in rows)
-        buckets.append(f'  "{format_bucket(bucket)}": ' + (f"{{\n{inner}\n  }}" if rows else "{}"))
-    return "{\n" + ",\n".join(buckets) + "\n}\n"
+    table: dict[int, list[tuple[str, int]]] = {}
+    for (bucket, customer), n in counts.items():
+        table.setdefault(bucket, []).append((customer, n))
+    busy_days = {bucket - bucket % DAY for bucket in table}
+    empty = "{}" if window.customer is None else f"{{\n    {quote(window.customer)}: 0\n  }}"
+    pieces = []
+    hour = hour_floor(window.start)
+    while hour < window.end:
+        if hour % DAY == 0 and hour + DAY <= window.end and hour not in busy_days:
+            pieces.append(empty_day(empty).replace("\0", format_bucket(hour)[:10]))
+            hour += DAY
+            continue
+        rows = table.get(hour)
+        inner = ",\n".join(f"    {quote(customer)}: {n}" for customer, n in rows) if rows else ""
+        pieces.append(f'  "{format_bucket(hour)}": ' + (f"{{\n{inner}\n  }}" if rows else empty))
+        hour += HOUR
+    return "{\n" + ",\n".join(pieces) + "\n}\n"
+
+
+DAY = 24 * HOUR
+
+
+@lru_cache(maxsize=16)
+def empty_day(empty: str) -> str:
+    """A day of 24 buckets holding EMPTY, its date left as NUL (which quote() never writes) to fill in."""
+    return ",\n".join(f'  "\0 {hour:02d}:00:00 +0000": {empty}' for hour in range(24))
 
 
 # ---------------------------------------------------------------------------
@@ -964,9 +990,6 @@ def render_json(window: Window, counts: Counts) -> str:
 # reply with TCP_NODELAY, a small header parser of its own (http.server hands
 # headers to the email package: a third of a request's time), and a listen
 # backlog of 1024 (the default 5 cost 1 s SYN retries in a burst of 50 connects).
-
-
-ANSWERS_KEPT = 1024
 
 
 class HourIndex:
@@ -1042,18 +1065,7 @@ class Index:
     customers: int
     skipped: Skipped
     seconds: float
-    answers: dict[str, bytes] = field(default_factory=dict, compare=False)  # recent /counts replies
-
-    def answer(self, query: str, max_hours: int) -> bytes:
-        """The /counts reply to QUERY: the JSON the command line prints for the same window."""
-        payload = self.answers.get(query)
-        if payload is None:
-            window = parse_query(query, max_hours)
-            payload = render_json(window, self.counts(window)).encode("ascii")
-            if len(self.answers) >= ANSWERS_KEPT:
-                self.answers.clear()  # crude, but bounded, and a dashboard asks few questions
-            self.answers[query] = payload
-        return payload
+    longest_customer: int = 0  # a customer_id longer than this is in no bucket
 
     def counts(self, window: Window) -> Counts:
         """The same counts count_file gives for WINDOW, from the index."""
@@ -1142,20 +1154,27 @@ def index_part(part: tuple[str, int, int]) -> IndexPart:
 
 
 def build_index(path: str, jobs: int = 1) -> Index:
-    """Read PATH once into an Index, a big plain file on JOBS workers (0: one per CPU); InputError if unreadable."""
+    """Read PATH once into an Index, a big plain file on JOBS workers (0: one per CPU); InputError if unreadable.
+
+    A plain file is read up to the size it had when the build began, so a log that
+    grows meanwhile is not chased.
+    """
     started = time.monotonic()
     jobs = jobs or default_jobs()
     with opened(path) as stream:
+        plain = path != "-" and not isinstance(stream, COMPRESSED)
         if size := parts_size(path, stream, jobs):
             whole = IndexPart()
             for _, part in in_parts(path, size, jobs, index_part):
                 whole.add(part)
         else:
-            whole = index_stream(stream)
+            whole = index_stream(stream, os.fstat(stream.fileno()).st_size if plain else -1)
     with gc_paused():
         index = {bucket: HourIndex(events) for bucket, events in whole.hours.items()}
-    customers = len({customer for events in whole.hours.values() for customer in events})
-    return Index(path, index, sorted(index), whole.events, customers, whole.skipped, time.monotonic() - started)
+    names = {customer for events in whole.hours.values() for customer in events}
+    longest = max(map(len, names), default=0)
+    seconds = time.monotonic() - started
+    return Index(path, index, sorted(index), whole.events, len(names), whole.skipped, seconds, longest)
 
 
 class BadRequest(ValueError):
@@ -1186,107 +1205,87 @@ def parse_query(query: str, max_hours: int) -> Window:
         raise BadRequest(f"{error}{hint}") from None
 
 
-class CountsHandler(BaseHTTPRequestHandler):
-    """GET /counts and /healthz; JSON in, JSON out, nothing else reachable."""
-
-    server: CountsServer
-    protocol_version = "HTTP/1.1"  # keep-alive
-    server_version = f"totaler/{__version__}"
-    sys_version = ""
-    disable_nagle_algorithm = True  # no 40 ms wait for a delayed ACK between writes
-    wbufsize = 1 << 16  # and headers and body leave in one write anyway
-    timeout = 60  # an idle keep-alive connection is closed after a minute
-
-    def parse_request(self) -> bool:
-        """Read the request line and headers; set close_connection.  False when an error was sent."""
-        # http.server hands the headers to the email package, which takes a third of
-        # a request's time here; this server needs three headers and a dict.
-        self.requestline = line = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
-        words = line.split()
-        if len(words) != 3 or not words[2].startswith("HTTP/1."):
-            self.command, self.request_version = "", "HTTP/1.1"
-            self.send_error(400, f"bad request line {line[:80]!r}")
-            return False
-        self.command, self.path, self.request_version = words
-        headers: dict[str, str] = {}
-        while (raw := self.rfile.readline(8193)) not in (b"\r\n", b"\n", b""):
-            name, colon, value = raw.decode("iso-8859-1").partition(":")
-            if not colon or len(raw) > 8192 or len(headers) > 100:
-                self.send_error(431 if colon else 400, "request header line too long or malformed")
-                return False
-            headers[name.strip().lower()] = value.strip()
-        self.headers = headers  # type: ignore[assignment]
-        connection = headers.get("connection", "").lower()
-        keep = connection == "keep-alive" if self.request_version == "HTTP/1.0" else connection != "close"
-        # A body we will not read would be taken for the next request: close after answering.
-        has_body = headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
-        self.close_connection = not keep or has_body
-        return True
-
-    def do_GET(self) -> None:
-        """Answer with a body."""
-        self.answer(body=True)
-
-    def do_HEAD(self) -> None:
-        """Answer with the headers GET would send."""
-        self.answer(body=False)
-
-    def __getattr__(self, name: str) -> Callable[[], None]:
-        """Any other method (POST, PUT, BREW...) gets 405."""
-        if name.startswith("do_"):
-            return self.refuse_method
-        raise AttributeError(name)
-
-    def refuse_method(self) -> None:
-        """405 with the methods we do answer."""
-        self.close_connection = True  # it may have sent a body we will not read
-        self.send_json(405, {"error": f"method {self.command} is not allowed; use GET"}, extra={"Allow": "GET, HEAD"})
-
-    def answer(self, body: bool) -> None:
-        """Route a GET or HEAD."""
-        url = urlsplit(self.path)
-        index = self.server.index  # one index for the whole request, whatever a reload does
-        try:
-            if url.path == "/counts":
-                self.send_payload(200, index.answer(url.query, self.server.max_hours), body)
-            elif url.path == "/healthz":
-                self.send_json(200, health(index), body)
-            else:
-                self.send_json(404, {"error": f"no such path {url.path!r}; try /counts or /healthz"}, body)
-        except BadRequest as error:
-            self.send_json(400, {"error": str(error)}, body)
-
-    def send_json(self, status: int, document: dict, body: bool = True, extra: dict[str, str] | None = None) -> None:
-        """Send DOCUMENT as the reply."""
-        self.send_payload(status, (json.dumps(document, indent=2) + "\n").encode("ascii"), body, extra)
-
-    def send_payload(self, status: int, payload: bytes, body: bool, extra: dict[str, str] | None = None) -> None:
-        """Send PAYLOAD with its headers, in one write."""
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        for name, value in (extra or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        if body:
-            self.wfile.write(payload)
-
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """Errors http.server finds itself (a garbled request line, say), as JSON too."""
-        self.close_connection = True
-        self.send_json(code, {"error": message or HTTPStatus(code).phrase}, body=self.command != "HEAD")
-
-    def version_string(self) -> str:
-        """The Server header: no Python version on display."""
-        return self.server_version
-
-    def log_message(self, format: str, *args: object) -> None:
-        """One access-log line per request, unless --quiet."""
-        if not self.server.quiet:
-            super().log_message(format, *args)
+# ---------------------------------------------------------------------------
+# HTTP: a master process builds the index and opens the listening socket, then
+# forks worker processes that share both (prefork, as nginx and gunicorn do).
+# Each worker serves every connection from one asyncio event loop, so an idle or
+# slow connection costs a few KiB and no thread; every request has a deadline and
+# every reply a size limit.  SIGHUP builds a new index and forks new workers
+# before the old ones finish their requests and exit: no connection is refused.
 
 
-def health(index: Index) -> dict:
+@dataclass(frozen=True)
+class Limits:
+    """What one client may cost; the defaults follow nginx's and gunicorn's."""
+
+    header_seconds: float = 10.0  # the request line and headers must arrive within this
+    idle_seconds: float = 30.0  # a keep-alive connection with no request is closed after this
+    connections: int = 2000  # open per worker; more wait in the listen backlog
+    line_bytes: int = 8192  # the request line, and each header line
+    header_fields: int = 100
+    reply_bytes: int = 16 << 20  # a longer answer is refused (400), never built
+    cache_bytes: int = 64 << 20  # replies kept, in bytes; none bigger than a sixteenth of it
+    stop_seconds: float = 0.8  # after SIGTERM, in-flight replies get this long to leave
+
+
+class ReplyCache:
+    """Recent /counts replies by query, least recently used dropped first, bounded in bytes."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget, self.used = budget, 0
+        self.replies: OrderedDict[str, bytes] = OrderedDict()
+
+    def get(self, query: str) -> bytes | None:
+        """The reply kept for QUERY, if any."""
+        reply = self.replies.get(query)
+        if reply is not None:
+            self.replies.move_to_end(query)
+        return reply
+
+    def put(self, query: str, reply: bytes) -> None:
+        """Keep REPLY unless it is too big to be worth its room."""
+        size = len(query) + len(reply)
+        if size > self.budget // 16 or query in self.replies:
+            return
+        while self.used + size > self.budget:
+            old_query, old_reply = self.replies.popitem(last=False)
+            self.used -= len(old_query) + len(old_reply)
+        self.replies[query] = reply
+        self.used += size
+
+
+def counts_reply(index: Index, query: str, max_hours: int, limits: Limits) -> bytes:
+    """The /counts reply to QUERY: the JSON the command line prints; BadRequest if it would be too big."""
+    window = parse_query(query, max_hours)
+    counts = index.counts(window)
+    hours = -(-(window.end - hour_floor(window.start)) // HOUR)
+    # An upper bound of the JSON's size, known before it is built: a key per hour, a line per count,
+    # and the asked customer in every empty hour (a 60 KB id over 1,000 hours would be 60 MB).
+    asked = 0 if window.customer is None else len(quote(window.customer)) + 16
+    size = hours * (36 + asked) + sum(len(quote(customer)) + 28 for _, customer in counts)
+    if size > limits.reply_bytes:
+        raise BadRequest(
+            f"the answer could take {size:,} bytes, over the limit of {limits.reply_bytes:,}: ask a shorter window"
+            + (" or a real customer_id" if window.customer and len(window.customer) > index.longest_customer else "")
+        )
+    return render_json(window, counts).encode("ascii")
+
+
+@dataclass
+class Reload:
+    """What the last SIGHUP did, for /healthz."""
+
+    at: float  # time.time() when it began
+    applied: bool
+    reason: str = ""
+
+    def document(self) -> dict:
+        """As /healthz shows it."""
+        moment = datetime.fromtimestamp(self.at, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        return {"at": moment, "applied": self.applied, **({"reason": self.reason} if self.reason else {})}
+
+
+def health(index: Index, reload: Reload | None, workers: int) -> dict:
     """What /healthz says about the index being served."""
     return {
         "status": "ok",
@@ -1295,41 +1294,473 @@ def health(index: Index) -> dict:
         "customers": index.customers,
         "skipped": index.skipped.count,
         "indexed_in_seconds": round(index.seconds, 3),
+        "workers": workers,
+        "last_reload": reload.document() if reload else None,
     }
 
 
-class CountsServer(ThreadingHTTPServer):
-    """A thread per connection, the index swapped whole on reload."""
+class HttpError(Exception):
+    """A request that gets an error reply and then a closed connection."""
 
-    daemon_threads = True
-    block_on_close = False
-    request_queue_size = 1024  # the default of 5 drops a burst of new connections: a 1 s SYN retry each
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
-    def __init__(self, address: tuple[str, int], index: Index, max_hours: int, quiet: bool) -> None:
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        self.index = index
-        self.max_hours = max_hours
-        self.quiet = quiet
-        self.reloading = threading.Lock()
-        super().__init__(address, CountsHandler)
 
-    def handle_error(self, request: object, client_address: object) -> None:
-        """A client that hangs up or times out is not an error; anything else is logged in one line."""
-        error = sys.exc_info()[1]
-        if not isinstance(error, (ConnectionError, TimeoutError)):
-            log(f"error answering {client_address}: {error!r}")
+@dataclass
+class Request:
+    """The parts of a request head this server reads."""
 
-    def reload(self) -> None:
-        """Read the file again and swap the new index in; on failure keep serving the old one."""
-        with self.reloading:
-            try:
-                index = build_index(self.index.path)  # one process: forking a threaded server is unsafe
-            except InputError as error:
-                log(f"reload failed, still serving the old index: {error}")
+    method: str
+    target: str
+    version: str
+    keep_alive: bool
+    line: str
+
+
+TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+TARGET = re.compile(rb"[\x21-\x7e]+")  # visible ASCII: a space, NBSP or control byte is no part of it
+VERSION = re.compile(rb"HTTP/(\d)\.(\d)")
+BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")  # control bytes but tab: never in a header value
+HEAD_END = re.compile(rb"\r?\n\r?\n")
+
+
+def parse_head(head: bytes, limits: Limits) -> Request:
+    """A request line and its header lines, checked as RFC 9112 says; HttpError names what is wrong."""
+    lines = head.split(b"\n")
+    lines = [line.removesuffix(b"\r") for line in lines]
+    line = lines[0]
+    words = line.split(b" ")
+    if len(words) != 3 or not TOKEN.fullmatch(words[0]) or not TARGET.fullmatch(words[1]):
+        raise HttpError(400, f"bad request line {line[:80].decode('latin-1')!r}")
+    version = VERSION.fullmatch(words[2])
+    if not version:
+        raise HttpError(400, f"bad request line {line[:80].decode('latin-1')!r}")
+    if version.group(1, 2) not in ((b"1", b"1"), (b"1", b"0")):
+        raise HttpError(505, f"HTTP version {words[2].decode()} is not supported; use HTTP/1.1")
+    if len(lines) - 1 > limits.header_fields:
+        raise HttpError(431, f"more than {limits.header_fields} header fields")
+    headers: dict[bytes, list[bytes]] = {}
+    for field_line in lines[1:]:
+        name, colon, value = field_line.partition(b":")
+        if not colon or not TOKEN.fullmatch(name):  # also obs-fold: a line that starts with a space
+            raise HttpError(400, f"bad header line {field_line[:80].decode('latin-1')!r}")
+        value = value.strip(b" \t")
+        if BAD_VALUE.search(value):
+            raise HttpError(400, f"control character in header {name.decode()}")
+        headers.setdefault(name.lower(), []).append(value)
+    http11 = words[2] == b"HTTP/1.1"
+    if http11 and len(headers.get(b"host", [])) != 1:
+        raise HttpError(400, "an HTTP/1.1 request needs exactly one Host header")
+    lengths = headers.get(b"content-length", [])
+    if len(lengths) > 1 or (lengths and b"transfer-encoding" in headers):
+        raise HttpError(400, "Content-Length given twice, or with Transfer-Encoding")
+    if lengths and not lengths[0].isdigit():
+        raise HttpError(400, "Content-Length is not a number")
+    tokens = {t.strip().lower() for v in headers.get(b"connection", []) for t in v.split(b",")}
+    keep_alive = b"close" not in tokens if http11 else b"keep-alive" in tokens
+    has_body = (lengths and int(lengths[0]) > 0) or b"transfer-encoding" in headers
+    # A body this server does not read would be taken for the next request: close after answering.
+    method, target = words[0].decode(), words[1].decode()
+    return Request(method, target, words[2].decode(), keep_alive and not has_body, line.decode("latin-1"))
+
+
+REASONS = {status.value: status.phrase for status in HTTPStatus}
+
+
+def reply_bytes(status: int, payload: bytes, body: bool, close: bool, extra: str = "") -> bytes:
+    """A whole reply: status line, headers and (unless BODY is False, for HEAD) the payload."""
+    head = (
+        f"HTTP/1.1 {status} {REASONS[status]}\r\nServer: totaler/{__version__}\r\nDate: {http_date()}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n{extra}"
+        + ("Connection: close\r\n" if close else "")
+        + "\r\n"
+    )
+    return head.encode("latin-1") + (payload if body else b"")
+
+
+@lru_cache(maxsize=2)
+def date_at(second: int) -> str:
+    """The Date header's value for SECOND since the epoch."""
+    return formatdate(second, usegmt=True)
+
+
+def http_date() -> str:
+    """The Date header's value now (one formatting per second)."""
+    return date_at(int(time.time()))
+
+
+def error_payload(message: str) -> bytes:
+    """An error as the JSON body every error reply has."""
+    return (json.dumps({"error": message}, indent=2) + "\n").encode("ascii")
+
+
+class Connection(asyncio.Protocol):
+    """One client: requests read from a buffer, answered in order, each head under a deadline."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.paused = self.closing = False
+        self.served = 0  # requests answered on this connection
+        self.peer = "-"
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Count the connection and give its first request the header deadline."""
+        self.transport = transport  # type: ignore[assignment]
+        self.worker.connections.add(self)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no 40 ms wait for a delayed ACK
+        self.peer = str((transport.get_extra_info("peername") or ("-",))[0])
+        self.arm(self.worker.limits.header_seconds)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        """Forget the connection; let the worker accept again if it was at its cap."""
+        if self.timer:
+            self.timer.cancel()
+        self.worker.connections.discard(self)
+        if self.worker.stopping and not self.worker.connections:
+            self.worker.loop.stop()  # the last reply has left
+        self.worker.resume_accepting()
+
+    def arm(self, seconds: float) -> None:
+        """(Re)start the one deadline this connection has."""
+        if self.timer:
+            self.timer.cancel()
+        self.timer = self.worker.loop.call_later(seconds, self.deadline_passed)
+
+    def deadline_passed(self) -> None:
+        """Idle: close quietly.  Part of a request sent: 408, then close."""
+        if self.buffer.strip():
+            self.send(408, error_payload("the request did not arrive in time"), True, True)
+        self.close()
+
+    def data_received(self, data: bytes) -> None:
+        """Buffer DATA and answer every whole request in it."""
+        if not self.buffer.strip() and data.strip() and self.waiting_idle:
+            self.arm(self.worker.limits.header_seconds)  # a new request begins: its head has a deadline
+        self.buffer += data
+        self.answer_buffered()
+
+    waiting_idle = False  # between requests of a keep-alive connection
+
+    def answer_buffered(self) -> None:
+        """Answer the whole requests at the head of the buffer, while the client keeps reading replies."""
+        limits = self.worker.limits
+        while not self.closing and not self.paused:
+            while self.buffer[:2] in (b"\r\n",) or self.buffer[:1] == b"\n":  # empty lines before a request
+                del self.buffer[: 2 if self.buffer[:1] == b"\r" else 1]
+            end = HEAD_END.search(self.buffer)
+            if end is None:
+                first = self.buffer.find(b"\n")
+                if (first if first >= 0 else len(self.buffer)) > limits.line_bytes:
+                    self.fail(HttpError(414 if first < 0 or self.buffer[:first].count(b" ") else 431, "line too long"))
+                elif len(self.buffer) > limits.line_bytes * (limits.header_fields + 1):
+                    self.fail(HttpError(431, "request header too large"))
                 return
-            self.index = index  # one assignment: requests see the old index or the new, never a mix
-            log(f"reloaded: {describe(index)}")
+            head = bytes(self.buffer[: end.start()])
+            del self.buffer[: end.end()]
+            if any(len(line) > limits.line_bytes for line in head.split(b"\n")):
+                self.fail(HttpError(431, f"a request or header line over {limits.line_bytes} bytes"))
+                return
+            try:
+                request = parse_head(head, limits)
+            except HttpError as error:
+                self.fail(error)
+                return
+            self.respond(request)
+            self.served += 1
+            if not self.closing:
+                self.waiting_idle = True
+                self.arm(limits.idle_seconds if not self.buffer.strip() else limits.header_seconds)
+
+    def respond(self, request: Request) -> None:
+        """Route one request and send its reply."""
+        body = request.method == "HEAD"
+        close = not request.keep_alive or self.worker.stopping
+        if request.method not in ("GET", "HEAD"):
+            message = error_payload(f"method {request.method} is not allowed; use GET")
+            self.send(405, message, True, True, request, "Allow: GET, HEAD\r\n")
+            return
+        url = urlsplit(request.target)
+        try:
+            status, payload = 200, self.worker.route(url.path, url.query)
+        except BadRequest as error:
+            status, payload = 400, error_payload(str(error))
+        except NotFound as error:
+            status, payload = 404, error_payload(str(error))
+        self.send(status, payload, not body, close, request)
+
+    def fail(self, error: HttpError) -> None:
+        """Answer a request that cannot be read, and close."""
+        self.send(error.status, error_payload(str(error)), True, True)
+        self.close()
+
+    def send(
+        self, status: int, payload: bytes, body: bool, close: bool, request: Request | None = None, extra: str = ""
+    ) -> None:
+        """Write one reply (one write), log it, and close after it if CLOSE."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        self.transport.write(reply_bytes(status, payload, body, close, extra))
+        self.worker.access(self.peer, request.line if request else "-", status, len(payload))
+        if close:
+            self.close()
+
+    def close(self) -> None:
+        """Close after what is written has left."""
+        self.closing = True
+        if self.timer:
+            self.timer.cancel()
+        if self.transport is not None:
+            self.transport.close()
+
+    def pause_writing(self) -> None:
+        """The client reads slower than it asks: stop reading its requests."""
+        self.paused = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        """The client caught up: read and answer again."""
+        self.paused = False
+        if self.transport is not None and not self.closing:
+            self.transport.resume_reading()
+            self.answer_buffered()
+
+
+class NotFound(LookupError):
+    """A path this server does not serve (404)."""
+
+
+class Worker:
+    """One worker process: an event loop accepting from the shared socket, at most Limits.connections at once."""
+
+    def __init__(self, index: Index, sock: socket.socket, settings: ServeSettings, reload: Reload | None) -> None:
+        self.index, self.sock, self.settings, self.reload = index, sock, settings, reload
+        self.limits = settings.limits
+        self.loop = asyncio.new_event_loop()
+        self.connections: set[Connection] = set()
+        self.cache = ReplyCache(self.limits.cache_bytes)
+        self.accepting = self.stopping = False
+
+    def route(self, path: str, query: str) -> bytes:
+        """The payload for a GET of PATH?QUERY."""
+        if path == "/counts":
+            reply = self.cache.get(query)
+            if reply is None:
+                reply = counts_reply(self.index, query, self.settings.max_hours, self.limits)
+                self.cache.put(query, reply)
+            return reply
+        if path == "/healthz":
+            document = health(self.index, self.reload, self.settings.workers)
+            return (json.dumps(document, indent=2) + "\n").encode("ascii")
+        raise NotFound(f"no such path {path!r}; try /counts or /healthz")
+
+    def run(self) -> None:
+        """Serve until SIGTERM, then let in-flight replies leave and exit."""
+        self.loop.add_signal_handler(signal.SIGTERM, self.stop)
+        self.resume_accepting()
+        self.loop.run_forever()
+
+    def resume_accepting(self) -> None:
+        """Watch the listening socket again (below the cap, not stopping)."""
+        if not self.accepting and not self.stopping and len(self.connections) < self.limits.connections:
+            self.loop.add_reader(self.sock, self.accept)
+            self.accepting = True
+
+    def pause_accepting(self) -> None:
+        """Leave new connections in the kernel's backlog."""
+        if self.accepting:
+            self.loop.remove_reader(self.sock)
+            self.accepting = False
+
+    def accept(self) -> None:
+        """Take the connections waiting, up to the cap; at the descriptor limit, back off instead of spinning."""
+        for _ in range(64):
+            if len(self.connections) >= self.limits.connections:
+                self.pause_accepting()
+                return
+            try:
+                conn, _ = self.sock.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return  # another worker took it, or the client left
+            except OSError as error:
+                if error.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    log(f"cannot accept ({error.strerror}); retrying in 0.5 s")
+                    self.pause_accepting()
+                    self.loop.call_later(0.5, self.resume_accepting)
+                return
+            conn.setblocking(False)
+            self.loop.create_task(self.loop.connect_accepted_socket(lambda: Connection(self), conn))
+
+    def stop(self) -> None:
+        """Stop accepting, close idle connections, give the rest STOP_SECONDS, then end the loop."""
+        self.stopping = True
+        self.pause_accepting()
+        for connection in list(self.connections):
+            # Idle between requests: close, as nginx does.  Just accepted, its request may
+            # still be on its way: leave it STOP_SECONDS to arrive and be answered.
+            if connection.served and not connection.buffer.strip():
+                connection.close()
+        if not self.connections:
+            self.loop.stop()
+        self.loop.call_later(self.limits.stop_seconds, self.loop.stop)
+
+    def access(self, peer: str, line: str, status: int, size: int) -> None:
+        """One access-log line, unless --quiet."""
+        if not self.settings.quiet:
+            stamp = time.strftime("%d/%b/%Y %H:%M:%S", time.gmtime())
+            log(f'{peer} - - [{stamp}] "{line}" {status} {size}', prefix=False)
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """How the server was started."""
+
+    path: str
+    max_hours: int
+    quiet: bool
+    jobs: int
+    workers: int
+    limits: Limits = Limits()
+
+
+def load_index(path: str, jobs: int) -> Index:
+    """The index of PATH, which must be a regular file (SIGHUP reads it again; /dev/zero would never end)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise InputError(f"{display(path)}: no such file") from None
+    except OSError as error:
+        raise InputError(f"{display(path)}: cannot read ({error.strerror})") from None
+    if not stat.S_ISREG(mode):
+        raise InputError(f"{display(path)}: not a regular file; --serve reads it again on SIGHUP")
+    return build_index(path, jobs)
+
+
+def refusal(old: Index, new: Index) -> str:
+    """Why NEW must not replace OLD ('' if it may): an empty or mostly malformed file is a rotation caught half-way."""
+    if old.events and not new.events:
+        return f"{new.path} now has no events (truncated?)"
+    if new.skipped.count > new.events:
+        return f"{new.path} now has {new.skipped.count:,} malformed rows against {new.events:,} good ones"
+    return ""
+
+
+class Stopping(Exception):
+    """SIGTERM or SIGINT arrived while the master was busy (building an index)."""
+
+
+class Master:
+    """The parent process: holds the index and the socket, forks workers, reloads, stops."""
+
+    def __init__(self, index: Index, sock: socket.socket, settings: ServeSettings) -> None:
+        self.index, self.sock, self.settings = index, sock, settings
+        self.reload: Reload | None = None
+        self.workers: set[int] = set()
+
+    def run(self) -> int:
+        """Fork the workers, then wait for signals: HUP reloads, TERM and INT stop, CHLD replaces a dead worker."""
+        waited = {signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD}
+        signal.pthread_sigmask(signal.SIG_BLOCK, waited)
+        self.workers = self.fork_workers()
+        while True:
+            received = signal.sigwait(waited)
+            if received in STOP_SIGNALS:
+                break
+            if received == signal.SIGCHLD:
+                self.replace_dead_workers()
+            elif received == signal.SIGHUP and not self.reloaded():
+                break
+        self.stop_workers(self.workers)
+        log("stopped")
+        return 0
+
+    def fork_workers(self) -> set[int]:
+        """Start Settings.workers workers serving the current index."""
+        gc.collect()
+        gc.freeze()  # the index's objects stay out of the collector's walks: forked pages stay shared
+        return {self.fork_worker() for _ in range(self.settings.workers)}
+
+    def fork_worker(self) -> int:
+        """One worker; its process serves until told to stop, then exits without unwinding the master's stack."""
+        pid = os.fork()
+        if pid:
+            return pid
+        status = 0
+        try:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the master decides
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            signal.pthread_sigmask(signal.SIG_SETMASK, set())
+            Worker(self.index, self.sock, self.settings, self.reload).run()
+        except BaseException as error:  # a worker must never unwind into the master's code
+            log(f"worker {os.getpid()} failed: {error!r}")
+            status = 1
+        finally:
+            os._exit(status)
+
+    def reloaded(self) -> bool:
+        """Build a new index; if it may replace the old, fork new workers and retire the old.  False if stopped."""
+        began = time.time()
+        signal.signal(signal.SIGTERM, raise_stopping)  # a long build must not make SIGTERM wait
+        signal.signal(signal.SIGINT, raise_stopping)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        try:
+            index = load_index(self.settings.path, self.settings.jobs)
+            why = refusal(self.index, index)
+        except InputError as error:
+            index, why = self.index, str(error)
+        except Stopping:
+            return False
+        finally:
+            signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+        self.reload = Reload(began, not why, why)
+        if not why:
+            self.index = index
+        old, self.workers = self.workers, self.fork_workers()  # new ones accept before the old ones stop
+        self.stop_workers(old)
+        log(f"reload refused, still serving the old index: {why}" if why else f"reloaded: {describe(index)}")
+        return True
+
+    def replace_dead_workers(self) -> None:
+        """Reap workers that exited; start others in their place."""
+        for pid in list(self.workers):
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                self.workers.discard(pid)
+                log(f"worker {pid} exited ({status}); starting another")
+                self.workers.add(self.fork_worker())
+
+    def stop_workers(self, pids: set[int]) -> None:
+        """SIGTERM PIDS, wait a second for them, then SIGKILL what is left."""
+        for pid in pids:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 1.0
+        waiting = set(pids)
+        while waiting and time.monotonic() < deadline:
+            for pid in list(waiting):
+                with suppress(ChildProcessError):
+                    if os.waitpid(pid, os.WNOHANG)[0] == 0:
+                        continue
+                waiting.discard(pid)
+            time.sleep(0.01)
+        for pid in waiting:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            with suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+
+
+def raise_stopping(signum: int, frame: object) -> None:
+    """A signal handler: unwind the build in progress."""
+    raise Stopping
 
 
 def describe(index: Index) -> str:
@@ -1340,41 +1771,51 @@ def describe(index: Index) -> str:
     )
 
 
-def log(message: str) -> None:
-    """A line on stderr."""
-    print(f"totaler: {message}", file=sys.stderr, flush=True)
+def log(message: str, prefix: bool = True) -> None:
+    """A line on stderr, in one write: lines of several processes never interleave."""
+    line = (f"totaler: {message}" if prefix else message) + "\n"
+    with suppress(OSError):
+        os.write(2, line.encode("utf-8", "backslashreplace"))
 
 
-def serve(path: str, host: str, port: int, max_hours: int, quiet: bool, jobs: int = 0) -> int:
-    """Index PATH (on JOBS workers, 0: one per CPU), then answer HTTP until SIGTERM or SIGINT; SIGHUP reloads PATH."""
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A non-blocking socket listening on HOST:PORT with a deep backlog; InputError if it cannot."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(1024)  # the default of 5 drops a burst of new connections: a 1 s SYN retry each
+    except OSError as error:
+        sock.close()
+        raise InputError(f"cannot listen on {host}:{port} ({error.strerror})") from None
+    sock.setblocking(False)
+    return sock
+
+
+def raise_descriptor_limit() -> None:
+    """Let this process open as many descriptors as the hard limit allows (nginx's worker_rlimit_nofile)."""
+    with suppress(ValueError, OSError):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def serve(path: str, host: str, port: int, max_hours: int, quiet: bool, jobs: int = 0, workers: int = 0) -> int:
+    """Index PATH, then answer HTTP on WORKERS processes until SIGTERM or SIGINT; SIGHUP reloads PATH."""
     if path == "-":
         raise UsageError("--serve needs a file, not standard input: it is read again on SIGHUP")
-    index = build_index(path, jobs)  # before any thread starts, workers may be forked
-    try:
-        server = CountsServer((host, port), index, max_hours, quiet)
-    except OSError as error:
-        raise InputError(f"cannot listen on {host}:{port} ({error.strerror})") from None
+    settings = ServeSettings(path, max_hours, quiet, jobs, workers or default_jobs())
+    index = load_index(path, jobs)  # before any worker exists, the build may fork its own
+    sock = listening_socket(host, port)
+    raise_descriptor_limit()
     if index.skipped.count:
         log(f"warning: {index.skipped.summary()}")
     name = f"[{host}]" if ":" in host else host
-    url = f"http://{name}:{server.server_address[1]}"
-    log(f"{describe(index)}; serving {url}/counts?start=2021-03-01T04:00:00Z&end=2021-03-01T06:30:00Z")
-
-    def stop(signum: int, frame: object) -> None:
-        # shutdown() waits for serve_forever(), which runs in this very thread.
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    def reload(signum: int, frame: object) -> None:
-        threading.Thread(target=server.reload, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    if hasattr(signal, "SIGHUP"):
-        signal.signal(signal.SIGHUP, reload)
-    server.serve_forever(poll_interval=0.2)
-    server.server_close()
-    log("stopped")
-    return 0
+    url = f"http://{name}:{sock.getsockname()[1]}"
+    example = "/counts?start=2021-03-01T04:00:00Z&end=2021-03-01T06:30:00Z"
+    log(f"{describe(index)}; {settings.workers} workers serving {url}{example}")
+    return Master(index, sock, settings).run()
 
 
 # ---------------------------------------------------------------------------
@@ -1444,6 +1885,9 @@ def build_parser() -> Parser:
     http.add_argument("--host", default=host, help=f"address to listen on (default {host}; env TOTALER_HOST)")
     http.add_argument("--port", type=whole_number(0, 65535), default=8000, help="port (default 8000; 0 picks one)")
     http.add_argument("--quiet", action="store_true", help="no access log")
+    http.add_argument(
+        "--workers", type=whole_number(0, 256), default=0, metavar="N", help="serving processes (default: CPUs)"
+    )
     return parser
 
 
@@ -1483,7 +1927,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.serve:
             if args.start is not None:
                 raise UsageError("--serve takes only FILE: the window comes with each request")
-            return serve(args.file, args.host, args.port, args.max_hours, args.quiet, args.jobs)
+            return serve(args.file, args.host, args.port, args.max_hours, args.quiet, args.jobs, args.workers)
         missing = [name for name, value in (("START", args.start), ("END", args.end)) if value is None]
         if missing:
             raise UsageError(f"the following arguments are required: {', '.join(missing)} (see --help)")

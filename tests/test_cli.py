@@ -116,13 +116,13 @@ def test_errors_are_one_line_with_the_right_status(args: list[str], status: int,
     assert result.stdout == b""
 
 
-def test_unreadable_file(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_unreadable_file(monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
     def refuse(path: str, mode: str = "r") -> None:
         raise PermissionError(13, "Permission denied", path)
 
     monkeypatch.setattr(totaler, "open", refuse, raising=False)  # a file root could read too
     assert totaler.main(["locked.csv", "2021-03-01", "2021-03-02"]) == 1
-    assert capsys.readouterr().err == "totaler: error: locked.csv: cannot read (Permission denied)\n"
+    assert capfd.readouterr().err == "totaler: error: locked.csv: cannot read (Permission denied)\n"
 
 
 def test_corrupt_gzip_is_an_input_error(tmp_path) -> None:

@@ -235,26 +235,42 @@ def test_concurrent_clients_all_get_right_answers(server: Server) -> None:
     assert failures == []
 
 
-def test_sighup_reloads_and_a_failed_reload_keeps_the_old_index(tmp_path: Path) -> None:
+def wait_for(running: Server, text: str, count: int = 1) -> None:
+    """Wait until the server's stderr holds TEXT COUNT times."""
+    deadline = time.monotonic() + 20
+    while running.stderr().count(text) < count:
+        assert time.monotonic() < deadline, running.stderr()
+        time.sleep(0.02)
+
+
+def test_sighup_reloads_and_a_reload_that_would_lose_data_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "log.csv"
     path.write_bytes(b"a,INGEST,t1,2021-03-01 04:05:00+00\n")
-    running = Server(path)
+    running = Server(path, "--workers", "2")
     target = counts_url("2021-03-01T04:00:00Z", "2021-03-01T05:00:00Z")
+    both = {"2021-03-01 04:00:00 +0000": {"a": 1, "b": 1}}
     try:
         assert json.loads(running.get(target)[1]) == {"2021-03-01 04:00:00 +0000": {"a": 1}}
         with open(path, "ab") as log:
             log.write(b"b,INGEST,t2,2021-03-01 04:06:00+00\n")
         running.process.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 10
-        while "reloaded" not in running.stderr() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert json.loads(running.get(target)[1]) == {"2021-03-01 04:00:00 +0000": {"a": 1, "b": 1}}
-        path.unlink()
-        running.process.send_signal(signal.SIGHUP)
-        while "reload failed" not in running.stderr() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert "reload failed, still serving the old index: " in running.stderr()
-        assert json.loads(running.get(target)[1]) == {"2021-03-01 04:00:00 +0000": {"a": 1, "b": 1}}
+        wait_for(running, "reloaded")
+        assert json.loads(running.get(target)[1]) == both
+        assert json.loads(running.get("/healthz")[1])["last_reload"]["applied"] is True
+        refused = [
+            (lambda: path.unlink(), "no such file"),
+            (lambda: path.write_bytes(b""), "now has no events (truncated?)"),  # copy-truncate rotation
+            (lambda: path.write_bytes(b"garbage\n" * 10 + b"a,I,t,2021-03-01 04:05:00+00\n"), "malformed rows"),
+            (lambda: (path.unlink(), path.symlink_to("/dev/zero")), "not a regular file"),
+        ]
+        for number, (damage, why) in enumerate(refused, 1):
+            damage()
+            running.process.send_signal(signal.SIGHUP)
+            wait_for(running, "reload refused, still serving the old index", number)
+            assert why in running.stderr().splitlines()[-1]
+            assert json.loads(running.get(target)[1]) == both
+            reload = json.loads(running.get("/healthz")[1])["last_reload"]
+            assert reload["applied"] is False and why in reload["reason"]
         assert '"GET /counts?' in running.stderr()  # the access log, when not --quiet
     finally:
         took = running.stop(signal.SIGINT)
@@ -325,13 +341,13 @@ def test_totaler_host_sets_the_default_address() -> None:
 
 def test_a_body_closes_the_connection_after_the_reply(server: Server) -> None:
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
-        raw.sendall(b"GET /healthz HTTP/1.1\r\nContent-Length: 4\r\n\r\nGET ")
+        raw.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nGET ")
         reply = b""
         while chunk := raw.recv(65536):  # the server closes: the stray body is never read as a request
             reply += chunk
     assert reply.startswith(b"HTTP/1.1 200 ") and reply.count(b"HTTP/1.1") == 1
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:  # an empty body keeps it open
-        raw.sendall(b"GET /healthz HTTP/1.1\r\nContent-Length: 0\r\n\r\n" * 2)
+        raw.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n" * 2)
         reply = b""
         while reply.count(b'"status": "ok"') < 2:
             reply += raw.recv(65536)
