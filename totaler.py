@@ -1325,6 +1325,17 @@ BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")  # control bytes but tab: n
 HEAD_END = re.compile(rb"\r?\n\r?\n")
 
 
+def check_sizes(head: bytes, limits: Limits) -> None:
+    """HttpError if HEAD, or the part of one received so far, has a line or more fields than the limits allow."""
+    lines = head.split(b"\n")
+    if len(lines[0]) > limits.line_bytes:
+        raise HttpError(414, f"the request line is over {limits.line_bytes} bytes")
+    if any(len(line) > limits.line_bytes for line in lines[1:]):
+        raise HttpError(431, f"a header line is over {limits.line_bytes} bytes")
+    if sum(1 for line in lines[1:] if line.strip()) > limits.header_fields:
+        raise HttpError(431, f"more than {limits.header_fields} header fields")
+
+
 def parse_head(head: bytes, limits: Limits) -> Request:
     """A request line and its header lines, checked as RFC 9112 says; HttpError names what is wrong."""
     lines = head.split(b"\n")
@@ -1338,8 +1349,6 @@ def parse_head(head: bytes, limits: Limits) -> Request:
         raise HttpError(400, f"bad request line {line[:80].decode('latin-1')!r}")
     if version.group(1, 2) not in ((b"1", b"1"), (b"1", b"0")):
         raise HttpError(505, f"HTTP version {words[2].decode()} is not supported; use HTTP/1.1")
-    if len(lines) - 1 > limits.header_fields:
-        raise HttpError(431, f"more than {limits.header_fields} header fields")
     headers: dict[bytes, list[bytes]] = {}
     for field_line in lines[1:]:
         name, colon, value = field_line.partition(b":")
@@ -1455,18 +1464,16 @@ class Connection(asyncio.Protocol):
                 del self.buffer[: 2 if self.buffer[:1] == b"\r" else 1]
             end = HEAD_END.search(self.buffer)
             if end is None:
-                first = self.buffer.find(b"\n")
-                if (first if first >= 0 else len(self.buffer)) > limits.line_bytes:
-                    self.fail(HttpError(414 if first < 0 or self.buffer[:first].count(b" ") else 431, "line too long"))
-                elif len(self.buffer) > limits.line_bytes * (limits.header_fields + 1):
-                    self.fail(HttpError(431, "request header too large"))
+                if len(self.buffer) > limits.line_bytes:  # a head still coming may be too long already
+                    try:
+                        check_sizes(bytes(self.buffer), limits)
+                    except HttpError as error:
+                        self.fail(error)
                 return
             head = bytes(self.buffer[: end.start()])
             del self.buffer[: end.end()]
-            if any(len(line) > limits.line_bytes for line in head.split(b"\n")):
-                self.fail(HttpError(431, f"a request or header line over {limits.line_bytes} bytes"))
-                return
             try:
+                check_sizes(head, limits)
                 request = parse_head(head, limits)
             except HttpError as error:
                 self.fail(error)
@@ -1801,12 +1808,12 @@ def raise_descriptor_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def serve(path: str, host: str, port: int, max_hours: int, quiet: bool, jobs: int = 0, workers: int = 0) -> int:
-    """Index PATH, then answer HTTP on WORKERS processes until SIGTERM or SIGINT; SIGHUP reloads PATH."""
+def serve(host: str, port: int, settings: ServeSettings) -> int:
+    """Index the file, then answer HTTP on worker processes until SIGTERM or SIGINT; SIGHUP reloads it."""
+    path = settings.path
     if path == "-":
         raise UsageError("--serve needs a file, not standard input: it is read again on SIGHUP")
-    settings = ServeSettings(path, max_hours, quiet, jobs, workers or default_jobs())
-    index = load_index(path, jobs)  # before any worker exists, the build may fork its own
+    index = load_index(path, settings.jobs)  # before any worker exists, the build may fork its own
     sock = listening_socket(host, port)
     raise_descriptor_limit()
     if index.skipped.count:
@@ -1859,6 +1866,17 @@ def whole_number(least: int, most: int | None = None) -> Callable[[str], int]:
     return convert
 
 
+def seconds(text: str) -> float:
+    """An argparse type: a positive number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value <= 86400:
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range: give more than 0 and at most 86400")
+    return value
+
+
 def build_parser() -> Parser:
     """The command line's arguments."""
     parser = Parser(
@@ -1887,6 +1905,27 @@ def build_parser() -> Parser:
     http.add_argument("--quiet", action="store_true", help="no access log")
     http.add_argument(
         "--workers", type=whole_number(0, 256), default=0, metavar="N", help="serving processes (default: CPUs)"
+    )
+    http.add_argument(
+        "--header-timeout",
+        type=seconds,
+        default=Limits.header_seconds,
+        metavar="S",
+        help=f"seconds for a request line and headers to arrive, else 408 (default {Limits.header_seconds:g})",
+    )
+    http.add_argument(
+        "--idle-timeout",
+        type=seconds,
+        default=Limits.idle_seconds,
+        metavar="S",
+        help=f"seconds an idle keep-alive connection stays open (default {Limits.idle_seconds:g})",
+    )
+    http.add_argument(
+        "--max-connections",
+        type=whole_number(1),
+        default=Limits.connections,
+        metavar="N",
+        help=f"open connections per worker; more wait in the backlog (default {Limits.connections})",
     )
     return parser
 
@@ -1927,7 +1966,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.serve:
             if args.start is not None:
                 raise UsageError("--serve takes only FILE: the window comes with each request")
-            return serve(args.file, args.host, args.port, args.max_hours, args.quiet, args.jobs, args.workers)
+            limits = Limits(args.header_timeout, args.idle_timeout, args.max_connections)
+            workers = args.workers or default_jobs()
+            settings = ServeSettings(args.file, args.max_hours, args.quiet, args.jobs, workers, limits)
+            return serve(args.host, args.port, settings)
         missing = [name for name, value in (("START", args.start), ("END", args.end)) if value is None]
         if missing:
             raise UsageError(f"the following arguments are required: {', '.join(missing)} (see --help)")

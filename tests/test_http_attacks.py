@@ -1,0 +1,259 @@
+"""The HTTP service under attack: strict RFC 9112 heads, deadlines, caps, floods and amplification.
+
+Bounded versions of bench/attack.py: hundreds of connections, not thousands; every loop
+has a count and a deadline.  Timings here are generous bounds on behaviour (a deadline
+that never fires, a server that stops answering), not speed measurements.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import time
+from pathlib import Path
+
+import pytest
+from conftest import EVENTS, EXPECTED, SEED
+from test_http import Server, counts_url
+
+SEED_JSON = (EXPECTED / "seed.json").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Server:
+    path = tmp_path_factory.mktemp("attacks") / "events.csv"
+    shutil.copy(EVENTS, path)
+    running = Server(path, "--quiet", "--workers", "2", "--max-hours", "200000")
+    yield running
+    running.stop()
+    assert "Traceback" not in running.stderr()
+
+
+def exchange(port: int, payload: bytes, timeout: float = 5.0) -> bytes:
+    """Send PAYLOAD on a new connection and read until the server closes it (or TIMEOUT)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw:
+        raw.sendall(payload)
+        reply = b""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                chunk = raw.recv(65536)
+            except TimeoutError:
+                break
+            if not chunk:
+                return reply
+            reply += chunk
+    raise AssertionError(f"the server did not close the connection: {reply[:200]!r}")
+
+
+def status_of(reply: bytes) -> int:
+    return int(reply.split(b" ", 2)[1])
+
+
+SEED_TARGET = counts_url(*SEED).encode()
+
+
+@pytest.mark.parametrize(
+    "payload, status",
+    [
+        (b"GET / HTTP/1.9\r\nHost: x\r\n\r\n", 505),
+        (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+        (b"GET /healthz HTTP/1.1\r\n\r\n", 400),  # no Host
+        (b"GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+        (b"GET  /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 400),  # two spaces
+        (b"GET\xa0/healthz HTTP/1.1\r\nHost: x\r\n\r\n", 400),  # NBSP between words
+        (b"GET /healthz\x1cHTTP/1.1\r\nHost: x\r\n\r\n", 400),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n", 400),  # obs-fold
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n", 400),
+        (b"GET /healthz HTTP/1.1\r\nHost : x\r\n\r\n", 400),  # space before the colon
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX: a\x01b\r\n\r\n", 400),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 30\r\nContent-Length: 0\r\n\r\n", 400),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"X-A: b\r\n" * 101 + b"\r\n", 431),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: " + b"b" * 9000 + b"\r\n\r\n", 431),
+        (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    ],
+    ids=[
+        "http-1.9",
+        "http-2.0",
+        "no-host",
+        "two-hosts",
+        "double-space",
+        "nbsp",
+        "0x1c",
+        "obs-fold",
+        "no-colon",
+        "space-before-colon",
+        "control-in-value",
+        "two-content-lengths",
+        "length-and-chunked",
+        "negative-length",
+        "101-fields",
+        "long-header",
+        "long-target",
+    ],
+)
+def test_a_bad_head_is_refused_with_connection_close(server: Server, payload: bytes, status: int) -> None:
+    reply = exchange(server.port, payload + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert status_of(reply) == status, reply[:300]
+    head = reply.split(b"\r\n\r\n", 1)[0]
+    assert b"\r\nConnection: close" in head and b"Content-Type: application/json" in head
+    assert reply.count(b"\r\nServer: totaler") == 1  # what follows is never answered as another request
+
+
+def test_the_body_of_a_smuggling_attempt_is_never_a_second_request(server: Server) -> None:
+    smuggled = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    payload = f"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: {len(smuggled)}\r\n\r\n".encode() + smuggled
+    reply = exchange(server.port, payload)
+    assert status_of(reply) == 200 and reply.count(b"\r\nServer: totaler") == 1 and b"Connection: close" in reply
+
+
+def test_http_1_0_closes_unless_asked_and_pipelined_requests_are_answered_in_order(server: Server) -> None:
+    reply = exchange(server.port, b"GET " + SEED_TARGET + b" HTTP/1.0\r\n\r\n")
+    assert status_of(reply) == 200 and reply.endswith(SEED_JSON) and b"Connection: close" in reply
+    pipelined = b"".join(
+        b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n" + close + b"\r\n"
+        for target, close in [(SEED_TARGET, b""), (b"/nope", b""), (SEED_TARGET, b"Connection: close\r\n")]
+    )
+    reply = exchange(server.port, pipelined)
+    assert [status_of(b"HTTP/1.1 " + part) for part in reply.split(b"HTTP/1.1 ")[1:]] == [200, 404, 200]
+    assert reply.endswith(SEED_JSON)
+
+
+def test_a_long_customer_cannot_amplify_the_reply(server: Server) -> None:
+    before = server_rss(server)
+    huge = counts_url("2021-03-01T00:00:00Z", "2021-04-12T16:00:00Z", "x" * 60_000)  # 1,000 hours
+    long = counts_url("2021-03-01T00:00:00Z", "2021-09-01T00:00:00Z", "x" * 7_000)  # 4,416 hours: 31 MB
+    for _ in range(20):
+        assert server.get(huge)[0] == 414  # the request line is over 8 KiB
+        status, body = server.get(long)
+        assert status == 400
+        assert "over the limit of 16,777,216: ask a shorter window or a real customer_id" in json.loads(body)["error"]
+    assert server_rss(server) - before < 100 << 20
+
+
+def test_a_100000_hour_window_is_answered_byte_for_byte(server: Server) -> None:
+    start, end = "2011-03-01T00:00:00Z", "2022-07-27T16:00:00Z"  # 100,000 hours around the log
+    status, body = server.get(counts_url(start, end))
+    assert status == 200
+    doc = json.loads(body)
+    assert len(doc) == 100_000 and sum(sum(row.values()) for row in doc.values()) == 147_370
+    assert doc["2021-03-01 05:00:00 +0000"] == json.loads(SEED_JSON)["2021-03-01 05:00:00 +0000"]
+
+
+def server_rss(server: Server) -> int:
+    """Resident bytes of the server and its workers, from /proc."""
+    total = 0
+    for pid in [server.process.pid, *children(server.process.pid)]:
+        with open(f"/proc/{pid}/status") as status:
+            total += next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) * 1024
+    return total
+
+
+def children(pid: int) -> list[int]:
+    """PID's child processes."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+    return found
+
+
+def test_a_header_trickled_a_byte_at_a_time_is_cut_off_by_the_deadline(tmp_path: Path) -> None:
+    path = tmp_path / "events.csv"
+    shutil.copy(EVENTS, path)
+    running = Server(path, "--quiet", "--workers", "1", "--header-timeout", "1", "--idle-timeout", "1")
+    try:
+        with socket.create_connection(("127.0.0.1", running.port), timeout=5) as raw:
+            began = time.monotonic()
+            reply = b""
+            for byte in b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100:
+                try:
+                    raw.sendall(bytes([byte]))
+                except (BrokenPipeError, ConnectionResetError):
+                    break
+                time.sleep(0.1)
+                raw.setblocking(False)
+                try:
+                    reply += raw.recv(65536)
+                except BlockingIOError:
+                    pass
+                finally:
+                    raw.setblocking(True)
+                if reply:
+                    break
+            took = time.monotonic() - began
+        assert status_of(reply) == 408 and b"Connection: close" in reply
+        assert 0.9 < took < 3.0  # the whole head had one second, not each byte
+        with socket.create_connection(("127.0.0.1", running.port), timeout=5) as idle:
+            idle.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            time.sleep(0.2)
+            assert status_of(idle.recv(65536)) == 200
+            began = time.monotonic()
+            assert idle.recv(65536) == b""  # the idle keep-alive connection is closed
+            assert time.monotonic() - began < 3.0
+    finally:
+        running.stop()
+
+
+def test_connections_beyond_the_cap_wait_in_the_backlog(tmp_path: Path) -> None:
+    path = tmp_path / "events.csv"
+    shutil.copy(EVENTS, path)
+    running = Server(path, "--quiet", "--workers", "1", "--max-connections", "5")
+    holders = [socket.create_connection(("127.0.0.1", running.port), timeout=5) for _ in range(5)]
+    try:
+        time.sleep(0.3)  # the worker has taken the five
+        waiting = socket.create_connection(("127.0.0.1", running.port), timeout=0.5)
+        waiting.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        with pytest.raises(TimeoutError):
+            waiting.recv(65536)  # not accepted yet: it costs the server nothing
+        holders.pop().close()
+        waiting.settimeout(5)
+        assert status_of(waiting.recv(65536)) == 200
+        waiting.close()
+    finally:
+        for holder in holders:
+            holder.close()
+        running.stop()
+
+
+def test_hundreds_of_half_sent_connections_closed_at_once_stop_nobody(tmp_path: Path) -> None:
+    path = tmp_path / "events.csv"
+    shutil.copy(EVENTS, path)
+    running = Server(path, "--quiet", "--workers", "2")
+    try:
+        half = []
+        for _ in range(400):
+            raw = socket.create_connection(("127.0.0.1", running.port), timeout=5)
+            raw.sendall(b"GET /counts?start=2021-03-01&end=2021-03-0")
+            half.append(raw)
+        for raw in half:
+            raw.close()
+        began = time.monotonic()
+        assert running.get(counts_url(*SEED)) == (200, SEED_JSON)
+        assert time.monotonic() - began < 1.0
+        took = running.stop(signal.SIGTERM)
+        assert took < 1.0 and running.process.returncode == 0
+    finally:
+        if running.process.poll() is None:
+            running.stop()
+
+
+ODD = 'é<"x'
+
+
+def test_a_request_with_an_odd_customer_is_escaped_in_json(server: Server) -> None:
+    status, body = server.get(counts_url(*SEED, ODD))
+    assert status == 200
+    assert json.loads(body) == {
+        "2021-03-01 04:00:00 +0000": {ODD: 0},
+        "2021-03-01 05:00:00 +0000": {ODD: 0},
+        "2021-03-01 06:00:00 +0000": {ODD: 0},
+    }
