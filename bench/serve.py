@@ -33,11 +33,13 @@ end
 """
 
 
-def start_server() -> tuple[subprocess.Popen, int, float]:
+def start_server(
+    program: Path = ROOT / "totaler.py", extra: tuple[str, ...] = ()
+) -> tuple[subprocess.Popen, int, float]:
     """The server, its port, and seconds from start until /healthz answered."""
     log = tempfile.NamedTemporaryFile(suffix=".log", delete=False)  # noqa: SIM115 - read below
     started = time.monotonic()
-    command = [sys.executable, str(ROOT / "totaler.py"), "events.csv", "--serve", "--port", "0", "--quiet"]
+    command = [sys.executable, str(program), "events.csv", "--serve", "--port", "0", "--quiet", *extra]
     server = subprocess.Popen(command, cwd=ROOT, stderr=log)
     while "serving http://" not in Path(log.name).read_text():
         if server.poll() is not None or time.monotonic() - started > 30:
@@ -76,18 +78,33 @@ def wrk(port: int, threads: int, connections: int, seconds: int, script: str | N
 
 
 def peak_rss(pid: int) -> str:
-    """The high-water mark of a process's resident memory."""
-    kib = int(re.search(r"VmHWM:\s+(\d+)", Path(f"/proc/{pid}/status").read_text()).group(1))
+    """The high-water mark of the resident memory of a process and each of its children, added up."""
+    kib = sum(
+        int(re.search(r"VmHWM:\s+(\d+)", Path(f"/proc/{p}/status").read_text()).group(1)) for p in [pid, *children(pid)]
+    )
     return f"{kib / 1024:.0f} MiB"
+
+
+def children(pid: int) -> list[int]:
+    """PID's child processes (the server's workers)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return found
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--program", type=Path, default=ROOT / "totaler.py", help="another totaler.py, to compare")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: apt-get install wrk")
-    server, port, ready = start_server()
+    server, port, ready = start_server(args.program)
     try:
         print(f"ready (index built, /healthz answered) {ready:.2f} s after start")
         runs = {
@@ -95,7 +112,7 @@ def main() -> None:
             "seed query, 50 connections (-t2 -c50)": wrk(port, 2, 50, args.seconds),
             "varied queries, 50 connections (-t2 -c50)": wrk(port, 2, 50, args.seconds, VARIED),
         }
-        print(f"server peak RSS: {peak_rss(server.pid)}")
+        print(f"server peak RSS, its processes added up: {peak_rss(server.pid)}")
         print()
         print("| load | requests/s | p50 | p99 | non-2xx | socket errors |")
         print("|---|---|---|---|---|---|")

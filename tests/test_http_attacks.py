@@ -257,3 +257,13 @@ def test_a_request_with_an_odd_customer_is_escaped_in_json(server: Server) -> No
         "2021-03-01 05:00:00 +0000": {ODD: 0},
         "2021-03-01 06:00:00 +0000": {ODD: 0},
     }
+
+
+def test_long_windows_asked_back_to_back_wait_their_turn_and_keep_their_order(server: Server) -> None:
+    long = [counts_url(f"2011-03-01T00:00:00.00000{i}Z", "2022-07-27T15:00:00Z").encode() for i in range(3)]
+    pipelined = b"".join(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n" for target in long)
+    reply = exchange(server.port, pipelined + b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 30)
+    parts = reply.split(b"HTTP/1.1 ")[1:]
+    assert [status_of(b"HTTP/1.1 " + part) for part in parts] == [200, 200, 200, 200]
+    assert all(len(json.loads(part.split(b"\r\n\r\n", 1)[1])) == 99_999 for part in parts[:3])
+    assert b'"status": "ok"' in parts[3]
