@@ -219,7 +219,7 @@ def trickle(server: Server) -> str:
 
 
 def descriptor_limit(program: Path, path: Path) -> str:
-    server = Server(program, path, "--workers", "1", limit_fds=64)
+    server = Server(program, path, limit_fds=64)
     try:
         held = []
         for _ in range(100):
@@ -346,7 +346,7 @@ ATTACKS: dict[str, tuple[str, Callable]] = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--program", type=Path, default=ROOT / "totaler.py")
-    parser.add_argument("--workers", default="2")
+    parser.add_argument("--workers", default="2", help="'' to leave it out (a totaler without --workers)")
     parser.add_argument("--only", nargs="*", choices=list(ATTACKS))
     args = parser.parse_args()
     if not shutil.which("wrk"):
@@ -366,7 +366,7 @@ def main() -> None:
             elif name == "reload":
                 result = reloads(args.program, path)
             else:
-                server = Server(args.program, path, "--workers", args.workers)
+                server = Server(args.program, path, *(["--workers", args.workers] if args.workers else []))
                 try:
                     result = attack(server)
                 finally:

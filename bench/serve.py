@@ -85,6 +85,15 @@ def peak_rss(pid: int) -> str:
     return f"{kib / 1024:.0f} MiB"
 
 
+def pss(pid: int) -> str:
+    """The proportional set size of a process and its children: shared pages counted once."""
+    kib = sum(
+        int(re.search(r"^Pss:\s+(\d+)", Path(f"/proc/{p}/smaps_rollup").read_text(), re.MULTILINE).group(1))
+        for p in [pid, *children(pid)]
+    )
+    return f"{kib / 1024:.0f} MiB"
+
+
 def children(pid: int) -> list[int]:
     """PID's child processes (the server's workers)."""
     found = []
@@ -112,7 +121,7 @@ def main() -> None:
             "seed query, 50 connections (-t2 -c50)": wrk(port, 2, 50, args.seconds),
             "varied queries, 50 connections (-t2 -c50)": wrk(port, 2, 50, args.seconds, VARIED),
         }
-        print(f"server peak RSS, its processes added up: {peak_rss(server.pid)}")
+        print(f"server peak RSS, its processes added up: {peak_rss(server.pid)}; PSS now: {pss(server.pid)}")
         print()
         print("| load | requests/s | p50 | p99 | non-2xx | socket errors |")
         print("|---|---|---|---|---|---|")
