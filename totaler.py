@@ -53,9 +53,9 @@ from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from email.utils import formatdate
 from functools import lru_cache
 from http import HTTPStatus
-from itertools import chain, groupby, islice, repeat
+from itertools import chain, compress, groupby, islice, repeat
 from json.encoder import encode_basestring_ascii as quote
-from operator import add, le, methodcaller, mul
+from operator import add, itemgetter, le, methodcaller, mod, mul, sub
 from typing import BinaryIO, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
@@ -482,15 +482,22 @@ def merge_counts(total: Counts, part: Counts) -> None:
 
 
 # ---------------------------------------------------------------------------
-# The fast path.  Most rows look alike: ASCII fields, no quotes, and a UTC
-# timestamp like 2021-03-01 04:05:06.789+00.  Regular expressions prove a whole
-# block has that shape and hand back (customer, hour) keys in file order, so C
-# does the per-row work: by runs of rows that share customer and hour (one match
-# a run) where the log comes in runs, else four rows a match.  A block with any
-# other row is cut in two at a newline until the odd rows sit in small pieces
-# that go through parse_row, the reference.  The fast path counts exactly what the
-# reference counts, in the same order (tests/test_fast_path.py proves it on
-# generated messy files).
+# The fast path.  Most rows of a log look alike: ASCII fields with no quote or
+# comma inside, and an ISO timestamp with a fixed zone.  Regular expressions
+# prove a whole block has such a shape and hand back (customer, hour key, zone)
+# keys in file order, so C does the per-row work: by runs of rows that share
+# customer, hour and zone (one match a run) where the log comes in runs, else four
+# rows a match.  A block with any other row is cut in two at a newline until the
+# odd rows sit in small pieces that go through parse_row, the plain path.  The
+# fast path counts exactly what the plain path counts, in the same order
+# (tests/test_fast_path.py proves it on generated files of every shape).
+#
+# Shapes: fields bare, or each wrapped in double quotes ("abc","INGEST",...,
+# what csv.QUOTE_ALL and spreadsheets write); zones Z, ±HH, ±HHMM, ±HH:MM or none
+# (UTC).  A whole-hour zone maps an (hour key, zone) pair to one UTC bucket.  A
+# zone with minutes (+05:30) splits a local hour across two UTC hours: its rows
+# are timed one by one, as are the rows of an hour the window cuts, and so is
+# every row of a bucket that such rows reach, so that customers keep file order.
 
 # Possessive quantifiers (3.11) keep the engine from saving states it will never
 # backtrack to; month, day and hour are checked once per distinct hour key.
@@ -498,14 +505,14 @@ _CUSTOMER = rb"[!#-+\--~]{1,256}+"  # printable ASCII without space, comma or qu
 _FIELD = rb"[ !#-+\--~]{0,1024}+"
 _DATE_HOUR = rb"\d{4}-\d\d-\d\d[ T]\d\d"
 _MINUTES = rb":[0-5]\d:[0-5]\d(?:\.\d{1,6}+)?+"
-_UTC_END = rb"(?:\+00:00|\+0000|\+00|Z)?+\r?"  # longest first: possessive never retries
-_ROW_START = rb"\n(" + _CUSTOMER + rb")," + _FIELD + rb"," + _FIELD + rb","
-UTC_SUFFIXES = (b"+00:00", b"+0000", b"+00", b"Z")
+_ZONE = rb"(?:Z|[+-](?:[01]\d|2[0-3])(?::?[0-5]\d)?+)?+"  # a subset of what fromisoformat reads
 CUSTOMER_NAME = re.compile(_CUSTOMER)
+ZONE_AT_END = re.compile(rb"\d(" + _ZONE + rb')"?\r?\Z')
 # Four rows a match: a quarter of the matches and tuples, and Counter keys that
 # repeat just as often in a log where neighbours share customer and hour.
 GROUP = 4
 SMALL_SEGMENT = 1 << 16
+Pairs = dict[tuple[bytes, bytes, bytes], int]  # rows per (customer, hour key, zone), in first-seen order
 
 
 class NotCanonical(Exception):
@@ -514,164 +521,189 @@ class NotCanonical(Exception):
 
 @lru_cache(maxsize=1 << 16)
 def hour_bucket(key: bytes) -> int:
-    """The bucket of an hour key like b'2021-03-01 04' (cached: a log has few hours)."""
+    """The start of an hour key like b'2021-03-01 04' read as UTC (cached: a log has few hours)."""
     try:
         return to_micros(datetime(int(key[:4]), int(key[5:7]), int(key[8:10]), int(key[11:13])))
     except ValueError:
         raise NotCanonical(key) from None
 
 
+@lru_cache(maxsize=256)
+def zone_micros(zone: bytes) -> int:
+    """How far a zone like b'+05:30' is ahead of UTC; b'' and b'Z' are UTC."""
+    if zone in (b"", b"Z"):
+        return 0
+    digits = zone[1:].replace(b":", b"")
+    micros = (int(digits[:2]) * 60 + int(digits[2:4] or 0)) * 60_000_000
+    return -micros if zone[:1] == b"-" else micros
+
+
+@lru_cache(maxsize=1 << 16)
+def utc_bucket(key: bytes, zone: bytes) -> int | None:
+    """The UTC bucket of every row with this hour key and zone; None when the zone has minutes."""
+    shift = zone_micros(zone)
+    return None if shift % HOUR else hour_bucket(key) - shift
+
+
+def row_shape(quoted: bool) -> tuple[bytes, bytes]:
+    """The pattern of a row up to its timestamp, capturing the customer, and of what follows the zone."""
+    q = b'"' if quoted else b""
+    start = rb"\n" + q + rb"(" + _CUSTOMER + rb")" + q + (rb"," + q + _FIELD + q) * 2 + rb"," + q
+    return start, q + rb"\r?"
+
+
 @lru_cache(maxsize=64)
-def timed_pattern(hours: bytes) -> re.Pattern[bytes]:
-    """Canonical rows whose hour key matches HOURS, capturing customer, hour key, minute, second, fraction."""
-    exact_time = rb"(" + hours + rb"):([0-5]\d):([0-5]\d)(?:\.(\d{1,6}+))?+"
-    return re.compile(_ROW_START + exact_time + _UTC_END + rb"(?=\n)")
+def timed_pattern(hours: bytes, quoted: bool) -> re.Pattern[bytes]:
+    """Rows whose hour key matches HOURS: customer, hour key, minute, second, fraction, zone."""
+    start, end = row_shape(quoted)
+    exact_time = rb"(" + hours + rb"):([0-5]\d):([0-5]\d)(?:\.(\d{1,6}+))?+(" + _ZONE + rb")"
+    return re.compile(start + exact_time + end + rb"(?=\n)")
 
 
 def row_columns(rows: list[tuple[bytes, ...]]) -> tuple[list[str], list[int], list[int]]:
-    """Customers, buckets and offsets in the hour of timed_pattern's ROWS: each column a map that C runs."""
+    """Customers, UTC buckets and offsets in the bucket of timed_pattern's ROWS: each column a map that C runs."""
+    # Plainly: for each row, moment = hour_bucket(key) + minutes, seconds and fraction - zone;
+    # bucket = hour_floor(moment).  Map chains do it in C: a third of the time of that loop.
     if not rows:
         return [], [], []
-    customers, keys, minutes, seconds, fractions = zip(*rows, strict=True)
+    customers, keys, minutes, seconds, fractions, zones = zip(*rows, strict=True)
     micros = map(int, map(methodcaller("ljust", 6, b"0"), fractions))
-    offsets = map(add, map(mul, map(int, minutes), repeat(60_000_000)), map(mul, map(int, seconds), repeat(10**6)))
-    return list(map(bytes.decode, customers)), list(map(hour_bucket, keys)), list(map(add, offsets, micros))
+    in_hour = map(add, map(mul, map(int, minutes), repeat(60_000_000)), map(mul, map(int, seconds), repeat(10**6)))
+    local = map(add, map(hour_bucket, keys), map(add, in_hour, micros))
+    moments = list(map(sub, local, map(zone_micros, zones)))
+    offsets = list(map(mod, moments, repeat(HOUR)))
+    return list(map(bytes.decode, customers)), list(map(sub, moments, offsets)), offsets
 
 
 @lru_cache(maxsize=64)
-def row_pattern(rows: int, suffix: bytes | None = None, customer: bytes | None = None) -> re.Pattern[bytes]:
-    """ROWS consecutive canonical rows, capturing (customer, hour key) of each, or only the hour of CUSTOMER's.
+def row_pattern(rows: int, zone: bytes | None, quoted: bool) -> re.Pattern[bytes]:
+    """ROWS consecutive rows of a fast shape, capturing customer, hour key and (unless ZONE is given) zone of each.
 
-    SUFFIX, when known, is the one UTC suffix every row ends with: a literal is
-    cheaper than the alternatives.  CUSTOMER makes the scan cheaper still: other
-    customers' rows are checked, and only their hour key is captured, so that an
-    impossible date (February 30) is caught in their rows too.
+    ZONE, when known, is the one zone every row ends with: a literal is cheaper than
+    the alternatives, and leaves one capture fewer.
     """
-    end = _UTC_END if suffix is None else re.escape(suffix) + rb"\r?"
-    stamp = _MINUTES + end
-    if customer is None:
-        row = _ROW_START + rb"(" + _DATE_HOUR + rb")" + stamp
-    else:
-        mine = re.escape(customer) + rb"," + _FIELD + rb"," + _FIELD + rb",(" + _DATE_HOUR + rb")" + stamp
-        theirs = _CUSTOMER + rb"," + _FIELD + rb"," + _FIELD + rb",(" + _DATE_HOUR + rb")" + stamp
-        row = rb"\n(?:" + mine + rb"|" + theirs + rb")"
-    return re.compile(row * rows + rb"(?=\n)")
+    start, end = row_shape(quoted)
+    stamp = _MINUTES + (rb"(" + _ZONE + rb")" if zone is None else re.escape(zone)) + end
+    return re.compile((start + rb"(" + _DATE_HOUR + rb")" + stamp) * rows + rb"(?=\n)")
 
 
-def utc_suffix(line: bytes) -> bytes:
-    """The UTC suffix LINE ends with ('' for none)."""
-    line = line.removesuffix(b"\r")
-    return next((suffix for suffix in UTC_SUFFIXES if line.endswith(suffix)), b"")
+def line_zone(line: bytes) -> bytes | None:
+    """The zone LINE's timestamp ends with (b'' for none), or None if it does not end like a timestamp."""
+    found = ZONE_AT_END.search(line, max(0, len(line) - 16))
+    return found.group(1) if found else None
 
 
-def shared_suffix(data: bytes, lo: int, hi: int) -> bytes | None:
-    """The UTC suffix of the first and the last line of DATA[LO:HI], if they agree."""
-    first = utc_suffix(data[lo + 1 : data.find(b"\n", lo + 1, hi)])
-    last = utc_suffix(data[data.rfind(b"\n", lo, hi - 1) + 1 : hi - 1])
+def shared_zone(data: bytes, lo: int, hi: int) -> bytes | None:
+    """The zone of the first and the last line of DATA[LO:HI], if they agree."""
+    first = line_zone(data[lo + 1 : data.find(b"\n", lo + 1, hi)])
+    last = line_zone(data[data.rfind(b"\n", lo, hi - 1) + 1 : hi - 1])
     return first if first == last else None
 
 
-def match_rows(
-    data: bytes, lo: int, hi: int, lines: int, suffix: bytes | None, customer: bytes | None
-) -> tuple[Counter[tuple[bytes, bytes]], int]:
-    """Rows per (customer, hour key) among the canonical rows of DATA[LO:HI], first-seen order, and their number."""
+def match_rows(data: bytes, lo: int, hi: int, lines: int, zone: bytes | None, quoted: bool) -> tuple[Pairs, int]:
+    """Rows per (customer, hour key, zone) of the fast-shaped rows of DATA[LO:HI], first-seen order; and how many."""
     # The first lines % GROUP lines go one by one, the rest four at a time: the
-    # groups can then only account for all their lines if every line is canonical.
+    # groups can then only account for all their lines if every line has a fast shape.
     split = lo
     for _ in range(lines % GROUP):
         split = data.find(b"\n", split + 1)
-    matches = row_pattern(1, suffix, customer).findall(data, lo, split + 1)
-    groups = Counter(row_pattern(GROUP, suffix, customer).findall(data, split, hi))
-    rows = len(matches) + GROUP * groups.total()
-    if customer is None:
-        pairs = Counter(matches)
-        flat = iter(chain.from_iterable(groups))
-        weights = chain.from_iterable(repeat(n, GROUP) for n in groups.values())
-        for pair, n in zip(zip(flat, flat, strict=True), weights, strict=True):  # each group, row by row
-            pairs[pair] += n
-    else:
-        mine: Counter[bytes] = Counter()
-        for group, n in chain(((match, 1) for match in matches), groups.items()):
-            for hour, other in zip(group[::2], group[1::2], strict=True):
-                if hour:
-                    mine[hour] += n
-                else:
-                    hour_bucket(other)  # raises NotCanonical for a date that does not exist
-        pairs = Counter({(customer, hour): n for hour, n in mine.items()})
-    return pairs, rows
+    singles = row_pattern(1, zone, quoted).findall(data, lo, split + 1)
+    groups = Counter(row_pattern(GROUP, zone, quoted).findall(data, split, hi))
+    rows = len(singles) + GROUP * groups.total()
+    width = 3 if zone is None else 2
+    # Plainly: for each group, n times, for each of its rows, pairs[row] += 1.
+    # zip(*[flat] * width) cuts the flattened groups into rows without a Python loop a row.
+    keys: Counter[tuple[bytes, ...]] = Counter(singles)
+    flat = iter(chain.from_iterable(groups))
+    weights = chain.from_iterable(repeat(n, GROUP) for n in groups.values())
+    for key, n in zip(zip(*[flat] * width, strict=True), weights, strict=True):
+        keys[key] += n
+    if zone is None:
+        return keys, rows  # type: ignore[return-value]
+    return {(customer, hour, zone): n for (customer, hour), n in keys.items()}, rows
+
+
+@lru_cache(maxsize=2)
+def run_pattern(quoted: bool) -> re.Pattern[bytes]:
+    """A run of rows that share customer, hour key and zone: captures the run, customer, hour key and zone."""
+    # Most logs come in runs (events.csv averages 36 rows of one customer in one
+    # hour): the backreferences check the rows after the first without making a
+    # string for any of them, so a run costs one match and one tuple.
+    start, end = row_shape(quoted)
+    q = b'"' if quoted else b""
+    first = start + rb"(" + _DATE_HOUR + rb")" + _MINUTES + rb"(" + _ZONE + rb")" + end
+    same = rb"\n" + q + rb"\2" + q + (rb"," + q + _FIELD + q) * 2 + rb"," + q + rb"\3" + _MINUTES + rb"\4" + end
+    return re.compile(rb"(" + first + rb"(?:" + same + rb")*+)(?=\n)")
 
 
 RUN_PROBE = 1 << 14  # bytes sampled to tell long runs from short ones
 LONG_RUN = 4  # rows: from this average on, runs beat groups of four
 
 
-@lru_cache(maxsize=1)
-def run_pattern() -> re.Pattern[bytes]:
-    """A run of canonical rows that share customer and hour: captures the run, its customer and its hour key."""
-    # Most logs come in runs (events.csv averages 36 rows of one customer in one
-    # hour): the backreferences check the rows after the first without making a
-    # string for any of them, so a run costs one match and one tuple.
-    first = _ROW_START + rb"(" + _DATE_HOUR + rb")" + _MINUTES + _UTC_END
-    same = rb"\n\2," + _FIELD + rb"," + _FIELD + rb",\3" + _MINUTES + _UTC_END
-    return re.compile(rb"(" + first + rb"(?:" + same + rb")*+)(?=\n)")
-
-
-def long_runs(data: bytes, lo: int, hi: int) -> bool:
+def long_runs(data: bytes, lo: int, hi: int, quoted: bool) -> bool:
     """Whether the first rows of DATA[LO:HI] come in runs long enough for run_pairs."""
     end = data.rfind(b"\n", lo + 1, lo + RUN_PROBE) + 1 or hi
-    runs = run_pattern().findall(data, lo, end)
-    return bool(runs) and sum(run.count(b"\n") for run, _, _ in runs) >= LONG_RUN * len(runs)
+    runs = run_pattern(quoted).findall(data, lo, end)
+    return bool(runs) and sum(run.count(b"\n") for run, _, _, _ in runs) >= LONG_RUN * len(runs)
 
 
-def run_pairs(data: bytes, lo: int, hi: int) -> tuple[dict[tuple[bytes, bytes], int] | None, int]:
-    """Rows per (customer, hour key) of DATA[LO:HI], first-seen order, and its lines; None unless all canonical."""
-    runs = run_pattern().findall(data, lo, hi)
-    # The runs cover every byte but the last newline exactly when every line is canonical.
-    if sum(len(run) for run, _, _ in runs) != hi - lo - 1:
-        return None, 0
-    pairs: dict[tuple[bytes, bytes], int] = {}
-    texts, customers, hours = zip(*runs, strict=True) if runs else ((), (), ())
-    for pair, rows in zip(zip(customers, hours, strict=True), map(bytes.count, texts, repeat(b"\n")), strict=True):
-        pairs[pair] = pairs.get(pair, 0) + rows
-    return pairs, sum(pairs.values())
+def run_pairs(data: bytes, lo: int, hi: int, quoted: bool) -> Pairs | None:
+    """Rows per (customer, hour key, zone) of DATA[LO:HI], first-seen order; None unless every line has a fast shape."""
+    runs = run_pattern(quoted).findall(data, lo, hi)
+    # The runs cover every byte but the last newline exactly when every line has a fast shape.
+    if sum(len(run) for run, _, _, _ in runs) != hi - lo - 1:
+        return None
+    pairs: Pairs = {}
+    texts, customers, hours, zones = zip(*runs, strict=True) if runs else ((), (), (), ())
+    sizes = map(bytes.count, texts, repeat(b"\n"))
+    for key, rows in zip(zip(customers, hours, zones, strict=True), sizes, strict=True):
+        pairs[key] = pairs.get(key, 0) + rows
+    return pairs
 
 
-def canonical_pairs(
-    data: bytes, lo: int, hi: int, lines: int, customer: bytes | None
-) -> tuple[Counter[tuple[bytes, bytes]], int]:
-    """match_rows with the block's own UTC suffix if it has one, else with any."""
-    suffix = shared_suffix(data, lo, hi)
-    pairs, rows = match_rows(data, lo, hi, lines, suffix, customer)
-    if rows != lines and suffix is not None:
-        pairs, rows = match_rows(data, lo, hi, lines, None, customer)
-    return pairs, rows
+def fast_pairs(data: bytes, lo: int, hi: int, lines: int | None, quoted: bool) -> tuple[Pairs | None, int, int]:
+    """DATA[LO:HI]'s Pairs if every line has a fast shape (else None), its lines, and how many had one."""
+    if long_runs(data, lo, hi, quoted):
+        pairs = run_pairs(data, lo, hi, quoted)
+        if pairs is not None:
+            rows = sum(pairs.values())
+            return pairs, rows, rows
+    if lines is None:
+        lines = data.count(b"\n", lo + 1, hi)
+    zone = shared_zone(data, lo, hi)
+    pairs, rows = match_rows(data, lo, hi, lines, zone, quoted)
+    if rows != lines and zone is not None:  # the first and last lines agreed, others differ
+        pairs, rows = match_rows(data, lo, hi, lines, None, quoted)
+    return (pairs if rows == lines else None), lines, rows
 
 
-def fast_customer(customer: str | None) -> bytes | None:
-    """CUSTOMER as the fast path can match it, or None to match every customer."""
-    if customer is None or not CUSTOMER_NAME.fullmatch(customer.encode("utf-8", "surrogateescape")):
-        return None  # no canonical row can be this customer's: count all, keep none
-    return customer.encode("ascii")
-
-
-def count_canonical(data: bytes, lo: int, hi: int, pairs: dict[tuple[bytes, bytes], int], window: Window) -> Counts:
-    """Count PAIRS, from the canonical rows of DATA[LO:HI]: whole hours from keys, edge hours row by row."""
+def count_canonical(data: bytes, lo: int, hi: int, pairs: Pairs, window: Window, quoted: bool) -> Counts:
+    """Count PAIRS, from the fast-shaped rows of DATA[LO:HI]: whole hours by key, the other hours row by row."""
+    timed: set[tuple[bytes, bytes]] = set()  # (hour key, zone) whose rows are timed one by one
+    timed_buckets = set()
+    for _, key, zone in pairs:
+        bucket = utc_bucket(key, zone)
+        if bucket is None:  # a zone with minutes: its rows fall in two UTC hours
+            timed.add((key, zone))
+            local = hour_bucket(key) - zone_micros(zone)
+            timed_buckets.update((hour_floor(local), hour_floor(local) + HOUR))
+        elif bucket < window.start < bucket + HOUR or bucket < window.end < bucket + HOUR:
+            timed.add((key, zone))  # an hour the window cuts
+            timed_buckets.add(bucket)
     counts: Counts = {}
-    edges = []
-    for (customer, key), n in pairs.items():
-        bucket = hour_bucket(key)
-        if bucket + HOUR <= window.start or bucket >= window.end:
-            continue
-        if bucket < window.start or bucket + HOUR > window.end:
-            edges.append(key)
-            continue
-        name = customer.decode("ascii")
-        if window.customer in (None, name):
-            counts[(bucket, name)] = counts.get((bucket, name), 0) + n  # b"... 04" and b"...T04" share a bucket
-    if edges:
-        # An hour cut by START or END: only these rows need their exact time.
-        hours = b"|".join(re.escape(key) for key in dict.fromkeys(edges))
-        names, buckets, offsets = row_columns(timed_pattern(hours).findall(data, lo, hi))
+    for (customer, key, zone), n in pairs.items():
+        bucket = utc_bucket(key, zone)
+        if bucket is None or bucket in timed_buckets:
+            timed.add((key, zone))
+        elif window.start <= bucket < window.end:
+            name = customer.decode("ascii")
+            if window.customer in (None, name):
+                counts[(bucket, name)] = counts.get((bucket, name), 0) + n  # b"... 04" and b"...T04" share a bucket
+    if timed:
+        hours = b"|".join(re.escape(key) for key in dict.fromkeys(key for key, _ in timed))
+        rows = timed_pattern(hours, quoted).findall(data, lo, hi)
+        rows = list(compress(rows, map(timed.__contains__, map(itemgetter(1, 5), rows))))
+        names, buckets, offsets = row_columns(rows)
         for name, bucket, offset in zip(names, buckets, offsets, strict=True):
             if window.start <= bucket + offset < window.end and window.customer in (None, name):
                 counts[(bucket, name)] = counts.get((bucket, name), 0) + 1
@@ -682,22 +714,17 @@ def count_segment(
     data: bytes, lo: int, hi: int, first_line: int, window: Window, skipped: Skipped, lines: int | None = None
 ) -> tuple[Counts, int]:
     """Count DATA[LO:HI], from a newline to a newline: fast where it can prove the shape.  Return it and its lines."""
-    customer = fast_customer(window.customer)
+    quoted = data.startswith(b'\n"', lo)
     try:
-        if long_runs(data, lo, hi):
-            pairs, lines_seen = run_pairs(data, lo, hi)
-            if pairs is not None:
-                return count_canonical(data, lo, hi, pairs, window), lines_seen
-        if lines is None:
-            lines = data.count(b"\n", lo + 1, hi)
-        pairs, canonical = canonical_pairs(data, lo, hi, lines, customer)
-        if canonical == lines:
-            return count_canonical(data, lo, hi, pairs, window), lines
+        pairs, lines, canonical = fast_pairs(data, lo, hi, lines, quoted)
+        if pairs is not None:
+            return count_canonical(data, lo, hi, pairs, window, quoted), lines
     except NotCanonical:
         canonical = None  # a date that does not exist: cut the segment to find its row
     if lines is None:
         lines = data.count(b"\n", lo + 1, hi)
     middle = split_point(data, lo, hi)
+    # Mostly odd rows: one failed attempt, then the plain path, not a cascade of cuts.
     if hi - lo <= SMALL_SEGMENT or (canonical is not None and canonical < lines // 2) or middle < 0:
         return count_events(block_events(Block(data, lo, hi), first_line, skipped), window), lines
     counts, before = count_segment(data, lo, middle + 1, first_line, window, skipped)
@@ -716,7 +743,7 @@ def split_point(data: bytes, lo: int, hi: int) -> int:
 def count_block(
     block: Block, first_line: int, window: Window, skipped: Skipped, fast: bool = True
 ) -> tuple[Counts, int]:
-    """Count one block, whose first line is FIRST_LINE, by the fast path or the reference; return it and its lines."""
+    """Count one block, whose first line is FIRST_LINE, by the fast path or the plain one; return it and its lines."""
     if fast and not block.too_long:
         return count_segment(block.data, block.lo, block.hi, first_line, window, skipped, block.lines)
     return count_events(block_events(block, first_line, skipped), window), block_lines(block)
@@ -1083,7 +1110,8 @@ class Index:
 def block_times(block: Block, first_line: int, skipped: Skipped) -> tuple[list[str], list[int], list[int], int]:
     """The customer, hour bucket and offset in the hour of every countable row of BLOCK, and its lines."""
     lines = block_lines(block)
-    rows = [] if block.too_long else timed_pattern(_DATE_HOUR).findall(block.data, block.lo, block.hi)
+    quoted = block.data.startswith(b'\n"', block.lo)
+    rows = [] if block.too_long else timed_pattern(_DATE_HOUR, quoted).findall(block.data, block.lo, block.hi)
     if rows and len(rows) == lines:
         try:
             return (*row_columns(rows), lines)

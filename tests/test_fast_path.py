@@ -4,6 +4,7 @@ import io
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from conftest import EVENTS, edge_windows
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -36,26 +37,35 @@ def canonical_stamp(moment: datetime, digits: int, suffix: str, sep: str) -> str
     return text + suffix
 
 
+# Whole-hour, half- and quarter-hour zones, written each way the fast path reads (and -00:00).
+OFFSETS = [(0, "+00"), (5, "+05"), (-8, "-0800"), (-8, "-08:00"), (5.5, "+05:30"), (5.5, "+0530"), (5.75, "+05:45")]
+OFFSETS += [(-9.5, "-09:30"), (-3.5, "-0330"), (13, "+13:00"), (0, "-00:00")]
+
+
+def local_stamp(moment: datetime, hours: float, zone: str, digits: int, sep: str) -> str:
+    """MOMENT written in the local time of a zone HOURS ahead of UTC, ending in ZONE."""
+    local = moment.astimezone(totaler.timezone(timedelta(hours=hours)))
+    return canonical_stamp(local.replace(tzinfo=None), digits, zone, sep)
+
+
 @st.composite
 def rows(draw, messy: bool = True) -> bytes:
-    """One line of a messy log: mostly canonical, sometimes (if MESSY) any shape the world sends."""
+    """One line of a log: mostly of a fast shape (UTC or any fixed zone, fields bare or all quoted), and
+    sometimes (if MESSY) any other shape the world sends."""
     who = draw(customers if messy else ascii_customers)
     when = draw(moments)
-    stamp = canonical_stamp(
-        when,
-        draw(st.integers(0, 6) | st.just(6)),  # all six digits often: a microsecond from an hour's edge
-        draw(st.sampled_from(["+00", "Z", "", "+0000", "+00:00"])),
-        draw(st.sampled_from([" ", "T"])),
-    )
-    kinds = ["canonical"] * 8 + ["offset", "quoted", "spaces", "crlf", "blank", "bad", "header", "nul"]
-    kind = draw(st.sampled_from(kinds if messy else ["canonical"]))
+    digits = draw(st.integers(0, 6) | st.just(6))  # all six digits often: a microsecond from an hour's edge
+    sep = draw(st.sampled_from([" ", "T"]))
+    stamp = canonical_stamp(when, digits, draw(st.sampled_from(["+00", "Z", "", "+0000", "+00:00"])), sep)
+    if draw(st.booleans()):
+        stamp = local_stamp(when, *draw(st.sampled_from(OFFSETS)), digits, sep)
+    kinds = ["canonical"] * 6 + ["quoted all"] * 2 + ["quoted", "spaces", "crlf", "blank", "bad", "header", "nul"]
+    kind = draw(st.sampled_from(kinds if messy else ["canonical", "canonical", "quoted all"]))
     event, txid = draw(st.sampled_from(["INGEST", "API CALL", ""])), draw(st.sampled_from(["t1", "2021-03-01 04:00"]))
-    if kind == "offset":
-        hours = draw(st.sampled_from([5.5, -8, 1]))
-        zone = totaler.timezone(timedelta(hours=hours))
-        stamp = when.astimezone(zone).isoformat(sep=draw(st.sampled_from([" ", "T"])))
     line = f"{who},{event},{txid},{stamp}"
-    if kind == "quoted":
+    if kind == "quoted all":  # what csv.QUOTE_ALL writes
+        line = f'"{who}","{event}","{txid}","{stamp}"'
+    elif kind == "quoted":
         line = f'"{who}","{event}, quoted",{txid},"{stamp}"'
     elif kind == "spaces":
         line = f" {who} ,{event}, {txid} , {stamp} "
@@ -74,6 +84,11 @@ def rows(draw, messy: bool = True) -> bytes:
                     f"{who},{event},{txid},0000-01-01 04:00:00+00",
                     f'{who},"{event},{txid},{stamp}',
                     f"{who},{event},{txid},{stamp},x",
+                    f'"{who}","{event}","{txid}","{stamp}',  # a quote left open
+                    f'"{who}","{event}","{txid}",{stamp}"',
+                    f'"{who}",{event},"{txid}","{stamp}"x',
+                    f"{who},{event},{txid},{stamp[:19]}+24:00",  # zones fromisoformat refuses
+                    f"{who},{event},{txid},{stamp[:19]}+5",
                 ]
             )
         )
@@ -171,27 +186,36 @@ def check_fast_path(lines, window, bom, final_newline, block, segment, long_run)
     assert fast == reference
 
 
-def stamps_with(suffixes: tuple[str, ...]) -> bytes:
-    """Rows with every canonical timestamp shape ending in SUFFIXES, LF and CRLF, after a newline."""
-    stamps = [
-        canonical_stamp(BASE, digits, suffix, sep) for digits in range(7) for suffix in suffixes for sep in (" ", "T")
-    ]
-    data = b"".join(f"c{i},INGEST,t{i},{stamp}\n".encode() for i, stamp in enumerate(stamps))
+ZONES = ("+00", "Z", "", "+0000", "+00:00", "+05:30", "-0800", "+05", "-09:30", "+05:45", "-00:00", "+23:59")
+
+
+def stamps_with(zones: tuple[str, ...], quoted: bool = False) -> bytes:
+    """Rows with every timestamp shape the fast path reads, ending in ZONES, LF and CRLF, after a newline."""
+    stamps = [canonical_stamp(BASE, digits, zone, sep) for digits in range(7) for zone in zones for sep in (" ", "T")]
+    row = '"c{0}","INGEST","t{0}","{1}"\n' if quoted else "c{0},INGEST,t{0},{1}\n"
+    data = b"".join(row.format(i, stamp).encode() for i, stamp in enumerate(stamps))
     return b"\n" + data + data.replace(b"\n", b"\r\n")
 
 
-def test_every_canonical_shape_reaches_the_fast_path() -> None:
-    """Guard the property above: canonical rows really are counted by the regular expressions."""
-    data = stamps_with(("+00", "Z", "", "+0000", "+00:00"))
-    lines = data.count(b"\n") - 1
-    for customer in (None, b"c3"):
-        pairs, rows = totaler.canonical_pairs(data, 0, len(data), lines, customer)
-        assert rows == lines
-        assert sum(pairs.values()) == (lines if customer is None else 2)  # c3: once LF, once CRLF
-    for suffix in ("+00", "Z", "", "+0000", "+00:00"):  # each shape, by the pattern made for it
-        data = stamps_with((suffix,))
-        assert totaler.shared_suffix(data, 0, len(data)) == suffix.encode()
-        assert totaler.match_rows(data, 0, len(data), data.count(b"\n") - 1, suffix.encode(), None)[1] == 28
+def test_every_fast_shape_reaches_the_fast_path() -> None:
+    """Guard the properties above: rows of every fast shape really are counted by the regular expressions."""
+    for quoted in (False, True):
+        data = stamps_with(ZONES, quoted)
+        lines = data.count(b"\n") - 1
+        pairs, seen, fast = totaler.fast_pairs(data, 0, len(data), lines, quoted)
+        assert pairs is not None and seen == fast == lines == 2 * 7 * len(ZONES) * 2  # LF and CRLF
+        for zone in ZONES:  # each zone, by the pattern made for it
+            data = stamps_with((zone,), quoted)
+            assert totaler.shared_zone(data, 0, len(data)) == zone.encode()
+            rows = 2 * 7 * 2
+            assert totaler.match_rows(data, 0, len(data), rows, zone.encode(), quoted)[1] == rows
+
+
+@pytest.mark.parametrize("zone", ["+24:00", "+05:60", "+5", "+053", " +05:00", "z", "+05:30:00"])
+def test_zones_the_fast_path_does_not_read_go_to_the_plain_path(zone: str) -> None:
+    data = f"\na,INGEST,t,2021-03-01 04:05:06{zone}\n".encode()
+    pairs, _, fast = totaler.fast_pairs(data, 0, len(data), 1, False)
+    assert pairs is None and fast == 0
 
 
 @contextmanager
@@ -240,11 +264,11 @@ def test_parallel_path_is_taken_and_splits_at_newlines(tmp_path) -> None:
 def test_a_real_log_goes_by_runs_and_every_row_is_accounted_for() -> None:
     data = b"\n" + EVENTS.read_bytes()[: 1 << 20]
     data = data[: data.rfind(b"\n") + 1]
-    assert totaler.long_runs(data, 0, len(data))
-    pairs, lines = totaler.run_pairs(data, 0, len(data))
-    assert pairs is not None and lines == data.count(b"\n") - 1 == sum(pairs.values())
+    assert totaler.long_runs(data, 0, len(data), False)
+    pairs = totaler.run_pairs(data, 0, len(data), False)
+    assert pairs is not None and data.count(b"\n") - 1 == sum(pairs.values())
     broken = data.replace(b"\n", b"\nbroken\n", 1)
-    assert totaler.run_pairs(broken, 0, len(broken))[0] is None
+    assert totaler.run_pairs(broken, 0, len(broken), False) is None
 
 
 def test_one_hour_written_two_ways_is_one_bucket() -> None:
@@ -252,3 +276,15 @@ def test_one_hour_written_two_ways_is_one_bucket() -> None:
     w = totaler.Window(totaler.parse_bound("2021-03-01"), totaler.parse_bound("2021-03-02"))
     assert answer(data, w, fast=True) == answer(data, w, fast=False)
     assert answer(data, w, fast=True)[0][4] == (totaler.parse_bound("2021-03-01T04:00:00Z"), [("a", 3)])
+
+
+def test_a_bucket_reached_by_a_half_hour_zone_keeps_customers_in_file_order() -> None:
+    """y's row (+05:30) comes first and lands in the 04:00 UTC bucket that x's whole-hour rows fill too."""
+    first = b"z,I,t,2021-03-01 01:00:00Z\n"  # line 1 is a block of its own: the rows below share one
+    data = first + b"y,I,t,2021-03-01 10:10:00+05:30\n" + b"x,I,t,2021-03-01 04:20:00+00\n" * 3
+    data += b"y,I,t,2021-03-01 04:30:00Z\n"
+    w = totaler.Window(totaler.parse_bound("2021-03-01"), totaler.parse_bound("2021-03-02"))
+    bucket = totaler.parse_bound("2021-03-01T04:00:00Z")
+    for fast in (True, False):
+        buckets = dict(answer(data, w, fast=fast)[0])
+        assert buckets[bucket] == [("y", 2), ("x", 3)], f"fast={fast}"
