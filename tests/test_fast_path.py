@@ -264,7 +264,7 @@ def test_parallel_path_is_taken_and_splits_at_newlines(tmp_path) -> None:
 def test_a_real_log_goes_by_runs_and_every_row_is_accounted_for() -> None:
     data = b"\n" + EVENTS.read_bytes()[: 1 << 20]
     data = data[: data.rfind(b"\n") + 1]
-    assert totaler.long_runs(data, 0, len(data), False)
+    assert totaler.run_length(data, 0, len(data), False) >= totaler.LONG_RUN
     pairs = totaler.run_pairs(data, 0, len(data), False)
     assert pairs is not None and data.count(b"\n") - 1 == sum(pairs.values())
     broken = data.replace(b"\n", b"\nbroken\n", 1)
@@ -288,3 +288,34 @@ def test_a_bucket_reached_by_a_half_hour_zone_keeps_customers_in_file_order() ->
     for fast in (True, False):
         buckets = dict(answer(data, w, fast=fast)[0])
         assert buckets[bucket] == [("y", 2), ("x", 3)], f"fast={fast}"
+
+
+def test_a_window_cutting_a_half_hour_zones_early_hour_keeps_order_in_its_late_one() -> None:
+    """y's +05:30 rows of local 10:00 fall in 04:00 (cut by the window) and 05:00 UTC; x's row is later in 05:00."""
+    first = b"z,I,t,2021-03-01 01:00:00Z\n"  # line 1 is a block of its own
+    data = first + b"y,I,t,2021-03-01 10:20:00+05:30\ny,I,t,2021-03-01 10:40:00+05:30\nx,I,t,2021-03-01 05:20:00Z\n"
+    w = totaler.Window(totaler.parse_bound("2021-03-01T04:15:00Z"), totaler.parse_bound("2021-03-01T06:00:00Z"))
+    h04, h05 = totaler.parse_bound("2021-03-01T04:00:00Z"), totaler.parse_bound("2021-03-01T05:00:00Z")
+    for fast in (True, False):
+        assert answer(data, w, fast=fast)[0] == [(h04, [("y", 1)]), (h05, [("y", 1), ("x", 1)])], f"fast={fast}"
+
+
+def test_late_minutes_of_every_first_digit_add_up() -> None:
+    """Rows of one customer and local hour at :35, :45 and :55 (+05:30) all fall in the later UTC hour."""
+    rows = [f"a,I,t,2021-03-01 10:{m}:00+05:30\n".encode() for m in ("05", "35", "45", "55", "15", "59")]
+    data = b"z,I,t,2021-03-01 01:00:00Z\n" + b"".join(rows)
+    w = totaler.Window(totaler.parse_bound("2021-03-01"), totaler.parse_bound("2021-03-02"))
+    h04, h05 = totaler.parse_bound("2021-03-01T04:00:00Z"), totaler.parse_bound("2021-03-01T05:00:00Z")
+    for fast in (True, False):
+        buckets = dict(answer(data, w, fast=fast)[0])
+        assert (buckets[h04], buckets[h05]) == ([("a", 2)], [("a", 4)]), f"fast={fast}"
+
+
+def test_timed_hours_spread_through_shared_buckets_and_no_row_counts_twice() -> None:
+    """At -09:30 local hours 03, 04 and 05 share UTC buckets 13 and 14; the window cuts 15, and so 05, 14, 04..."""
+    stamps = [("a", "04:10"), ("b", "03:40"), ("c", "03:10"), ("a", "04:40"), ("b", "05:10"), ("c", "05:40")]
+    rows = [f"{who},I,t,2021-03-03T{hm}:00-09:30\n".encode() for who, hm in stamps]  # a (13:40) before b (13:10)
+    data = b"z,I,t,2021-03-01 01:00:00Z\n" + b"".join(rows * 3)
+    w = totaler.Window(totaler.parse_bound("2021-03-02T23:14:00Z"), totaler.parse_bound("2021-03-03T15:25:00Z"))
+    assert answer(data, w, fast=True) == answer(data, w, fast=False)
+    assert sum(n for _, row in answer(data, w, fast=True)[0] for _, n in row) == 18
