@@ -57,7 +57,7 @@ from itertools import chain, compress, groupby, islice, repeat
 from json.encoder import encode_basestring_ascii as quote
 from operator import add, itemgetter, le, methodcaller, mod, mul, sub
 from typing import BinaryIO, TypeVar
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 __version__ = "1.0.0"
 
@@ -1467,11 +1467,22 @@ def parse_head(head: bytes, limits: Limits) -> Request:
 REASONS = {status.value: status.phrase for status in HTTPStatus}
 
 
-def reply_bytes(status: int, payload: bytes, body: bool, close: bool, extra: str = "") -> bytes:
+# The page's own script and style only: no inline script, nothing from another origin.
+SECURITY_HEADERS = (
+    "Content-Security-Policy: default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "img-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'\r\n"
+    "X-Content-Type-Options: nosniff\r\n"
+)
+JSON_TYPE = "application/json"
+
+
+def reply_bytes(
+    status: int, payload: bytes, body: bool, close: bool, extra: str = "", content_type: str = JSON_TYPE
+) -> bytes:
     """A whole reply: status line, headers and (unless BODY is False, for HEAD) the payload."""
     head = (
         f"HTTP/1.1 {status} {REASONS[status]}\r\nServer: totaler/{__version__}\r\nDate: {http_date()}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n{extra}"
+        f"Content-Type: {content_type}\r\nContent-Length: {len(payload)}\r\n{SECURITY_HEADERS}{extra}"
         + ("Connection: close\r\n" if close else "")
         + "\r\n"
     )
@@ -1605,13 +1616,16 @@ class Connection(asyncio.Protocol):
             self.send(405, message, True, True, request, "Allow: GET, HEAD\r\n")
             return
         url = urlsplit(request.target)
+        extra, content_type = "", JSON_TYPE
         try:
-            status, payload = 200, self.worker.route(url.path, url.query)
+            status, (payload, content_type) = 200, self.worker.route(url.path, url.query)
         except BadRequest as error:
             status, payload = 400, error_payload(str(error))
         except NotFound as error:
             status, payload = 404, error_payload(str(error))
-        self.send(status, payload, not head_only, close, request)
+        except Redirect as moved:
+            status, payload, extra = 302, b"", f"Location: {moved.location}\r\n"
+        self.send(status, payload, not head_only, close, request, extra, content_type)
 
     def fail(self, error: HttpError) -> None:
         """Answer a request that cannot be read, and close."""
@@ -1619,12 +1633,19 @@ class Connection(asyncio.Protocol):
         self.close()
 
     def send(
-        self, status: int, payload: bytes, body: bool, close: bool, request: Request | None = None, extra: str = ""
+        self,
+        status: int,
+        payload: bytes,
+        body: bool,
+        close: bool,
+        request: Request | None = None,
+        extra: str = "",
+        content_type: str = JSON_TYPE,
     ) -> None:
         """Write one reply (one write), log it, and close after it if CLOSE."""
         if self.transport is None or self.transport.is_closing():
             return
-        self.transport.write(reply_bytes(status, payload, body, close, extra))
+        self.transport.write(reply_bytes(status, payload, body, close, extra, content_type))
         self.worker.access(self.peer, request.line if request else "-", status, len(payload))
         if close:
             self.close()
@@ -1657,6 +1678,48 @@ class NotFound(LookupError):
     """A path this server does not serve (404)."""
 
 
+class Redirect(Exception):
+    """A page asked without its window: 302 to the busiest day's."""
+
+    def __init__(self, location: str) -> None:
+        super().__init__(location)
+        self.location = location
+
+
+def customer_summary(index: Index) -> list[dict]:
+    """Each customer's events, first and last event time, in order of first appearance in the file."""
+    found: dict[str, list[int]] = {}  # customer -> [first file position, events, first time, last time]
+    for bucket in index.buckets:  # in time order: the first time seen is the first, the last the last
+        hour = index.hours[bucket]
+        for customer, events in hour.counts.items():
+            times, position = hour.times[customer], hour.firsts[customer][1]  # the min-tree's root
+            if customer not in found:
+                found[customer] = [position, events, bucket + times[0], bucket + times[-1]]
+            else:
+                seen = found[customer]
+                seen[0], seen[1], seen[3] = min(seen[0], position), seen[1] + events, bucket + times[-1]
+    ordered = sorted(found.items(), key=lambda item: item[1][0])
+    return [
+        {"customer": name, "events": events, "first": format_utc(first), "last": format_utc(last)}
+        for name, (_, events, first, last) in ordered
+    ]
+
+
+def busiest_day(index: Index) -> tuple[int, int]:
+    """The UTC day with the most events (the first such), as [start, end); today's if the log is empty."""
+    days: dict[int, int] = {}
+    for bucket in index.buckets:
+        day = bucket - bucket % DAY
+        days[day] = days.get(day, 0) + sum(index.hours[bucket].counts.values())
+    day = max(days, key=days.__getitem__) if days else to_micros(datetime.now(UTC)) // DAY * DAY
+    return day, day + DAY
+
+
+def format_iso(micros: int) -> str:
+    """2021-03-01T00:00:00Z: the form a URL carries best (no space, no '+')."""
+    return format_seconds(from_micros(micros)).replace(" ", "T") + "Z"
+
+
 LONG_REPLY_SECONDS = 0.002  # a reply that took longer makes the next long window wait
 LONG_WINDOW_HOURS = 2000  # a window this long may take milliseconds to answer
 
@@ -1672,23 +1735,37 @@ class Worker:
         self.cache = ReplyCache(self.limits.cache_bytes)
         self.accepting = self.stopping = False
         self.long_after = 0.0  # a long window is not answered before this (time.monotonic())
+        self.customers: bytes | None = None  # the /customers reply, made on first request
 
-    def route(self, path: str, query: str) -> bytes:
-        """The payload for a GET of PATH?QUERY."""
+    def route(self, path: str, query: str) -> tuple[bytes, str]:
+        """The payload and its type for a GET of PATH?QUERY."""
         if path == "/counts":
-            reply = self.cache.get(query)
-            if reply is None:
-                began = time.monotonic()
-                reply = counts_reply(self.index, query, self.settings.max_hours, self.limits)
-                took = time.monotonic() - began
-                if took > LONG_REPLY_SECONDS:  # the next long window waits twice as long: a third of the CPU at most
-                    self.long_after = time.monotonic() + 2 * took
-                self.cache.put(query, reply)
-            return reply
+            return self.counts(query), JSON_TYPE
         if path == "/healthz":
             document = health(self.index, self.reload, self.settings.workers)
-            return (json.dumps(document, indent=2) + "\n").encode("ascii")
-        raise NotFound(f"no such path {path!r}; try /counts or /healthz")
+            return (json.dumps(document, indent=2) + "\n").encode("ascii"), JSON_TYPE
+        if path == "/customers":
+            if self.customers is None:
+                self.customers = (json.dumps(customer_summary(self.index), indent=2) + "\n").encode("ascii")
+            return self.customers, JSON_TYPE
+        if path == "/" and not query:
+            start, end = busiest_day(self.index)
+            raise Redirect("/?" + urlencode({"start": format_iso(start), "end": format_iso(end)}))
+        if path in PAGE:
+            return PAGE[path]
+        raise NotFound(f"no such path {path!r}; try /, /counts, /customers or /healthz")
+
+    def counts(self, query: str) -> bytes:
+        """The /counts reply to QUERY, from the cache when it was asked before."""
+        reply = self.cache.get(query)
+        if reply is None:
+            began = time.monotonic()
+            reply = counts_reply(self.index, query, self.settings.max_hours, self.limits)
+            took = time.monotonic() - began
+            if took > LONG_REPLY_SECONDS:  # the next long window waits twice as long: a third of the CPU at most
+                self.long_after = time.monotonic() + 2 * took
+            self.cache.put(query, reply)
+        return reply
 
     def wait_for_turn(self, target: str) -> float:
         """Seconds before a request for TARGET may be answered: long windows take a third of the time at most.
@@ -1908,6 +1985,159 @@ class Master:
 def raise_stopping(signum: int, frame: object) -> None:
     """A signal handler: unwind the build in progress."""
     raise Stopping
+
+
+# The page at /: a form and a chart of /counts.  Kept as text here, so that the tool
+# stays one file; each is small, and needs nothing from the internet.
+PAGE_HTML = r"""<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>totaler: events per UTC hour</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"><link rel="stylesheet" href="/app.css"></head>
+<body data-state="loading">
+<h1>Events per UTC hour</h1>
+<form action="/" method="get">
+<label>Start <input id="start" name="start" size="26" required></label> <span class="error" id="start-error"></span>
+<label>End <input id="end" name="end" size="26" required></label> <span class="error" id="end-error"></span>
+<label>Customer <select id="customer" name="customer_id"><option value="">all</option></select></label>
+<span class="error" id="customer-error"></span> <button>Show</button>
+</form>
+<p class="error" id="error"></p>
+<svg id="chart" viewBox="0 0 960 320" role="img" aria-label="events per hour, stacked by customer"></svg>
+<ul id="legend"></ul>
+<table><thead><tr><th>hour (UTC)</th><th>customer</th><th>events</th></tr></thead><tbody id="numbers"></tbody></table>
+<script src="/app.js"></script>
+</body>
+</html>
+"""
+PAGE_CSS = r"""body { font: 14px system-ui, sans-serif; margin: 1.5em; color: #222; }
+form { display: flex; flex-wrap: wrap; gap: 0.5em 1em; align-items: center; }
+.error { color: #b00020; }
+#chart { width: 100%; max-width: 960px; height: auto; }
+#chart .axis, #chart .total { font-size: 10px; fill: #555; }
+#chart .total { text-anchor: middle; }
+#legend { list-style: none; padding: 0; display: flex; flex-wrap: wrap; gap: 0.3em 1em; }
+.swatch { display: inline-block; width: 0.8em; height: 0.8em; margin-right: 0.3em; }
+table { border-collapse: collapse; margin-top: 1em; }
+td, th { border-bottom: 1px solid #ddd; padding: 0.2em 0.8em; text-align: left; }
+"""
+PAGE_JS = r""""use strict";
+// The chart reads /counts, the very JSON the command line prints, so the two never disagree.
+// Every customer id and message reaches the page through textContent or setAttribute: never as HTML.
+const $ = (id) => document.getElementById(id);
+const COLORS = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f"];
+const MAX_HOURS = 2000;
+
+// JSON.parse would reorder customer ids that look like integers; this keeps the server's order.
+function parseCounts(text) {
+  const token = /\s*("(?:[^"\\]|\\.)*"|\d+|[{}:,])/y;
+  const buckets = [];
+  let depth = 0, name = null, found;
+  while ((found = token.exec(text)) !== null) {
+    const t = found[1];
+    if (t === "{") depth++;
+    else if (t === "}") depth--;
+    else if (t[0] === '"') name = JSON.parse(t);
+    else if (t === ":" && depth === 1) buckets.push([name, []]);
+    else if (/^\d/.test(t)) buckets[buckets.length - 1][1].push([name, Number(t)]);
+  }
+  return buckets;
+}
+
+function node(namespace, tag, attributes, text) {
+  const made = document.createElementNS(namespace, tag);
+  for (const [key, value] of Object.entries(attributes || {})) made.setAttribute(key, String(value));
+  if (text !== undefined) made.textContent = text;
+  return made;
+}
+const svg = (tag, attributes, text) => node("http://www.w3.org/2000/svg", tag, attributes, text);
+const html = (tag, attributes, text) => node("http://www.w3.org/1999/xhtml", tag, attributes, text);
+
+function showError(message) {
+  const field = /^start\b/.test(message) ? "start"
+    : /^(end|window)\b/.test(message) ? "end"
+    : /^customer_id\b/.test(message) ? "customer" : null;
+  $(field ? field + "-error" : "error").textContent = message;
+  document.body.dataset.state = "error";
+}
+
+function draw(buckets) {
+  const chart = $("chart"), width = 960, height = 320, left = 48, bottom = 28;
+  chart.replaceChildren();
+  const colors = new Map();
+  for (const [, rows] of buckets) {
+    for (const [customer] of rows) if (!colors.has(customer)) colors.set(customer, COLORS[colors.size % COLORS.length]);
+  }
+  const totals = buckets.map(([, rows]) => rows.reduce((sum, [, n]) => sum + n, 0));
+  const top = Math.max(1, ...totals), step = (width - left) / Math.max(1, buckets.length);
+  const scale = (height - bottom - 16) / top, every = Math.ceil(buckets.length / 12);
+  chart.append(svg("text", { x: 0, y: 12, class: "axis" }, `${top.toLocaleString()} events`));
+  buckets.forEach(([hour, rows], i) => {
+    const column = svg("g", { "data-hour": hour, "data-total": totals[i] });
+    column.append(svg("title", {}, `${hour}: ${totals[i].toLocaleString()} events`));
+    let y = height - bottom;
+    for (const [customer, n] of rows) {
+      const bar = svg("rect", {
+        x: left + i * step, y: y - n * scale, width: Math.max(step - 1, 1), height: n * scale,
+        fill: colors.get(customer), "data-hour": hour, "data-customer": customer, "data-count": n,
+      });
+      bar.append(svg("title", {}, `${customer}: ${n.toLocaleString()} events in ${hour}`));
+      column.append(bar);
+      y -= n * scale;
+    }
+    if (buckets.length <= 48) {
+      column.append(svg("text", { x: left + (i + 0.5) * step, y: y - 3, class: "total" }, totals[i].toLocaleString()));
+    }
+    if (i % every === 0) {
+      column.append(svg("text", { x: left + i * step, y: height - 10, class: "axis" }, hour.slice(5, 13) + "h"));
+    }
+    chart.append(column);
+  });
+  const legend = $("legend");
+  legend.replaceChildren(...[...colors].map(([customer, color]) => {
+    const item = html("li", {}, customer), swatch = html("span", { class: "swatch" });
+    swatch.style.background = color; // through the CSSOM: the policy forbids style attributes
+    item.prepend(swatch);
+    return item;
+  }));
+  const lines = buckets.flatMap(([hour, rows]) => (rows.length ? rows : [["", 0]]).map((row) => [hour, ...row]));
+  $("numbers").replaceChildren(...lines.map(([hour, customer, n]) => {
+    const row = html("tr");
+    row.append(html("td", {}, hour), html("td", {}, customer), html("td", {}, String(n)));
+    return row;
+  }));
+  document.body.dataset.state = "drawn";
+}
+
+async function main() {
+  const params = new URLSearchParams(location.search);
+  const start = params.get("start") || "", end = params.get("end") || "", customer = params.get("customer_id") || "";
+  $("start").value = start;
+  $("end").value = end;
+  const customers = await (await fetch("/customers")).json();
+  $("customer").append(...customers.map(({ customer: id, events }) => {
+    const option = html("option", { value: id }, `${id} (${events.toLocaleString()})`);
+    option.selected = id === customer;
+    return option;
+  }));
+  const query = new URLSearchParams({ start, end });
+  if (customer) query.set("customer_id", customer);
+  const reply = await fetch("/counts?" + query);
+  const text = await reply.text();
+  if (!reply.ok) return showError(JSON.parse(text).error);
+  const buckets = parseCounts(text);
+  if (buckets.length > MAX_HOURS) {
+    return showError(`end: the chart shows ${MAX_HOURS} hours at most; this window has ${buckets.length}`);
+  }
+  draw(buckets);
+}
+
+main().catch((error) => showError(String(error)));
+"""
+PAGE = {
+    "/": (PAGE_HTML.encode(), "text/html; charset=utf-8"),
+    "/app.css": (PAGE_CSS.encode(), "text/css; charset=utf-8"),
+    "/app.js": (PAGE_JS.encode(), "text/javascript; charset=utf-8"),
+}
 
 
 def describe(index: Index) -> str:

@@ -161,7 +161,7 @@ def test_bad_parameters_are_400_naming_the_parameter(server: Server, target: str
 
 
 def test_unknown_path_is_404_and_other_methods_405(server: Server) -> None:
-    for target in ("/", "/counts/../../etc/passwd", "/events.csv", "/healthz/x"):
+    for target in ("/index.html", "/counts/../../etc/passwd", "/events.csv", "/healthz/x"):
         assert error_of(server, target)[0] == 404
     for method in ("POST", "PUT", "DELETE", "PATCH", "OPTIONS", "BREW"):
         status, error, headers = error_of(server, counts_url(*SEED), method)

@@ -1,0 +1,136 @@
+"""The page at /: a real headless Chromium draws /counts, and every bar says what it counts.
+
+Chromium comes from Debian's package (`apt-get install chromium`); .ci/run installs it, and in
+CI (CI=true) a missing browser fails the test instead of skipping it.
+"""
+
+import html
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+from conftest import EVENTS, SEED, SEED_CUSTOMER
+from test_http import Server, counts_url
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+needs_browser = pytest.mark.skipif(
+    CHROMIUM is None and not os.environ.get("CI"), reason="no chromium here (apt-get install chromium)"
+)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[Server]:
+    path = tmp_path_factory.mktemp("page") / "events.csv"
+    shutil.copy(EVENTS, path)
+    running = Server(path, "--quiet", "--workers", "1")
+    yield running
+    running.stop()
+
+
+def dump_dom(url: str, profile: Path) -> str:
+    """The DOM after the page has drawn, as headless Chromium sees it."""
+    assert CHROMIUM is not None, "chromium is needed in CI: apt-get install chromium"
+    command = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",  # root in CI
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",  # the machine reaches no outside host
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--virtual-time-budget=10000",  # let the page's fetches finish before the DOM is dumped
+        "--dump-dom",
+        url,
+    ]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=True).stdout
+
+
+BAR = re.compile(r'<rect [^>]*data-hour="([^"]*)" data-customer="([^"]*)" data-count="(\d+)"')
+
+
+def bars(dom: str) -> list[tuple[str, str, int]]:
+    """Every bar of the chart: (hour, customer, count), in drawing order."""
+    return [(hour, html.unescape(customer), int(n)) for hour, customer, n in BAR.findall(dom)]
+
+
+def page_url(server: Server, start: str, end: str, customer: str | None = None) -> str:
+    params = {"start": start, "end": end} | ({"customer_id": customer} if customer else {})
+    return f"http://127.0.0.1:{server.port}/?" + urlencode(params)
+
+
+@needs_browser
+@pytest.mark.parametrize("customer", [None, SEED_CUSTOMER], ids=["all", "one-customer"])
+def test_the_bars_are_the_counts_json_hour_by_hour_and_customer_by_customer(server, tmp_path, customer) -> None:
+    dom = dump_dom(page_url(server, *SEED, customer), tmp_path / "profile")
+    assert 'data-state="drawn"' in dom
+    counts = json.loads(server.get(counts_url(*SEED, customer))[1])
+    expected = [(hour, name, n) for hour, row in counts.items() for name, n in row.items()]
+    assert bars(dom) == expected  # every count, in the JSON's order
+    if customer is None:
+        totals = {}
+        for hour, _, n in bars(dom):
+            totals[hour] = totals.get(hour, 0) + n
+        assert list(totals.values()) == [454, 1150, 786]  # the seed's hourly totals
+
+
+@needs_browser
+def test_a_bad_bound_is_shown_in_words_next_to_its_field(server, tmp_path) -> None:
+    dom = dump_dom(page_url(server, "yesterday", SEED[1]), tmp_path / "profile")
+    assert 'data-state="error"' in dom
+    shown = re.search(r'id="start-error">([^<]*)<', dom).group(1)
+    assert html.unescape(shown).startswith("start 'yesterday' is not an ISO 8601 timestamp")
+    assert not bars(dom)
+
+
+HOSTILE = "<script>alert('x')</script>\"&'<b>"
+
+
+@needs_browser
+def test_a_customer_id_holding_markup_is_shown_as_text(tmp_path) -> None:
+    log = tmp_path / "hostile.csv"
+    log.write_text(f'"{HOSTILE.replace(chr(34), chr(34) * 2)}",INGEST,t1,2021-03-01 04:05:00+00\n')
+    running = Server(log, "--quiet", "--workers", "1")
+    try:
+        dom = dump_dom(page_url(running, *SEED), tmp_path / "profile")
+        assert 'data-state="drawn"' in dom
+        assert bars(dom) == [("2021-03-01 04:00:00 +0000", HOSTILE, 1)]
+        assert "<script>alert" not in dom and "<b>" not in dom  # the id never became markup
+        assert "&lt;script&gt;alert('x')&lt;/script&gt;" in dom  # but it is there, as text
+    finally:
+        running.stop()
+
+
+def test_the_page_its_policy_and_the_customers_list(server) -> None:
+    status, headers, body = server.request("GET", "/?" + urlencode({"start": SEED[0], "end": SEED[1]}))
+    assert status == 200 and headers["Content-Type"] == "text/html; charset=utf-8"
+    policy = headers["Content-Security-Policy"]
+    assert "script-src 'self'" in policy and "default-src 'none'" in policy and "unsafe-inline" not in policy
+    assert b"<script>" not in body and b'<script src="/app.js">' in body  # no inline script at all
+    for asset, kind in (("/app.js", "text/javascript"), ("/app.css", "text/css")):
+        status, headers, _ = server.request("GET", asset)
+        assert status == 200 and headers["Content-Type"].startswith(kind)
+    customers = json.loads(server.get("/customers")[1])
+    in_file_order = list(dict.fromkeys(line.split(b",")[0].decode() for line in EVENTS.read_bytes().splitlines()))
+    assert [c["customer"] for c in customers] == in_file_order
+    assert sum(c["events"] for c in customers) == 147_370
+    assert customers[0]["first"] <= customers[0]["last"]
+
+
+def test_the_page_without_a_window_opens_on_the_busiest_day(server) -> None:
+    status, headers, _ = server.request("GET", "/")
+    assert status == 302
+    assert headers["Location"] == "/?" + urlencode({"start": "2021-03-01T00:00:00Z", "end": "2021-03-02T00:00:00Z"})
+    days = {}
+    for line in EVENTS.read_bytes().splitlines():
+        moment = line.rsplit(b",", 1)[1][:10].decode()
+        days[moment] = days.get(moment, 0) + 1
+    assert max(days, key=days.__getitem__) == "2021-03-01"
