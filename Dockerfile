@@ -10,7 +10,11 @@ WORKDIR /app
 
 # Pure Python: pip needs no compiler, and its build environment is thrown away.
 COPY pyproject.toml README.md totaler.py ./
-RUN pip install --no-cache-dir --root-user-action=ignore . \
+# EXTRAS=dask makes an image for the workers of a Dask cluster (compose.yaml).
+ARG EXTRAS=""
+# This project itself, with an optional extra: nothing to pin.
+# hadolint ignore=DL3013
+RUN pip install --no-cache-dir --root-user-action=ignore ".${EXTRAS:+[$EXTRAS]}" \
  && rm -rf build ./*.egg-info \
  && useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin totaler
 

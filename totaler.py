@@ -31,6 +31,7 @@ import bz2
 import csv
 import errno
 import gc
+import glob
 import gzip
 import json
 import lzma
@@ -53,7 +54,7 @@ from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from email.utils import formatdate
 from functools import lru_cache
 from http import HTTPStatus
-from itertools import chain, compress, groupby, islice, repeat
+from itertools import chain, compress, groupby, islice, pairwise, repeat
 from json.encoder import encode_basestring_ascii as quote
 from operator import add, itemgetter, le, methodcaller, mod, mul, sub
 from typing import BinaryIO, TypeVar
@@ -213,32 +214,48 @@ class InputError(Exception):
     """The input cannot be read at all (exit status 1)."""
 
 
+def display(path: str) -> str:
+    """PATH as it can be printed: bytes that are not UTF-8 escaped (a file name can hold any bytes)."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 @dataclass
 class Skipped:
     """Rows skipped as malformed: how many, and the first few with line and reason."""
 
     count: int = 0
     first: list[tuple[int, str]] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)  # the file of each of FIRST, when several are read
 
-    def add(self, line: int, reason: str) -> None:
+    def add(self, line: int, reason: str, file: str = "") -> None:
         """Count one skipped row."""
         self.count += 1
         if len(self.first) < SHOWN_SKIPS:
             self.first.append((line, reason))
+            self.files.append(file)
 
-    def extend(self, other: Skipped) -> None:
-        """Count OTHER's rows after ours (OTHER comes later in the file)."""
-        for line, reason in other.first:
-            self.add(line, reason)
+    def file_of(self, shown: int) -> str:
+        """The file of the SHOWN-th of FIRST ('' when one file is read)."""
+        return self.files[shown] if shown < len(self.files) else ""
+
+    def extend(self, other: Skipped, file: str | None = None) -> None:
+        """Count OTHER's rows after ours: later in the same file, or from FILE, read after ours."""
+        for shown, (line, reason) in enumerate(other.first):
+            self.add(line, reason, other.file_of(shown) if file is None else file)
         self.count += other.count - len(other.first)
 
     def shifted(self, lines: int) -> Skipped:
         """The same rows, numbered LINES lines further down (a part's rows, as lines of the file)."""
-        return Skipped(self.count, [(line + lines, reason) for line, reason in self.first])
+        return Skipped(self.count, [(line + lines, reason) for line, reason in self.first], list(self.files))
+
+    def where(self, shown: int) -> str:
+        """'line 3', or 'logs/b.csv line 3' when several files are read."""
+        line, file = self.first[shown][0], self.file_of(shown)
+        return f"{display(file)} line {line}" if file else f"line {line}"
 
     def summary(self) -> str:
         """One line for stderr: how many rows were skipped, and where and why the first were."""
-        shown = "; ".join(f"line {line}: {reason}" for line, reason in self.first)
+        shown = "; ".join(f"{self.where(i)}: {reason}" for i, (_, reason) in enumerate(self.first))
         more = ", ..." if self.count > len(self.first) else ""
         rows = "row" if self.count == 1 else "rows"
         return f"skipped {self.count} malformed {rows} ({shown}{more})"
@@ -294,11 +311,6 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 COMPRESSED = (gzip.GzipFile, bz2.BZ2File, lzma.LZMAFile)
 # What a damaged file raises while being read: gzip, zlib, bz2 (an OSError) and lzma each their own.
 READ_ERRORS = (OSError, EOFError, zlib.error, lzma.LZMAError)
-
-
-def display(path: str) -> str:
-    """PATH as it can be printed: bytes that are not UTF-8 escaped (a file name can hold any bytes)."""
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 @contextmanager
@@ -984,6 +996,116 @@ def parts_size(path: str, stream: BinaryIO, jobs: int) -> int:
     return size if size >= PARALLEL_MIN else 0
 
 
+# On a Dask cluster: the same line-aligned parts (a compressed file is one part)
+# become Dask tasks running count_piece, and their tallies are merged in file order
+# exactly as the local workers' are.  Dask is optional: imported only here.
+SCHEDULER_SECONDS = 10  # to reach the scheduler; then an error, not a hang
+
+
+def cluster_pieces(paths: list[str]) -> list[tuple[str, int, int]]:
+    """The tasks for PATHS: (path, lo, hi) line-aligned ranges of big plain files, (path, 0, -1) for a whole file."""
+    pieces = []
+    for path in paths:
+        with opened(path) as stream:
+            size = 0 if isinstance(stream, COMPRESSED) else os.fstat(stream.fileno()).st_size
+        if size > PART_SIZE:
+            bounds = line_bounds(path, size, -(-size // PART_SIZE))
+            pieces += [(path, lo, hi) for lo, hi in pairwise(bounds)]
+        else:
+            pieces.append((path, 0, -1))
+    return pieces
+
+
+def count_piece(path: str, lo: int, hi: int, window: Window) -> Tally:
+    """A cluster task: bytes [LO, HI) of PATH, or the whole file (HI < 0), compressed or not."""
+    if hi >= 0:
+        return count_range(path, lo, hi, window)
+    with opened(path) as stream:
+        return count_stream(stream, window)
+
+
+def merge_pieces(results: Iterable[tuple[tuple[str, int, int], Tally]], several: bool, strict: bool) -> Tally:
+    """The tallies of consecutive pieces, merged in file order; rows skipped name their file when SEVERAL."""
+    total, current, path = Tally(), Tally(), ""
+    for (piece_path, _, _), tally in results:
+        if piece_path != path and path:
+            fold(total, current, path if several else "")
+            current = Tally()
+        path = piece_path
+        current.add(tally)  # pieces of one file: their lines number on
+        if strict and current.skipped.count:
+            break
+    if path:
+        fold(total, current, path if several else "")
+    if strict and total.skipped.count:
+        line, reason = total.skipped.first[0]
+        raise InputError(f"{display(total.skipped.file_of(0) or path)}: line {line}: {reason}")
+    return total
+
+
+def count_on_cluster(paths: list[str], window: Window, address: str, strict: bool) -> Tally:
+    """Count PATHS as tasks of the Dask scheduler at ADDRESS, whose workers see the same paths."""
+    try:
+        from dask.distributed import Client
+    except ImportError:
+        raise UsageError("--scheduler needs Dask: pip install 'totaler[dask]'") from None
+    import totaler as module  # tasks name module.count_piece: the workers import totaler, never __main__
+
+    pieces = cluster_pieces(paths)
+    try:
+        client = Client(address, timeout=SCHEDULER_SECONDS, set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as error:
+        raise InputError(f"cannot reach the Dask scheduler at {address} ({error})") from None
+    tasks = [(os.path.abspath(path), lo, hi) for path, lo, hi in pieces]  # workers have another directory
+    with client:
+        client.upload_file(module.__file__)  # the workers run this very version
+        futures = client.map(module.count_piece, *zip(*tasks, strict=True), [window] * len(tasks), pure=False)
+        try:
+            results = zip(pieces, (future.result() for future in futures), strict=True)
+            return merge_pieces(results, len(paths) > 1, strict)
+        except (InputError, module.InputError) as error:  # raised by a worker: the module's own class
+            raise InputError(str(error)) from None
+        except Exception as error:  # a task that failed on its worker: say which, once
+            raise InputError(f"a task failed on the Dask cluster at {address}: {error!r}") from None
+        finally:
+            client.cancel(futures)  # Ctrl-C, --strict or an error: no task counts on
+
+
+def fold(total: Tally, tally: Tally, path: str) -> None:
+    """Add TALLY, the count of the whole file PATH, read after TOTAL's files; its skipped rows name PATH."""
+    merge_counts(total.counts, tally.counts)
+    total.skipped.extend(tally.skipped, file=path)
+    total.lines += tally.lines
+
+
+def input_files(name: str) -> list[str]:
+    """The files NAME stands for, in name order: itself, a directory's regular files (recursively), or a glob's."""
+    if name == "-" or os.path.isfile(name) or not (os.path.isdir(name) or any(c in name for c in "*?[")):
+        return [name]  # a file, standard input, or a name count_file will say is missing
+    if os.path.isdir(name):
+        found = [os.path.join(root, file) for root, _, files in os.walk(name) for file in files]
+    else:
+        found = glob.glob(name, recursive=True)
+    files = sorted(path for path in found if os.path.isfile(path))
+    if not files:
+        raise InputError(f"{display(name)}: {'no files in it' if os.path.isdir(name) else 'no file matches'}")
+    return files
+
+
+def count_files(
+    paths: list[str], window: Window, strict: bool = False, jobs: int = 0, scheduler: str | None = None
+) -> Tally:
+    """Count PATHS one after the other, as one log: files in name order, then lines; on a Dask cluster if asked."""
+    if scheduler:
+        return count_on_cluster(paths, window, scheduler, strict)
+    if len(paths) == 1:
+        return count_file(paths[0], window, strict, jobs)
+    total = Tally()
+    for path in paths:
+        fold(total, count_file(path, window, strict, jobs), path)
+    return total
+
+
 def count_file(path: str, window: Window, strict: bool = False, jobs: int = 0, fast: bool = True) -> Tally:
     """Count PATH ('-' for standard input): in parallel when it is a big plain file, else as a stream."""
     jobs = jobs or default_jobs()
@@ -1207,14 +1329,17 @@ class IndexPart:
         times.extend(offsets)
         positions.extend(range(first, first + len(offsets)))
 
-    def add(self, later: IndexPart) -> None:
-        """Append LATER, the part right after ours: its positions and line numbers move on."""
+    def add(self, later: IndexPart, file: str | None = None) -> None:
+        """Append LATER, the part right after ours (or the whole FILE read after ours): its positions move on."""
         for bucket, customers in later.hours.items():
             for customer, (times, positions) in customers.items():
                 mine = self.arrays(bucket, customer)
                 mine[0].extend(times)
                 mine[1].extend(map(add, positions, repeat(self.events)))
-        self.skipped.extend(later.skipped.shifted(self.lines))
+        if file is None:
+            self.skipped.extend(later.skipped.shifted(self.lines))  # its line numbers move on too
+        else:
+            self.skipped.extend(later.skipped, file=file)
         self.events += later.events
         self.lines += later.lines
 
@@ -1243,28 +1368,34 @@ def index_part(part: tuple[str, int, int]) -> IndexPart:
         return index_stream(stream, hi - lo, at_start=lo == 0)
 
 
-def build_index(path: str, jobs: int = 1) -> Index:
-    """Read PATH once into an Index, a big plain file on JOBS workers (0: one per CPU); InputError if unreadable.
-
-    A plain file is read up to the size it had when the build began, so a log that
-    grows meanwhile is not chased.
-    """
-    started = time.monotonic()
-    jobs = jobs or default_jobs()
+def index_file(path: str, jobs: int) -> IndexPart:
+    """Read PATH for the index, a big plain file on JOBS workers; up to the size it had when the read began,
+    so that a log growing meanwhile is not chased."""
     with opened(path) as stream:
         plain = path != "-" and not isinstance(stream, COMPRESSED)
         if size := parts_size(path, stream, jobs):
             whole = IndexPart()
             for _, part in in_parts(path, size, jobs, index_part):
                 whole.add(part)
-        else:
-            whole = index_stream(stream, os.fstat(stream.fileno()).st_size if plain else -1)
+            return whole
+        return index_stream(stream, os.fstat(stream.fileno()).st_size if plain else -1)
+
+
+def build_index(name: str, jobs: int = 1) -> Index:
+    """Read the files NAME stands for (input_files) once into an Index, big plain files on JOBS workers (0: one
+    per CPU); InputError if one is unreadable."""
+    started = time.monotonic()
+    jobs = jobs or default_jobs()
+    paths = input_files(name)
+    whole = index_file(paths[0], jobs) if len(paths) == 1 else IndexPart()
+    for path in paths if len(paths) > 1 else []:
+        whole.add(index_file(path, jobs), file=path)
     with gc_paused():
         index = {bucket: HourIndex(events) for bucket, events in whole.hours.items()}
     names = {customer for events in whole.hours.values() for customer in events}
     longest = max(map(len, names), default=0)
     seconds = time.monotonic() - started
-    return Index(path, index, sorted(index), whole.events, len(names), whole.skipped, seconds, longest)
+    return Index(name, index, sorted(index), whole.events, len(names), whole.skipped, seconds, longest)
 
 
 class BadRequest(ValueError):
@@ -1853,17 +1984,19 @@ class ServeSettings:
     limits: Limits = Limits()
 
 
-def load_index(path: str, jobs: int) -> Index:
-    """The index of PATH, which must be a regular file (SIGHUP reads it again; /dev/zero would never end)."""
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        raise InputError(f"{display(path)}: no such file") from None
-    except OSError as error:
-        raise InputError(f"{display(path)}: cannot read ({error.strerror})") from None
-    if not stat.S_ISREG(mode):
-        raise InputError(f"{display(path)}: not a regular file; --serve reads it again on SIGHUP")
-    return build_index(path, jobs)
+def load_index(name: str, jobs: int) -> Index:
+    """The index of the files NAME stands for, listed anew; each must be a regular file (SIGHUP reads them
+    again; /dev/zero would never end)."""
+    for path in input_files(name):
+        try:
+            mode = os.stat(path).st_mode
+        except FileNotFoundError:
+            raise InputError(f"{display(path)}: no such file") from None
+        except OSError as error:
+            raise InputError(f"{display(path)}: cannot read ({error.strerror})") from None
+        if not stat.S_ISREG(mode):
+            raise InputError(f"{display(path)}: not a regular file; --serve reads it again on SIGHUP")
+    return build_index(name, jobs)
 
 
 def refusal(old: Index, new: Index) -> str:
@@ -2256,7 +2389,11 @@ def build_parser() -> Parser:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("file", metavar="FILE", help="the CSV log, gzip or plain; '-' reads standard input")
+    parser.add_argument(
+        "file",
+        metavar="FILE",
+        help="the CSV log (plain, gzip, bzip2 or xz), a directory of them, a quoted glob, or '-' for standard input",
+    )
     parser.add_argument("start", metavar="START", nargs="?", help="window start, ISO 8601 (no offset means UTC)")
     parser.add_argument("end", metavar="END", nargs="?", help="window end, exclusive")
     parser.add_argument("customer", metavar="CUSTOMER_ID", nargs="?", help="count only this customer")
@@ -2266,6 +2403,14 @@ def build_parser() -> Parser:
         "--max-hours", type=whole_number(1), default=100_000, metavar="N", help="longest window allowed (100000)"
     )
     parser.add_argument("--jobs", type=whole_number(0), default=0, metavar="N", help="worker processes (default: CPUs)")
+    scheduler = os.environ.get("TOTALER_SCHEDULER") or None
+    parser.add_argument(
+        "--scheduler",
+        default=scheduler,
+        metavar="ADDRESS",
+        help="count on this Dask scheduler's workers, which see the same paths (env TOTALER_SCHEDULER; needs "
+        "pip install 'totaler[dask]')",
+    )
     parser.add_argument("--version", action="version", version=f"totaler {__version__}")
     http = parser.add_argument_group("HTTP service", "totaler FILE --serve: GET /counts?start=A&end=B[&customer_id=X]")
     http.add_argument("--serve", action="store_true", help="index FILE once, then answer over HTTP")
@@ -2344,7 +2489,7 @@ def main(argv: list[str] | None = None) -> int:
         if missing:
             raise UsageError(f"the following arguments are required: {', '.join(missing)} (see --help)")
         window = parse_window(args.start, args.end, args.customer, args.max_hours)
-        tally = count_file(args.file, window, args.strict, args.jobs)
+        tally = count_files(input_files(args.file), window, args.strict, args.jobs, args.scheduler)
     except (UsageError, InputError) as error:
         log(f"error: {error}")
         return 2 if isinstance(error, UsageError) else 1

@@ -84,7 +84,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=0, help="totaler --jobs (default: one per CPU)")
+    parser.add_argument(
+        "--scheduler",
+        action="store_true",
+        help="start `dask scheduler` and two `dask worker` here and time --scheduler against --jobs 2",
+    )
     args = parser.parse_args()
+    if args.scheduler:
+        return cluster_overhead(args.rounds)
     if not BIG.exists():
         print(f"building {BIG} ...", file=sys.stderr)
         subprocess.run([sys.executable, str(HERE / "make_big.py"), str(BIG)], check=True)
@@ -121,6 +128,46 @@ def main() -> None:
             "DuckDB, seed example",
         )
     )
+
+
+def cluster_overhead(rounds: int) -> None:
+    """totaler on a two-worker Dask cluster on this machine against --jobs 2: the engine's overhead."""
+    import socket
+
+    from dask.distributed import Client
+
+    if not BIG.exists():
+        subprocess.run([sys.executable, str(HERE / "make_big.py"), str(BIG)], check=True)
+    dask = str(Path(sys.executable).parent / "dask")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    scheduler = subprocess.Popen(
+        [dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"], **quiet
+    )
+    worker = [dask, "worker", address, "--nthreads", "1", "--no-dashboard", "--host", "127.0.0.1"]
+    workers = [subprocess.Popen(worker, **quiet) for _ in range(2)]
+    try:
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(2, timeout=60)
+        totaler = [sys.executable, str(ROOT / "totaler.py"), str(BIG), *WINDOW, "--json"]
+        commands = {
+            "totaler --jobs 2": [*totaler, "--jobs", "2"],
+            "totaler --scheduler (2 workers)": [*totaler, "--scheduler", address],
+        }
+        results = measure(commands, rounds)
+        rows = count_lines(BIG)
+        print(
+            table(f"{BIG.name}, median of {rounds}", results, rows, "totaler --jobs 2").replace(
+                "vs DuckDB", "vs --jobs 2"
+            )
+        )
+    finally:
+        for process in [*workers, scheduler]:
+            process.terminate()
+            process.wait()
 
 
 if __name__ == "__main__":

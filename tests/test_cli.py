@@ -89,7 +89,7 @@ def error_of(result: subprocess.CompletedProcess[bytes]) -> str:
     "args, status, says",
     [
         (["nope.csv", "2021-03-01", "2021-03-02"], 1, "nope.csv: no such file"),
-        (["tests", "2021-03-01", "2021-03-02"], 1, "tests: is a directory"),
+        (["nope-*.csv", "2021-03-01", "2021-03-02"], 1, "nope-*.csv: no file matches"),
         (["events.csv", "x", "2021-03-02"], 2, "START 'x' is not an ISO 8601 timestamp"),
         (["events.csv", "2021-03-01", "tomorrow"], 2, "END 'tomorrow' is not an ISO 8601"),
         (["events.csv", "2021-03-02", "2021-03-01"], 2, "START '2021-03-02' is not before END '2021-03-01'"),
