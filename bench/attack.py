@@ -26,6 +26,8 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlencode
 
+from procs import children, pss_bytes
+
 ROOT = Path(__file__).resolve().parent.parent
 SEED = "/counts?start=2021-03-01T04:00:00Z&end=2021-03-01T06:30:00Z"
 SEED_JSON = (ROOT / "tests" / "expected" / "seed.json").read_bytes()
@@ -67,11 +69,7 @@ class Server:
         return [self.process.pid, *children(self.process.pid)]
 
     def pss_mib(self) -> float:
-        total = 0
-        for pid in self.pids():
-            text = Path(f"/proc/{pid}/smaps_rollup").read_text()
-            total += int(re.search(r"^Pss:\s+(\d+)", text, re.MULTILINE).group(1))
-        return total / 1024
+        return pss_bytes(self.process.pid) / 2**20
 
     def threads(self) -> int:
         return sum(
@@ -95,18 +93,6 @@ class Server:
             self.process.kill()
             self.process.wait()
         return time.monotonic() - began
-
-
-def children(pid: int) -> list[int]:
-    """PID's child processes."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-        except (FileNotFoundError, ProcessLookupError, IndexError):
-            continue
-    return found
 
 
 def wrk(port: int, connections: int, seconds: int, path: str = SEED) -> dict[str, str]:

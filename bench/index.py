@@ -21,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from procs import pss_bytes
 from run import BIG, HERE, ROOT
 
 DUCKDB = """
@@ -31,28 +32,6 @@ con.execute('''CREATE TABLE e AS SELECT customer_id, ts FROM read_csv(?, header 
     [sys.argv[1]])
 print(con.execute('SELECT count(*) FROM e').fetchone()[0])
 """
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-        except (FileNotFoundError, ProcessLookupError, IndexError):
-            continue
-    return found
-
-
-def pss_bytes(pid: int) -> int:
-    total = 0
-    for each in [pid, *children(pid)]:
-        try:
-            text = Path(f"/proc/{each}/smaps_rollup").read_text()
-        except (FileNotFoundError, ProcessLookupError):
-            continue  # a build worker that just ended
-        total += int(re.search(r"^Pss:\s+(\d+)", text, re.MULTILINE).group(1)) * 1024
-    return total
 
 
 def health(port: int) -> dict | None:

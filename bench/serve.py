@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from procs import children, pss_bytes
+
 ROOT = Path(__file__).resolve().parent.parent
 SEED = "/counts?start=2021-03-01T04:00:00Z&end=2021-03-01T06:30:00Z"
 # Windows all over the log, most of them never asked before: no reply is reused.
@@ -87,23 +89,7 @@ def peak_rss(pid: int) -> str:
 
 def pss(pid: int) -> str:
     """The proportional set size of a process and its children: shared pages counted once."""
-    kib = sum(
-        int(re.search(r"^Pss:\s+(\d+)", Path(f"/proc/{p}/smaps_rollup").read_text(), re.MULTILINE).group(1))
-        for p in [pid, *children(pid)]
-    )
-    return f"{kib / 1024:.0f} MiB"
-
-
-def children(pid: int) -> list[int]:
-    """PID's child processes (the server's workers)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-    return found
+    return f"{pss_bytes(pid) / 2**20:.0f} MiB"
 
 
 def main() -> None:

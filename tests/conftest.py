@@ -74,3 +74,16 @@ def edge_windows(draw, events: list[int], customers: list[str | None]) -> tuple[
         width = draw(st.sampled_from([1, 2, HOUR - 1, HOUR, HOUR + 1]) | st.integers(1, 3 * HOUR))
         start, end = (anchor, anchor + width) if shape == "from start" else (anchor - width, anchor)
     return start, end, draw(st.sampled_from(customers))
+
+
+def children(pid: int) -> list[int]:
+    """The processes PID started that are still there (from /proc: no pgrep needed)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[1]) == pid:  # the parent's pid
+            found.append(int(stat.parent.name))
+    return found

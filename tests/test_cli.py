@@ -2,12 +2,9 @@
 
 import gzip
 import io
-import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -202,42 +199,6 @@ def big_log(tmp_path_factory) -> Path:
         for _ in range(20):
             out.write(data)
     return path
-
-
-def children(pid: int) -> list[int]:
-    """The processes PID started that are still there (from /proc: no pgrep needed)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
-        except OSError:
-            continue  # gone meanwhile
-        if int(fields[1]) == pid:  # the parent's pid
-            found.append(int(stat.parent.name))
-    return found
-
-
-@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux's /proc to find the workers")
-@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_an_interrupted_parallel_count_stops_quietly_with_its_workers(big_log: Path, signum: int, status: int) -> None:
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "totaler.py"), str(big_log), "2021-03-01", "2021-03-04", "--jobs", "2"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,  # its own process group, as a terminal's foreground job
-    )
-    deadline = time.monotonic() + 20
-    while not (workers := children(process.pid)):
-        assert process.poll() is None and time.monotonic() < deadline, "no workers started"
-        time.sleep(0.005)
-    if signum == signal.SIGINT:
-        os.killpg(process.pid, signum)  # Ctrl-C reaches every process of the group
-    else:
-        process.send_signal(signum)  # docker stop signals only PID 1
-    stderr = process.communicate(timeout=20)[1]
-    assert (process.returncode, stderr) == (status, b"")
-    time.sleep(0.2)
-    assert [w for w in workers if Path(f"/proc/{w}").exists()] == []
 
 
 def older_pythons() -> list[str]:

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import EVENTS, ROOT, SEED, run_cli, sizes
+from conftest import EVENTS, ROOT, SEED, children, run_cli, sizes
 
 import totaler
 
@@ -122,11 +122,7 @@ class Cluster:
 
     def worker_pids(self) -> list[int]:
         """The processes that run tasks (a `dask worker` runs them in a child, a nanny watches it)."""
-        pids = []
-        for nanny in self.workers:
-            children = subprocess.run(["pgrep", "-P", str(nanny.pid)], capture_output=True, text=True).stdout.split()
-            pids += [int(pid) for pid in children]
-        return pids
+        return [pid for nanny in self.workers for pid in children(nanny.pid)]
 
     def stop(self) -> None:
         for process in [*self.workers, self.scheduler]:

@@ -6,7 +6,6 @@ that never fires, a server that stops answering), not speed measurements.
 """
 
 import json
-import os
 import shutil
 import signal
 import socket
@@ -14,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import EVENTS, EXPECTED, SEED
+from conftest import EVENTS, EXPECTED, SEED, children
 from test_http import Server, counts_url
 
 SEED_JSON = (EXPECTED / "seed.json").read_bytes()
@@ -150,20 +149,6 @@ def server_rss(server: Server) -> int:
         with open(f"/proc/{pid}/status") as status:
             total += next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) * 1024
     return total
-
-
-def children(pid: int) -> list[int]:
-    """PID's child processes."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        found.append(int(entry))
-            except (FileNotFoundError, ProcessLookupError):
-                continue
-    return found
 
 
 def test_a_header_trickled_a_byte_at_a_time_is_cut_off_by_the_deadline(tmp_path: Path) -> None:
