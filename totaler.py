@@ -37,7 +37,6 @@ import json
 import lzma
 import os
 import re
-import resource
 import signal
 import socket
 import stat
@@ -2336,7 +2335,9 @@ def listening_socket(host: str, port: int) -> socket.socket:
 
 def raise_descriptor_limit() -> None:
     """Let this process open as many descriptors as the hard limit allows (nginx's worker_rlimit_nofile)."""
-    with suppress(ValueError, OSError):
+    with suppress(ValueError, OSError, ImportError):
+        import resource  # POSIX only, like the server
+
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         if soft != hard:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
