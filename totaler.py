@@ -1050,6 +1050,8 @@ def count_on_cluster(paths: list[str], window: Window, address: str, strict: boo
         raise UsageError("--scheduler needs Dask: pip install 'totaler[dask]'") from None
     import totaler as module  # tasks name module.count_piece: the workers import totaler, never __main__
 
+    if "-" in paths:
+        raise UsageError("--scheduler counts files its workers can open, not standard input")
     pieces = cluster_pieces(paths)
     try:
         client = Client(address, timeout=SCHEDULER_SECONDS, set_as_default=False)
@@ -2113,6 +2115,7 @@ class Master:
             if done:
                 self.workers.discard(pid)
                 log(f"worker {pid} exited ({status}); starting another")
+                time.sleep(0.2)  # a worker that dies at once must not make this a loop of forks
                 self.workers.add(self.fork_worker())
 
     def stop_workers(self, pids: set[int]) -> None:

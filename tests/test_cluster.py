@@ -207,3 +207,10 @@ def test_an_unreachable_scheduler_is_one_line_and_status_1() -> None:
         "totaler: error: cannot reach the Dask scheduler at tcp://127.0.0.1:"
     )
     assert time.monotonic() - began < 30
+
+
+def test_standard_input_cannot_go_to_a_cluster() -> None:
+    pytest.importorskip("distributed")
+    result = run_cli("-", *SEED, "--scheduler", "tcp://127.0.0.1:1", stdin=b"")
+    assert result.returncode == 2
+    assert result.stderr == b"totaler: error: --scheduler counts files its workers can open, not standard input\n"

@@ -6,6 +6,7 @@ that never fires, a server that stops answering), not speed measurements.
 """
 
 import json
+import os
 import shutil
 import signal
 import socket
@@ -252,3 +253,21 @@ def test_long_windows_asked_back_to_back_wait_their_turn_and_keep_their_order(se
     assert [status_of(b"HTTP/1.1 " + part) for part in parts] == [200, 200, 200, 200]
     assert all(len(json.loads(part.split(b"\r\n\r\n", 1)[1])) == 99_999 for part in parts[:3])
     assert b'"status": "ok"' in parts[3]
+
+
+def test_a_worker_that_dies_is_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "events.csv"
+    shutil.copy(EVENTS, path)
+    running = Server(path, "--quiet", "--workers", "1")
+    try:
+        assert running.get("/healthz")[0] == 200  # answered: the worker is there
+        (worker,) = children(running.process.pid)
+        os.kill(worker, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while "starting another" not in running.stderr():
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert running.get(counts_url(*SEED)) == (200, SEED_JSON)
+        assert children(running.process.pid) != [worker]
+    finally:
+        running.stop()
