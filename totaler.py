@@ -3,14 +3,16 @@
 Reads a header-less CSV log, customer_id,event_type,transaction_id,timestamp, and
 prints the count per one-hour bucket, as text or JSON, or serves the same answers
 over HTTP.  One file, read top to bottom: time, reading rows, the counting core
-(count_events), the fast path, whole files, rendering, serving, the command line.
+(count_events), the fast path, whole files (and a Dask cluster), rendering, the
+index, HTTP (with its page), the command line.
 
 The data flow:
-  file -> read_blocks: blocks of whole lines (a line over MAX_LINE becomes one bad row)
-       -> count_block: the fast path proves a block's shape with regular expressions,
-          else parse_row + count_events, the plain path; both give the same counts
-       -> Tally per stream or per worker's part, merged in file order -> render_text/json
-  --serve reads the same blocks into an Index once and answers /counts from it.
+  files -> read_blocks: blocks of whole lines (a line over MAX_LINE becomes one bad row)
+        -> count_block: the fast path proves a block's shape with regular expressions,
+           else parse_row + count_events, the plain path; both give the same counts
+        -> Tally per stream, per worker's part or per cluster task, merged in file order
+        -> render_text / render_json
+  --serve reads the same blocks into an Index once; forked workers answer from it.
 
     python totaler.py events.csv 2021-03-01T04:00:00Z 2021-03-01T06:30:00Z [CUSTOMER_ID] [--json]
     python totaler.py events.csv --serve --port 8000
@@ -1202,15 +1204,11 @@ def empty_day(empty: str) -> str:
 
 
 # ---------------------------------------------------------------------------
-# Serving: the log is read once into an index by hour and customer; a query is
-# answered from the index, in time that grows with the buckets and customers in
-# its answer, never with the events in the log.  Whole hours are precomputed
-# counts; an hour cut by the window bisects each customer's sorted times in it,
-# and a segment tree of file positions orders its customers in log(events) steps.
-# The server is http.server's threaded one with HTTP/1.1 keep-alive, one write per
-# reply with TCP_NODELAY, a small header parser of its own (http.server hands
-# headers to the email package: a third of a request's time), and a listen
-# backlog of 1024 (the default 5 cost 1 s SYN retries in a burst of 50 connects).
+# The index: the log is read once into an index by hour and customer; a query is
+# answered from it, in time that grows with the buckets and customers in its
+# answer, never with the events in the log.  Whole hours are precomputed counts;
+# an hour cut by the window bisects each customer's sorted times in it, and their
+# file positions order its customers (HourIndex says how, in 8 bytes an event).
 
 
 class HourIndex:
