@@ -254,6 +254,11 @@ class Skipped:
         line, file = self.first[shown][0], self.file_of(shown)
         return f"{display(file)} line {line}" if file else f"line {line}"
 
+    def strict_error(self, path: str) -> InputError:
+        """What --strict says of the first skipped row: its file (PATH if one file is read), line and reason."""
+        line, reason = self.first[0]
+        return InputError(f"{display(self.file_of(0) or path)}: line {line}: {reason}")
+
     def summary(self) -> str:
         """One line for stderr: how many rows were skipped, and where and why the first were."""
         shown = "; ".join(f"{self.where(i)}: {reason}" for i, (_, reason) in enumerate(self.first))
@@ -521,7 +526,6 @@ _SECONDS = rb":[0-5]\d(?:\.\d{1,6}+)?+"
 _MINUTES = rb":[0-5]\d" + _SECONDS
 _ZONE = rb"(?:Z|[+-](?:[01]\d|2[0-3])(?::?[0-5]\d)?+)?+"  # a subset of what fromisoformat reads
 _WHOLE_HOUR_ZONE = rb"(?:Z|[+-](?:[01]\d|2[0-3])(?::?00)?+)?+"
-CUSTOMER_NAME = re.compile(_CUSTOMER)
 ZONE_AT_END = re.compile(rb"\d(" + _ZONE + rb')"?\r?\Z')
 # Four rows a match: a quarter of the matches and tuples, and Counter keys that
 # repeat just as often in a log where neighbours share customer and hour.
@@ -850,10 +854,13 @@ class Tally:
     skipped: Skipped = field(default_factory=Skipped)
     lines: int = 0  # lines read, to number the lines of the part after this one
 
-    def add(self, later: Tally) -> None:
-        """Append LATER, the tally of the part of the file right after ours."""
+    def add(self, later: Tally, file: str | None = None) -> None:
+        """Append LATER, the tally of the part right after ours (or of the whole FILE read after ours)."""
         merge_counts(self.counts, later.counts)
-        self.skipped.extend(later.skipped.shifted(self.lines))
+        if file is None:
+            self.skipped.extend(later.skipped.shifted(self.lines))  # its line numbers move on too
+        else:
+            self.skipped.extend(later.skipped, file=file)
         self.lines += later.lines
 
 
@@ -1039,17 +1046,16 @@ def merge_pieces(results: Iterable[tuple[tuple[str, int, int], Tally]], several:
     total, current, path = Tally(), Tally(), ""
     for (piece_path, _, _), tally in results:
         if piece_path != path and path:
-            fold(total, current, path if several else "")
+            total.add(current, file=path if several else "")
             current = Tally()
         path = piece_path
         current.add(tally)  # pieces of one file: their lines number on
         if strict and current.skipped.count:
             break
     if path:
-        fold(total, current, path if several else "")
+        total.add(current, file=path if several else "")
     if strict and total.skipped.count:
-        line, reason = total.skipped.first[0]
-        raise InputError(f"{display(total.skipped.file_of(0) or path)}: line {line}: {reason}")
+        raise total.skipped.strict_error(path)
     return total
 
 
@@ -1083,13 +1089,6 @@ def count_on_cluster(paths: list[str], window: Window, address: str, strict: boo
             client.cancel(futures)  # Ctrl-C, --strict or an error: no task counts on
 
 
-def fold(total: Tally, tally: Tally, path: str) -> None:
-    """Add TALLY, the count of the whole file PATH, read after TOTAL's files; its skipped rows name PATH."""
-    merge_counts(total.counts, tally.counts)
-    total.skipped.extend(tally.skipped, file=path)
-    total.lines += tally.lines
-
-
 def input_files(name: str) -> list[str]:
     """The files NAME stands for, in name order: itself, a directory's regular files (recursively), or a glob's."""
     if name == "-" or os.path.isfile(name) or not (os.path.isdir(name) or any(c in name for c in "*?[")):
@@ -1114,7 +1113,7 @@ def count_files(
         return count_file(paths[0], window, strict, jobs)
     total = Tally()
     for path in paths:
-        fold(total, count_file(path, window, strict, jobs), path)
+        total.add(count_file(path, window, strict, jobs), file=path)
     return total
 
 
@@ -1131,8 +1130,7 @@ def count_file(path: str, window: Window, strict: bool = False, jobs: int = 0, f
             tally = count_stream(stream, window, fast, strict, progress=report)
         progress.close()
     if strict and tally.skipped.count:
-        line, reason = tally.skipped.first[0]
-        raise InputError(f"{display(path)}: line {line}: {reason}")
+        raise tally.skipped.strict_error(path)
     return tally
 
 
@@ -1409,12 +1407,12 @@ def index_file(path: str, jobs: int) -> IndexPart:
         return index_stream(stream, os.fstat(stream.fileno()).st_size if plain else -1)
 
 
-def build_index(name: str, jobs: int = 1) -> Index:
-    """Read the files NAME stands for (input_files) once into an Index, big plain files on JOBS workers (0: one
-    per CPU); InputError if one is unreadable."""
+def build_index(name: str, jobs: int = 1, paths: list[str] | None = None) -> Index:
+    """Read the files NAME stands for (PATHS, if already listed by input_files) once into an Index, big plain
+    files on JOBS workers (0: one per CPU); InputError if one is unreadable."""
     started = time.monotonic()
     jobs = jobs or default_jobs()
-    paths = input_files(name)
+    paths = paths or input_files(name)
     whole = index_file(paths[0], jobs) if len(paths) == 1 else IndexPart()
     for path in paths if len(paths) > 1 else []:
         whole.add(index_file(path, jobs), file=path)
@@ -2016,7 +2014,8 @@ class ServeSettings:
 def load_index(name: str, jobs: int) -> Index:
     """The index of the files NAME stands for, listed anew; each must be a regular file (SIGHUP reads them
     again; /dev/zero would never end)."""
-    for path in input_files(name):
+    paths = input_files(name)
+    for path in paths:
         try:
             mode = os.stat(path).st_mode
         except FileNotFoundError:
@@ -2025,7 +2024,7 @@ def load_index(name: str, jobs: int) -> Index:
             raise InputError(f"{display(path)}: cannot read ({error.strerror})") from None
         if not stat.S_ISREG(mode):
             raise InputError(f"{display(path)}: not a regular file; --serve reads it again on SIGHUP")
-    return build_index(name, jobs)
+    return build_index(name, jobs, paths)  # the files checked, not a second listing
 
 
 def refusal(old: Index, new: Index) -> str:
