@@ -1722,7 +1722,7 @@ class Connection(asyncio.Protocol):
         """Answer the whole requests at the head of the buffer, while the client keeps reading replies."""
         limits = self.worker.limits
         while not self.closing and not self.paused and self.deferred is None:
-            while self.buffer[:2] in (b"\r\n",) or self.buffer[:1] == b"\n":  # empty lines before a request
+            while self.buffer.startswith((b"\r\n", b"\n")):  # empty lines before a request (RFC 9112 2.2)
                 del self.buffer[: 2 if self.buffer[:1] == b"\r" else 1]
             end = HEAD_END.search(self.buffer)
             if end is None:
