@@ -69,6 +69,7 @@ __version__ = "1.0.0"
 
 MICROSECOND = timedelta(microseconds=1)
 HOUR = 3_600_000_000
+DAY = 24 * HOUR
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # What goes to dateutil: an ISO date, maybe a time, maybe one zone name or offset.
 # Anything looser (dateutil reads '2021-03-01 05:30' after a lost '+' as 05:30 local) is refused.
@@ -626,18 +627,19 @@ def row_columns(rows: list[tuple[bytes, ...]]) -> tuple[list[str], list[int], li
 
 @lru_cache(maxsize=64)
 def row_pattern(rows: int, zone: bytes | None, quoted: bool) -> re.Pattern[bytes]:
-    """ROWS consecutive rows of a fast shape, capturing customer, hour key and (unless ZONE is given) zone of each.
+    """ROWS consecutive rows of a fast shape, capturing customer, hour key and zone of each.
 
-    ZONE, when known, is the one zone every row ends with: a literal is cheaper than
-    the alternatives, and leaves one capture fewer.
+    ZONE, when known, is the one zone every row ends with: a literal is cheaper than the
+    alternatives.  Captured, it makes the keys Pairs wants with no Python loop a key
+    (with 100,000 customers in random order, that loop took a fifth of the time).
     """
     start, end = row_shape(quoted)
     if zone is None:
         stamp = _MINUTES + rb"(" + _ZONE + rb")"
-    elif zone_micros(zone) % HOUR:  # capture a late minute's first digit, and nothing for an early one
+    elif zone_micros(zone) % HOUR:  # capture a late minute's first digit instead, and nothing for an early one
         stamp = rb":(?:(?=" + late_minutes(zone) + rb")(\d)\d|[0-5]\d)" + _SECONDS + re.escape(zone)
     else:
-        stamp = _MINUTES + re.escape(zone)
+        stamp = _MINUTES + rb"(" + re.escape(zone) + rb")"
     return re.compile((start + rb"(" + _DATE_HOUR + rb")" + stamp + end) * rows + rb"(?=\n)")
 
 
@@ -672,21 +674,18 @@ def match_rows(
         groups = Counter(row_pattern(group, zone, quoted).findall(data, split, hi))
         rows += group * groups.total()
         # Plainly: for each group, n times, for each of its rows, keys[row] += 1.
-        # zip(*[flat] * width) cuts the flattened groups into rows without a Python loop a row.
-        width = 2 if zone is not None and not zone_micros(zone) % HOUR else 3
+        # zip(flat, flat, flat) cuts the flattened groups into rows of three without a Python loop a row.
         flat = iter(chain.from_iterable(groups))
         weights = chain.from_iterable(repeat(n, group) for n in groups.values())
-        for key, n in zip(zip(*[flat] * width, strict=True), weights, strict=True):
+        for key, n in zip(zip(flat, flat, flat, strict=True), weights, strict=True):
             keys[key] += n
-    if zone is None:
+    if zone is None or not zone_micros(zone) % HOUR:
         return keys, rows  # type: ignore[return-value]
-    if zone_micros(zone) % HOUR:
-        marked: Pairs = {}
-        for (customer, hour, late), n in keys.items():  # late is the minute's first digit: 3, 4 and 5 add up
-            key = (customer, hour, zone + (LATE if late else EARLY))
-            marked[key] = marked.get(key, 0) + n
-        return marked, rows
-    return {(customer, hour, zone): n for (customer, hour), n in keys.items()}, rows
+    marked: Pairs = {}
+    for (customer, hour, late), n in keys.items():  # late is the minute's first digit: 3, 4 and 5 add up
+        key = (customer, hour, zone + (LATE if late else EARLY))
+        marked[key] = marked.get(key, 0) + n
+    return marked, rows
 
 
 @lru_cache(maxsize=2)
@@ -729,9 +728,15 @@ def run_pairs(data: bytes, lo: int, hi: int, quoted: bool) -> Pairs | None:
     return pairs
 
 
-def fast_pairs(data: bytes, lo: int, hi: int, lines: int | None, quoted: bool) -> tuple[Pairs | None, int, int]:
-    """DATA[LO:HI]'s Pairs if every line has a fast shape (else None), its lines, and how many had one."""
-    runs = run_length(data, lo, hi, quoted)
+def fast_pairs(
+    data: bytes, lo: int, hi: int, lines: int | None, quoted: bool, runs: float | None = None
+) -> tuple[Pairs | None, int, int]:
+    """DATA[LO:HI]'s Pairs if every line has a fast shape (else None), its lines, and how many had one.
+
+    RUNS, run_length's average (measured here if not given), says whether to match by runs, fours or rows.
+    """
+    if runs is None:
+        runs = run_length(data, lo, hi, quoted)
     if runs >= LONG_RUN:
         pairs = run_pairs(data, lo, hi, quoted)
         if pairs is not None:
@@ -798,13 +803,74 @@ def count_canonical(data: bytes, lo: int, hi: int, pairs: Pairs, window: Window,
     return counts
 
 
+# Sparse blocks: a window of a few days over a log whose rows come in no order.
+# There each row costs the fast path a match, a tuple and a Counter key.  When few of
+# a block's rows carry a date the window can reach, one match that captures nothing
+# proves every row well-formed, a search for those dates gathers their rows, and only
+# they are counted (a 2 MiB block of 100,000 customers in random order, window of one
+# day: 0.32 µs a row against 0.88).
+_MONTH_DAY = (
+    rb"(?:(?:0[13578]|1[02])-(?:0[1-9]|[12]\d|3[01])"  # months of 31 days
+    rb"|(?:0[469]|11)-(?:0[1-9]|[12]\d|30)"  # of 30
+    rb"|02-(?:0[1-9]|1\d|2[0-8]))"  # February but its 29th
+)
+_LEAP_DAY = rb"(?:\d\d(?:0[48]|[2468][048]|[13579][26])|(?:[02468][048]|[13579][26])00)-02-29"
+_CALENDAR_HOUR = rb"(?!0000)(?:\d{4}-" + _MONTH_DAY + rb"|" + _LEAP_DAY + rb")[ T](?:[01]\d|2[0-3])"
+SPARSE_DAYS = 64  # the most dates a window may reach for a block to be tried as sparse
+SPARSE_SHARE = 4  # sparse when at most one probed row in this many carries a reachable date
+
+
+@lru_cache(maxsize=2)
+def valid_rows_pattern(quoted: bool) -> re.Pattern[bytes]:
+    """Fast-shaped rows on real dates and hours, each after its newline, then the last newline; no captures."""
+    start, end = row_shape(quoted)
+    row = start.replace(b"(", b"(?:", 1) + _CALENDAR_HOUR + _MINUTES + _ZONE + end
+    return re.compile(rb"(?:" + row + rb")*+\n")
+
+
+@lru_cache(maxsize=64)
+def date_search(start: int, end: int, quoted: bool) -> re.Pattern[bytes] | None:
+    """Where a timestamp on a local date that [START, END) can reach begins; None if that is over SPARSE_DAYS."""
+    # A zone is less than a day from UTC (23:59 at most), so a row in the window
+    # carries a local date from the day before the window's first to the day after its last.
+    first, last = max(start - DAY, FIRST_INSTANT), min(end + DAY, LAST_INSTANT)
+    if last - first > SPARSE_DAYS * DAY:
+        return None
+    days = range(first // DAY, (last - 1) // DAY + 1)  # LAST itself is out of reach
+    q = b'"' if quoted else b""
+    needles = [b"," + q + from_micros(day * DAY).date().isoformat().encode() for day in days]
+    # A literal prefix lets the engine skip ahead fast (68 ns a row, not 103): the characters all needles share.
+    common = os.path.commonprefix(needles)  # noqa: RUF071
+    rest = b"|".join(re.escape(needle[len(common) :]) for needle in needles)
+    return re.compile(re.escape(common) + rb"(?:" + rest + rb")[ T]")
+
+
+def sparse_rows(data: bytes, lo: int, hi: int, window: Window, quoted: bool) -> bytes | None:
+    """The rows of DATA[LO:HI] on a date WINDOW can reach, as a segment; None unless few and every row valid."""
+    search = date_search(window.start, window.end, quoted)
+    if search is None:
+        return None
+    probe = data.rfind(b"\n", lo + 1, lo + RUN_PROBE) + 1 or hi
+    if len(search.findall(data, lo, probe)) * SPARSE_SHARE > data.count(b"\n", lo, probe):
+        return None
+    if valid_rows_pattern(quoted).fullmatch(data, lo, hi) is None:
+        return None
+    # A row can hold a reachable date in another field too: a row found twice is gathered once.
+    starts = dict.fromkeys([data.rfind(b"\n", lo, found.start()) for found in search.finditer(data, lo, hi)])
+    return b"".join([data[start : data.find(b"\n", start + 1)] for start in starts]) + b"\n"
+
+
 def count_segment(
     data: bytes, lo: int, hi: int, first_line: int, window: Window, skipped: Skipped, lines: int | None = None
 ) -> tuple[Counts, int]:
     """Count DATA[LO:HI], from a newline to a newline: fast where it can prove the shape.  Return it and its lines."""
     quoted = data.startswith(b'\n"', lo)
+    runs = run_length(data, lo, hi, quoted)
+    gathered = sparse_rows(data, lo, hi, window, quoted) if runs < LONG_RUN else None
+    if gathered is not None:
+        return count_gathered(gathered, window, quoted), data.count(b"\n", lo + 1, hi) if lines is None else lines
     try:
-        pairs, lines, canonical = fast_pairs(data, lo, hi, lines, quoted)
+        pairs, lines, canonical = fast_pairs(data, lo, hi, lines, quoted, runs)
         if pairs is not None:
             return count_canonical(data, lo, hi, pairs, window, quoted), lines
     except NotCanonical:
@@ -819,6 +885,13 @@ def count_segment(
     later, after = count_segment(data, middle, hi, first_line + before, window, skipped)
     merge_counts(counts, later)
     return counts, before + after
+
+
+def count_gathered(rows: bytes, window: Window, quoted: bool) -> Counts:
+    """Count the ROWS sparse_rows gathered, every one of them valid and of a fast shape."""
+    pairs, _, _ = fast_pairs(rows, 0, len(rows), None, quoted)
+    assert pairs is not None, "sparse_rows gathers only rows of a fast shape"
+    return count_canonical(rows, 0, len(rows), pairs, window, quoted)
 
 
 def split_point(data: bytes, lo: int, hi: int) -> int:
@@ -1190,9 +1263,6 @@ def render_json(window: Window, counts: Counts) -> str:
         pieces.append(f'  "{format_bucket(hour)}": ' + (f"{{\n{inner}\n  }}" if rows else empty))
         hour += HOUR
     return "{\n" + ",\n".join(pieces) + "\n}\n"
-
-
-DAY = 24 * HOUR
 
 
 @lru_cache(maxsize=16)

@@ -100,14 +100,18 @@ def rows(draw, messy: bool = True) -> bytes:
 
 
 @contextmanager
-def small_blocks(block: int, segment: int, long_run: int = totaler.LONG_RUN):
-    """Shrink the block and segment sizes so that small files exercise every split; set when runs are used."""
-    saved = totaler.BLOCK_SIZE, totaler.SMALL_SEGMENT, totaler.LONG_RUN
-    totaler.BLOCK_SIZE, totaler.SMALL_SEGMENT, totaler.LONG_RUN = block, segment, long_run
+def small_blocks(block: int, segment: int, long_run: int = totaler.LONG_RUN, sparse_share: int = totaler.SPARSE_SHARE):
+    """Shrink the block and segment sizes so that small files exercise every split; set when runs and
+    sparse blocks are used (SPARSE_SHARE 0: every block whose rows are all valid is tried as sparse)."""
+    names = ("BLOCK_SIZE", "SMALL_SEGMENT", "LONG_RUN", "SPARSE_SHARE")
+    saved = [getattr(totaler, name) for name in names]
+    for name, value in zip(names, (block, segment, long_run, sparse_share), strict=True):
+        setattr(totaler, name, value)
     try:
         yield
     finally:
-        totaler.BLOCK_SIZE, totaler.SMALL_SEGMENT, totaler.LONG_RUN = saved
+        for name, value in zip(names, saved, strict=True):
+            setattr(totaler, name, value)
 
 
 def answer(data: bytes, window: totaler.Window, fast: bool) -> tuple[list, int, list]:
@@ -174,13 +178,13 @@ def test_the_index_answers_like_the_command_line(tmp_path_factory, lines, data, 
     assert (index.skipped.count, index.skipped.first) == (tally.skipped.count, tally.skipped.first)
 
 
-def check_fast_path(lines, window, bom, final_newline, block, segment, long_run) -> None:
+def check_fast_path(lines, window, bom, final_newline, block, segment, long_run, sparse_share=4) -> None:
     """Count the file LINES make by the fast path (in blocks of BLOCK) and by the reference: they must agree."""
     repeated = [line for line, times in lines for _ in range(times)]  # runs of one customer and hour
     data = (b"\xef\xbb\xbf" if bom else b"") + b"\n".join(repeated) + (b"\n" if final_newline and lines else b"")
     start, end, customer = window
     w = totaler.Window(totaler.to_micros(start), totaler.to_micros(end), customer)
-    with small_blocks(block, segment, long_run):
+    with small_blocks(block, segment, long_run, sparse_share):
         fast = answer(data, w, fast=True)
     reference = answer(data, w, fast=False)
     assert fast == reference
@@ -319,3 +323,81 @@ def test_timed_hours_spread_through_shared_buckets_and_no_row_counts_twice() -> 
     w = totaler.Window(totaler.parse_bound("2021-03-02T23:14:00Z"), totaler.parse_bound("2021-03-03T15:25:00Z"))
     assert answer(data, w, fast=True) == answer(data, w, fast=False)
     assert sum(n for _, row in answer(data, w, fast=True)[0] for _, n in row) == 18
+
+
+# Sparse blocks: rows over weeks in no order, a window of hours or days, zones up to ±23:59
+# (the farthest a local date can be from the UTC one).
+FAR_OFFSETS = [*OFFSETS, (23 + 59 / 60, "+23:59"), (-(23 + 59 / 60), "-2359")]
+weeks = st.builds(
+    lambda days, seconds, nudge: BASE + timedelta(days=days, seconds=seconds, microseconds=nudge),
+    st.integers(-3, 40),
+    st.sampled_from([0, 3599, 3600, 86399]) | st.integers(0, 86399),
+    st.sampled_from([-1, 0, 1]),
+)
+
+
+@st.composite
+def spread_rows(draw) -> bytes:
+    """A row of a fast shape at any time over weeks, in any zone, bare or quoted; sometimes any other row."""
+    if draw(st.integers(0, 9)) == 0:
+        return draw(rows())
+    who, when, sep = draw(ascii_customers), draw(weeks), draw(st.sampled_from([" ", "T"]))
+    stamp = local_stamp(when, *draw(st.sampled_from(FAR_OFFSETS)), draw(st.sampled_from([0, 3, 6])), sep)
+    line = f"{who},INGEST,{draw(st.sampled_from(['t1', '2021-03-01 04:00']))},{stamp}"
+    if draw(st.booleans()):
+        line = '"' + line.replace(",", '","') + '"'
+    return line.encode()
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    lines=st.lists(spread_rows(), max_size=80),
+    data=st.data(),
+    block=st.sampled_from([1 << 22, 400]),
+    sparse_share=st.sampled_from([0, 4]),
+)
+def test_sparse_blocks_count_what_the_reference_counts(lines, data, block, sparse_share) -> None:
+    """Windows near events over weeks: blocks tried as sparse (always, or when few rows are near) or not."""
+    window = windows_near(lines, data)
+    check_fast_path([(line, 1) for line in lines], window, False, True, block, 1 << 16, 10**9, sparse_share)
+
+
+def test_a_sparse_block_counts_only_the_rows_it_gathers() -> None:
+    """30 days of rows in no order and a window of one day: the block is gathered, and counted right."""
+    stamps = [BASE + timedelta(hours=7 * i, minutes=i % 60) for i in range(100)]
+    body = "".join(f"c{i % 3},INGEST,t{i},{s:%Y-%m-%d %H:%M:%S}+00\n" for i, s in enumerate(stamps))
+    data = ("\n" + body).encode()
+    start = totaler.parse_bound("2021-03-10T00:00:00Z")
+    w = totaler.Window(start, start + totaler.DAY)
+    gathered = totaler.sparse_rows(data, 0, len(data), w, False)
+    reachable = {datetime(2021, 3, day).date() for day in (9, 10, 11)}  # a zone is less than a day from UTC
+    assert gathered is not None and gathered.count(b"\n") - 1 == sum(1 for s in stamps if s.date() in reachable)
+    assert answer(data[1:], w, fast=True) == answer(data[1:], w, fast=False)
+    assert sum(n for _, row in answer(data[1:], w, fast=True)[0] for _, n in row) == sum(
+        1 for s in stamps if start <= totaler.to_micros(s) < start + totaler.DAY
+    )
+    broken = data.replace(b"\nc1,", b"\nc1,x,", 1)  # one row of five fields: not sparse, counted the usual way
+    assert totaler.sparse_rows(broken, 0, len(broken), w, False) is None
+
+
+@pytest.mark.parametrize("year", [0, 1, 4, 100, 400, 1900, 2000, 2021, 2024, 9999])
+def test_the_calendar_pattern_accepts_exactly_the_dates_and_hours_datetime_accepts(year: int) -> None:
+    pattern = totaler.re.compile(totaler._CALENDAR_HOUR)
+    for month in range(14):
+        for day in range(33):
+            for hour in (0, 23, 24, 30):
+                text = f"{year:04d}-{month:02d}-{day:02d} {hour:02d}"
+                try:
+                    datetime(year, month, day, hour)
+                    valid = True
+                except ValueError:
+                    valid = False
+                assert (pattern.fullmatch(text.encode()) is not None) == valid, text
+
+
+def test_a_window_at_the_ends_of_time_searches_the_dates_it_can_reach() -> None:
+    first = totaler.date_search(totaler.FIRST_INSTANT, totaler.FIRST_INSTANT + 1, False)
+    last = totaler.date_search(totaler.LAST_INSTANT, totaler.LAST_INSTANT + 1, True)
+    assert first is not None and first.search(b",0001-01-02 00") and not first.search(b",0001-01-03 00")
+    assert last is not None and last.search(b',"9999-12-30T23') and not last.search(b',"9999-12-29T23')
+    assert totaler.date_search(0, (totaler.SPARSE_DAYS - 1) * totaler.DAY, False) is None
