@@ -823,24 +823,23 @@ SPARSE_DAYS = 64  # the most dates a window may reach for a block to be tried as
 SPARSE_SHARE = 4  # sparse when at most one probed row in this many carries a reachable date
 
 
-@lru_cache(maxsize=2)
-def valid_rows_pattern(quoted: bool) -> re.Pattern[bytes]:
-    """Fast-shaped rows on real dates and hours, each after its newline, then the last newline; no captures."""
+@lru_cache(maxsize=64)
+def valid_rows_pattern(quoted: bool, zone: bytes | None) -> re.Pattern[bytes]:
+    """Fast-shaped rows on real dates and hours, in ZONE (None: any), each after its newline, then the last
+    newline; no captures."""
     start, end = row_shape(quoted)
-    row = start.replace(b"(", b"(?:", 1) + _CALENDAR_HOUR + _MINUTES + _ZONE + end
-    return re.compile(rb"(?:" + row + rb")*+\n")
+    row = start.replace(b"(", b"(?:", 1) + _CALENDAR_HOUR + _MINUTES + (_ZONE if zone is None else re.escape(zone))
+    return re.compile(rb"(?:" + row + end + rb")*+\n")
 
 
 @lru_cache(maxsize=64)
-def date_search(start: int, end: int, quoted: bool) -> re.Pattern[bytes] | None:
-    """Where a timestamp on a local date that [START, END) can reach begins; None if that is over SPARSE_DAYS."""
-    # A zone is less than a day from UTC (23:59 at most), so a row in the window
-    # carries a local date from the day before the window's first to the day after its last.
-    first, last = max(start - DAY, FIRST_INSTANT), min(end + DAY, LAST_INSTANT)
+def date_search(first: int, last: int, quoted: bool) -> re.Pattern[bytes] | None:
+    """Where a timestamp on a local date of [FIRST, LAST) begins; None if that is over SPARSE_DAYS dates."""
+    first, last = max(first, FIRST_INSTANT), min(last, LAST_INSTANT + 1)
     if last - first > SPARSE_DAYS * DAY:
         return None
-    days = range(first // DAY, (last - 1) // DAY + 1)  # LAST itself is out of reach
     q = b'"' if quoted else b""
+    days = range(first // DAY, (last - 1) // DAY + 1)
     needles = [b"," + q + from_micros(day * DAY).date().isoformat().encode() for day in days]
     # A literal prefix lets the engine skip ahead fast (68 ns a row, not 103): the characters all needles share.
     common = os.path.commonprefix(needles)  # noqa: RUF071
@@ -850,13 +849,18 @@ def date_search(start: int, end: int, quoted: bool) -> re.Pattern[bytes] | None:
 
 def sparse_rows(data: bytes, lo: int, hi: int, window: Window, quoted: bool) -> bytes | None:
     """The rows of DATA[LO:HI] on a date WINDOW can reach, as a segment; None unless few and every row valid."""
-    search = date_search(window.start, window.end, quoted)
+    # Local time is UTC plus the zone's offset.  When the first and last rows agree on a
+    # zone, the block is proved in that zone alone, and a row in the window has a local
+    # date of [start, end) shifted by its offset; else any zone, less than a day from UTC.
+    zone = shared_zone(data, lo, hi)
+    early, late = (-DAY, DAY) if zone is None else (zone_micros(zone), zone_micros(zone))
+    search = date_search(window.start + early, window.end + late, quoted)
     if search is None:
         return None
     probe = data.rfind(b"\n", lo + 1, lo + RUN_PROBE) + 1 or hi
     if len(search.findall(data, lo, probe)) * SPARSE_SHARE > data.count(b"\n", lo, probe):
         return None
-    if valid_rows_pattern(quoted).fullmatch(data, lo, hi) is None:
+    if valid_rows_pattern(quoted, zone).fullmatch(data, lo, hi) is None:
         return None
     # A row can hold a reachable date in another field too: a row found twice is gathered once.
     starts = dict.fromkeys([data.rfind(b"\n", lo, found.start()) for found in search.finditer(data, lo, hi)])

@@ -337,27 +337,29 @@ weeks = st.builds(
 
 
 @st.composite
-def spread_rows(draw) -> bytes:
-    """A row of a fast shape at any time over weeks, in any zone, bare or quoted; sometimes any other row."""
-    if draw(st.integers(0, 9)) == 0:
+def spread_rows(draw, zone: tuple[float, str] | None, quoted: bool) -> bytes:
+    """A row of a fast shape at any time over weeks, in ZONE (None: any), QUOTED or bare; sometimes any other row."""
+    if draw(st.integers(0, 24)) == 0:
         return draw(rows())
     who, when, sep = draw(ascii_customers), draw(weeks), draw(st.sampled_from([" ", "T"]))
-    stamp = local_stamp(when, *draw(st.sampled_from(FAR_OFFSETS)), draw(st.sampled_from([0, 3, 6])), sep)
+    stamp = local_stamp(when, *(zone or draw(st.sampled_from(FAR_OFFSETS))), draw(st.sampled_from([0, 3, 6])), sep)
     line = f"{who},INGEST,{draw(st.sampled_from(['t1', '2021-03-01 04:00']))},{stamp}"
-    if draw(st.booleans()):
+    if quoted:
         line = '"' + line.replace(",", '","') + '"'
     return line.encode()
 
 
 @settings(max_examples=400, deadline=None)
 @given(
-    lines=st.lists(spread_rows(), max_size=80),
+    zone=st.none() | st.sampled_from(FAR_OFFSETS),
     data=st.data(),
     block=st.sampled_from([1 << 22, 400]),
     sparse_share=st.sampled_from([0, 4]),
 )
-def test_sparse_blocks_count_what_the_reference_counts(lines, data, block, sparse_share) -> None:
-    """Windows near events over weeks: blocks tried as sparse (always, or when few rows are near) or not."""
+def test_sparse_blocks_count_what_the_reference_counts(zone, data, block, sparse_share) -> None:
+    """Windows near events over weeks, rows in one zone or many: blocks tried as sparse (always, or when few
+    rows are near) or not."""
+    lines = data.draw(st.lists(spread_rows(zone, data.draw(st.booleans())), max_size=80))
     window = windows_near(lines, data)
     check_fast_path([(line, 1) for line in lines], window, False, True, block, 1 << 16, 10**9, sparse_share)
 
@@ -369,9 +371,11 @@ def test_a_sparse_block_counts_only_the_rows_it_gathers() -> None:
     data = ("\n" + body).encode()
     start = totaler.parse_bound("2021-03-10T00:00:00Z")
     w = totaler.Window(start, start + totaler.DAY)
-    gathered = totaler.sparse_rows(data, 0, len(data), w, False)
-    reachable = {datetime(2021, 3, day).date() for day in (9, 10, 11)}  # a zone is less than a day from UTC
-    assert gathered is not None and gathered.count(b"\n") - 1 == sum(1 for s in stamps if s.date() in reachable)
+    gathered = totaler.sparse_rows(data, 0, len(data), w, False)  # every row in +00: the window's date only
+    assert gathered is not None and gathered.count(b"\n") - 1 == sum(1 for s in stamps if s.day == 10)
+    mixed = data.replace(b"+00\n", b"Z\n", 1)  # the first row's zone differs: any zone, three dates
+    gathered = totaler.sparse_rows(mixed, 0, len(mixed), w, False)
+    assert gathered is not None and gathered.count(b"\n") - 1 == sum(1 for s in stamps if s.day in (9, 10, 11))
     assert answer(data[1:], w, fast=True) == answer(data[1:], w, fast=False)
     assert sum(n for _, row in answer(data[1:], w, fast=True)[0] for _, n in row) == sum(
         1 for s in stamps if start <= totaler.to_micros(s) < start + totaler.DAY
@@ -396,8 +400,12 @@ def test_the_calendar_pattern_accepts_exactly_the_dates_and_hours_datetime_accep
 
 
 def test_a_window_at_the_ends_of_time_searches_the_dates_it_can_reach() -> None:
-    first = totaler.date_search(totaler.FIRST_INSTANT, totaler.FIRST_INSTANT + 1, False)
-    last = totaler.date_search(totaler.LAST_INSTANT, totaler.LAST_INSTANT + 1, True)
+    day = totaler.DAY
+    first = totaler.date_search(totaler.FIRST_INSTANT - day, totaler.FIRST_INSTANT + 1 + day, False)
+    last = totaler.date_search(totaler.LAST_INSTANT - day, totaler.LAST_INSTANT + 1 + day, True)
     assert first is not None and first.search(b",0001-01-02 00") and not first.search(b",0001-01-03 00")
     assert last is not None and last.search(b',"9999-12-30T23') and not last.search(b',"9999-12-29T23')
-    assert totaler.date_search(0, (totaler.SPARSE_DAYS - 1) * totaler.DAY, False) is None
+    assert totaler.date_search(0, day, False).search(b",1970-01-01T") and not totaler.date_search(0, day, False).search(
+        b",1970-01-02T"
+    )
+    assert totaler.date_search(0, totaler.SPARSE_DAYS * day + 1, False) is None
