@@ -269,7 +269,7 @@ class Skipped:
 
 
 def parse_row(line: bytes) -> tuple[str, int]:
-    """The reference reader: one line (no newline) to (customer_id, UTC microseconds)."""
+    """The plain reader: one line (no newline) to (customer_id, UTC microseconds), by the csv module."""
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -453,7 +453,7 @@ def block_lines(block: Block) -> int:
 
 
 def block_events(block: Block, first_line: int, skipped: Skipped) -> Iterator[tuple[str, int]]:
-    """The reference path: every countable (customer, time) of BLOCK, whose first line is FIRST_LINE, in file order."""
+    """The plain path: every countable (customer, time) of BLOCK, whose first line is FIRST_LINE, in file order."""
     if block.too_long:
         skipped.add(first_line, f"line of {block.too_long:,} bytes, longer than any row ({MAX_LINE:,} bytes at most)")
         return
@@ -468,7 +468,9 @@ def block_events(block: Block, first_line: int, skipped: Skipped) -> Iterator[tu
 
 
 # ---------------------------------------------------------------------------
-# The core: count events per (hour bucket, customer) inside [start, end).
+# The contract: count events per (hour bucket, customer) inside [start, end).  The whole
+# specification is count_events(plain_events(stream), window); everything after this
+# section (the fast path, workers, the cluster, the index) must give exactly that.
 
 
 @dataclass(frozen=True)
@@ -494,10 +496,116 @@ def count_events(events: Iterable[tuple[str, int]], window: Window) -> Counts:
     return counts
 
 
+def plain_events(stream: BinaryIO, skipped: Skipped | None = None) -> Iterator[tuple[str, int]]:
+    """Every countable (customer, time) of STREAM in file order, row by row; bad rows go to SKIPPED."""
+    skipped = Skipped() if skipped is None else skipped
+    line = 1
+    for block in read_blocks(stream):
+        yield from block_events(block, line, skipped)
+        line += block_lines(block)
+
+
 def merge_counts(total: Counts, part: Counts) -> None:
     """Add PART, which comes later in the file, into TOTAL, keeping first-seen order."""
     for key, n in part.items():
         total[key] = total.get(key, 0) + n
+
+
+# ---------------------------------------------------------------------------
+# Rendering: the reference program's text, and its JSON.
+
+
+def bucket_starts(window: Window) -> range:
+    """Every bucket from the hour containing start to the last hour beginning before end."""
+    return range(hour_floor(window.start), window.end, HOUR)
+
+
+def by_bucket(counts: Counts, window: Window) -> list[tuple[int, list[tuple[str, int]]]]:
+    """The answer: each bucket in time order with its (customer, count) pairs."""
+    table: dict[int, list[tuple[str, int]]] = {b: [] for b in bucket_starts(window)}
+    for (bucket, customer), n in counts.items():
+        table[bucket].append((customer, n))
+    if window.customer is not None:
+        for bucket, rows in table.items():
+            table[bucket] = rows or [(window.customer, 0)]
+    return list(table.items())
+
+
+def render_text(path: str, window: Window, counts: Counts) -> str:
+    """The reference's text report."""
+    lines = [f"Input file: {path}", f"Start time: {format_utc(window.start)}", f"End time: {format_utc(window.end)}"]
+    if window.customer is not None:
+        lines.append(f"Customer ID: {window.customer}")
+    for bucket, rows in by_bucket(counts, window):
+        lines += ["", f"Timebucket: {format_bucket(bucket)}"]
+        lines += [f"Customer ID: {customer} Calls: {n}" for customer, n in rows]
+    return "\n".join(lines) + "\n"
+
+
+def render_json(window: Window, counts: Counts) -> str:
+    """The reference's JSON: buckets in time order, customers in first-seen order.
+
+    Exactly json.dumps(document, indent=2) plus a newline, written out by hand:
+    with indent, json falls back to its pure-Python encoder, half of an HTTP reply's time.
+    Whole days without events are written from one template each: a window of
+    100,000 hours then costs milliseconds, not a loop of 100,000 formatted keys.
+    """
+    table: dict[int, list[tuple[str, int]]] = {}
+    for (bucket, customer), n in counts.items():
+        table.setdefault(bucket, []).append((customer, n))
+    busy_days = {bucket - bucket % DAY for bucket in table}
+    empty = "{}" if window.customer is None else f"{{\n    {quote(window.customer)}: 0\n  }}"
+    pieces = []
+    hour = hour_floor(window.start)
+    while hour < window.end:
+        if hour % DAY == 0 and hour + DAY <= window.end and hour not in busy_days:
+            pieces.append(empty_day(empty).replace("\0", format_bucket(hour)[:10]))
+            hour += DAY
+            continue
+        rows = table.get(hour)
+        inner = ",\n".join(f"    {quote(customer)}: {n}" for customer, n in rows) if rows else ""
+        pieces.append(f'  "{format_bucket(hour)}": ' + (f"{{\n{inner}\n  }}" if rows else empty))
+        hour += HOUR
+    return "{\n" + ",\n".join(pieces) + "\n}\n"
+
+
+@lru_cache(maxsize=16)
+def empty_day(empty: str) -> str:
+    """A day of 24 buckets holding EMPTY, its date left as NUL (which quote() never writes) to fill in."""
+    return ",\n".join(f'  "\0 {hour:02d}:00:00 +0000": {empty}' for hour in range(24))
+
+
+# ---------------------------------------------------------------------------
+# The question as a person types it: a window [START, END) and maybe one customer,
+# checked the same way on the command line and in an HTTP query.
+
+
+class UsageError(Exception):
+    """A bad command line (exit status 2)."""
+
+
+def parse_window(
+    start: str,
+    end: str,
+    customer: str | None,
+    max_hours: int,
+    names: tuple[str, str, str] = ("START", "END", "CUSTOMER_ID"),
+) -> Window:
+    """Check and convert the window arguments; raise UsageError naming the bad one as NAMES does."""
+    if customer is not None and not customer.strip():
+        raise UsageError(f"{names[2]} is empty: leave it out to count every customer")
+    bounds = []
+    for name, text in zip(names[:2], (start, end), strict=True):
+        try:
+            bounds.append(parse_bound(text))
+        except BadTimestamp as error:
+            raise UsageError(f"{name} {error}") from None
+    window = Window(bounds[0], bounds[1], customer)
+    if window.start >= window.end:
+        raise UsageError(f"{names[0]} {start!r} is not before {names[1]} {end!r}")
+    if window.end - window.start > max_hours * HOUR:
+        raise UsageError(f"window {start!r} to {end!r} is longer than --max-hours {max_hours}")
+    return window
 
 
 # ---------------------------------------------------------------------------
@@ -680,15 +788,20 @@ def match_rows(
         weights = chain.from_iterable(repeat(n, group) for n in groups.values())
         for key, n in zip(zip(*[flat] * width, strict=True), weights, strict=True):
             keys[key] += n
+    return with_zones(keys, zone), rows
+
+
+def with_zones(keys: Counter[tuple[bytes, ...]], zone: bytes | None) -> Pairs:
+    """Pairs from match_rows' KEYS: as they are when each row's zone was captured, else with ZONE (marked)."""
     if zone is None:
-        return keys, rows  # type: ignore[return-value]
+        return keys  # type: ignore[return-value]
     if zone_micros(zone) % HOUR:
         marked: Pairs = {}
         for (customer, hour, late), n in keys.items():  # late is the minute's first digit: 3, 4 and 5 add up
             key = (customer, hour, zone + (LATE if late else EARLY))
             marked[key] = marked.get(key, 0) + n
-        return marked, rows
-    return {(customer, hour, zone): n for (customer, hour), n in keys.items()}, rows
+        return marked
+    return {(customer, hour, zone): n for (customer, hour), n in keys.items()}
 
 
 @lru_cache(maxsize=2)
@@ -770,24 +883,35 @@ def hours_of(pairs: Pairs) -> Iterator[tuple[bytes, bytes]]:
     return map(itemgetter(1, 2), pairs)
 
 
-def count_canonical(data: bytes, lo: int, hi: int, pairs: Pairs, window: Window, quoted: bool) -> Counts:
-    """Count PAIRS, from the fast-shaped rows of DATA[LO:HI]: whole hours by key, the other hours row by row."""
-    hours = dict.fromkeys(hours_of(pairs))  # (hour key, zone): few, however many customers
-    # Timed one by one: the rows of a zone with minutes and no mark, of an hour the window
-    # cuts, and then of every hour that shares a UTC bucket with timed rows, until none is
-    # left to add, so that every row of a timed bucket is counted in file order, once.
+def timed_hours(hours: Iterable[tuple[bytes, bytes]], window: Window) -> set[tuple[bytes, bytes]]:
+    """The (hour key, unmarked zone) of HOURS whose rows must be timed one by one."""
+    # The rows of a zone with minutes and no mark, of an hour the window cuts, and then
+    # of every hour that shares a UTC bucket with timed rows, until none is left to add,
+    # so that every row of a timed bucket is counted in file order, once.
     timed = {(key, unmarked(zone)) for key, zone in hours if cut(utc_bucket(key, zone), window)}
     while True:
         timed_buckets = {bucket for key, zone in timed for bucket in reach(key, zone)}
         more = {(key, unmarked(zone)) for key, zone in hours if utc_bucket(key, zone) in timed_buckets} - timed
         if not more:
-            break
+            return timed
         timed |= more
-    whole = {
-        (key, zone)
-        for key, zone in hours
-        if (key, unmarked(zone)) not in timed and window.start <= utc_bucket(key, zone) < window.end  # type: ignore[operator]
-    }
+
+
+def whole_hours(hours: Iterable[tuple[bytes, bytes]], timed: set, window: Window) -> set[tuple[bytes, bytes]]:
+    """The (hour key, zone) of HOURS counted by key: not TIMED, and inside WINDOW."""
+    whole = set()
+    for key, zone in hours:
+        bucket = utc_bucket(key, zone)
+        if (key, unmarked(zone)) not in timed and bucket is not None and window.start <= bucket < window.end:
+            whole.add((key, zone))
+    return whole
+
+
+def count_canonical(data: bytes, lo: int, hi: int, pairs: Pairs, window: Window, quoted: bool) -> Counts:
+    """Count PAIRS, from the fast-shaped rows of DATA[LO:HI]: whole hours by key, the other hours row by row."""
+    hours = dict.fromkeys(hours_of(pairs))  # (hour key, zone): few, however many customers
+    timed = timed_hours(hours, window)
+    whole = whole_hours(hours, timed, window)
     counts: Counts = {}
     # Plainly: for each pair whose hour is whole and inside; compress picks them in C
     # (with 100,000 customers, most pairs fall outside a window of one day).
@@ -800,9 +924,7 @@ def count_canonical(data: bytes, lo: int, hi: int, pairs: Pairs, window: Window,
         rows = timed_pattern(alternatives, quoted).findall(data, lo, hi)
         rows = list(compress(rows, map(timed.__contains__, map(itemgetter(1, 4), rows))))
         names, buckets, offsets = row_columns(rows)
-        for name, bucket, offset in zip(names, buckets, offsets, strict=True):
-            if window.start <= bucket + offset < window.end and window.customer in (None, name):
-                counts[(bucket, name)] = counts.get((bucket, name), 0) + 1
+        merge_counts(counts, count_events(zip(names, map(add, buckets, offsets), strict=True), window))
     return counts
 
 
@@ -1215,70 +1337,6 @@ def count_file(path: str, window: Window, strict: bool = False, jobs: int = 0, f
 
 
 # ---------------------------------------------------------------------------
-# Rendering: the reference program's text, and its JSON.
-
-
-def bucket_starts(window: Window) -> range:
-    """Every bucket from the hour containing start to the last hour beginning before end."""
-    return range(hour_floor(window.start), window.end, HOUR)
-
-
-def by_bucket(counts: Counts, window: Window) -> list[tuple[int, list[tuple[str, int]]]]:
-    """The answer: each bucket in time order with its (customer, count) pairs."""
-    table: dict[int, list[tuple[str, int]]] = {b: [] for b in bucket_starts(window)}
-    for (bucket, customer), n in counts.items():
-        table[bucket].append((customer, n))
-    if window.customer is not None:
-        for bucket, rows in table.items():
-            table[bucket] = rows or [(window.customer, 0)]
-    return list(table.items())
-
-
-def render_text(path: str, window: Window, counts: Counts) -> str:
-    """The reference's text report."""
-    lines = [f"Input file: {path}", f"Start time: {format_utc(window.start)}", f"End time: {format_utc(window.end)}"]
-    if window.customer is not None:
-        lines.append(f"Customer ID: {window.customer}")
-    for bucket, rows in by_bucket(counts, window):
-        lines += ["", f"Timebucket: {format_bucket(bucket)}"]
-        lines += [f"Customer ID: {customer} Calls: {n}" for customer, n in rows]
-    return "\n".join(lines) + "\n"
-
-
-def render_json(window: Window, counts: Counts) -> str:
-    """The reference's JSON: buckets in time order, customers in first-seen order.
-
-    Exactly json.dumps(document, indent=2) plus a newline, written out by hand:
-    with indent, json falls back to its pure-Python encoder, half of an HTTP reply's time.
-    Whole days without events are written from one template each: a window of
-    100,000 hours then costs milliseconds, not a loop of 100,000 formatted keys.
-    """
-    table: dict[int, list[tuple[str, int]]] = {}
-    for (bucket, customer), n in counts.items():
-        table.setdefault(bucket, []).append((customer, n))
-    busy_days = {bucket - bucket % DAY for bucket in table}
-    empty = "{}" if window.customer is None else f"{{\n    {quote(window.customer)}: 0\n  }}"
-    pieces = []
-    hour = hour_floor(window.start)
-    while hour < window.end:
-        if hour % DAY == 0 and hour + DAY <= window.end and hour not in busy_days:
-            pieces.append(empty_day(empty).replace("\0", format_bucket(hour)[:10]))
-            hour += DAY
-            continue
-        rows = table.get(hour)
-        inner = ",\n".join(f"    {quote(customer)}: {n}" for customer, n in rows) if rows else ""
-        pieces.append(f'  "{format_bucket(hour)}": ' + (f"{{\n{inner}\n  }}" if rows else empty))
-        hour += HOUR
-    return "{\n" + ",\n".join(pieces) + "\n}\n"
-
-
-@lru_cache(maxsize=16)
-def empty_day(empty: str) -> str:
-    """A day of 24 buckets holding EMPTY, its date left as NUL (which quote() never writes) to fill in."""
-    return ",\n".join(f'  "\0 {hour:02d}:00:00 +0000": {empty}' for hour in range(24))
-
-
-# ---------------------------------------------------------------------------
 # The index: the log is read once into an index by hour and customer; a query is
 # answered from it, in time that grows with the buckets and customers in its
 # answer, never with the events in the log.  Whole hours are precomputed counts;
@@ -1664,10 +1722,23 @@ def check_sizes(head: bytes, limits: Limits) -> None:
         raise HttpError(431, f"more than {limits.header_fields} header fields")
 
 
+def parse_fields(lines: list[bytes]) -> dict[bytes, list[bytes]]:
+    """Header field lines to {lowercase name: [values]}; HttpError on a malformed line or a control byte."""
+    headers: dict[bytes, list[bytes]] = {}
+    for field_line in lines:
+        name, colon, value = field_line.partition(b":")
+        if not colon or not TOKEN.fullmatch(name):  # also obs-fold: a line that starts with a space
+            raise HttpError(400, f"bad header line {field_line[:80].decode('latin-1')!r}")
+        value = value.strip(b" \t")
+        if BAD_VALUE.search(value):
+            raise HttpError(400, f"control character in header {name.decode()}")
+        headers.setdefault(name.lower(), []).append(value)
+    return headers
+
+
 def parse_head(head: bytes, limits: Limits) -> Request:
     """A request line and its header lines, checked as RFC 9112 says; HttpError names what is wrong."""
-    lines = head.split(b"\n")
-    lines = [line.removesuffix(b"\r") for line in lines]
+    lines = [line.removesuffix(b"\r") for line in head.split(b"\n")]
     line = lines[0]
     words = line.split(b" ")
     if len(words) != 3 or not TOKEN.fullmatch(words[0]) or not TARGET.fullmatch(words[1]):
@@ -1677,15 +1748,7 @@ def parse_head(head: bytes, limits: Limits) -> Request:
         raise HttpError(400, f"bad request line {line[:80].decode('latin-1')!r}")
     if version.group(1, 2) not in ((b"1", b"1"), (b"1", b"0")):
         raise HttpError(505, f"HTTP version {words[2].decode()} is not supported; use HTTP/1.1")
-    headers: dict[bytes, list[bytes]] = {}
-    for field_line in lines[1:]:
-        name, colon, value = field_line.partition(b":")
-        if not colon or not TOKEN.fullmatch(name):  # also obs-fold: a line that starts with a space
-            raise HttpError(400, f"bad header line {field_line[:80].decode('latin-1')!r}")
-        value = value.strip(b" \t")
-        if BAD_VALUE.search(value):
-            raise HttpError(400, f"control character in header {name.decode()}")
-        headers.setdefault(name.lower(), []).append(value)
+    headers = parse_fields(lines[1:])
     http11 = words[2] == b"HTTP/1.1"
     if http11 and len(headers.get(b"host", [])) != 1:
         raise HttpError(400, "an HTTP/1.1 request needs exactly one Host header")
@@ -2447,7 +2510,7 @@ def serve(host: str, port: int, settings: ServeSettings) -> int:
 
 
 # ---------------------------------------------------------------------------
-# The command line.
+# The entry point: the command line's arguments, main() and the console script.
 
 EXAMPLES = """examples:
   totaler events.csv 2021-03-01T04:00:00Z 2021-03-01T06:30:00Z
@@ -2457,10 +2520,6 @@ EXAMPLES = """examples:
 
 Buckets are UTC hours; an event counts when START <= time < END. Exit status:
 0 answered, 1 the input could not be read (or --strict met a bad row), 2 bad arguments."""
-
-
-class UsageError(Exception):
-    """A bad command line (exit status 2)."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -2507,11 +2566,8 @@ def build_parser() -> Parser:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "file",
-        metavar="FILE",
-        help="the CSV log (plain, gzip, bzip2 or xz), a directory of them, a quoted glob, or '-' for standard input",
-    )
+    files = "the CSV log (plain, gzip, bzip2 or xz), a directory of them, a quoted glob, or '-' for standard input"
+    parser.add_argument("file", metavar="FILE", help=files)
     parser.add_argument("start", metavar="START", nargs="?", help="window start, ISO 8601 (no offset means UTC)")
     parser.add_argument("end", metavar="END", nargs="?", help="window end, exclusive")
     parser.add_argument("customer", metavar="CUSTOMER_ID", nargs="?", help="count only this customer")
@@ -2522,14 +2578,16 @@ def build_parser() -> Parser:
     )
     parser.add_argument("--jobs", type=whole_number(0), default=0, metavar="N", help="worker processes (default: CPUs)")
     scheduler = os.environ.get("TOTALER_SCHEDULER") or None
-    parser.add_argument(
-        "--scheduler",
-        default=scheduler,
-        metavar="ADDRESS",
-        help="count on this Dask scheduler's workers, which see the same paths (env TOTALER_SCHEDULER; needs "
-        "pip install 'totaler[dask]')",
-    )
+    cluster = "count on this Dask scheduler's workers, which see the same paths (env TOTALER_SCHEDULER; needs "
+    cluster += "pip install 'totaler[dask]')"
+    parser.add_argument("--scheduler", default=scheduler, metavar="ADDRESS", help=cluster)
     parser.add_argument("--version", action="version", version=f"totaler {__version__}")
+    add_http_arguments(parser)
+    return parser
+
+
+def add_http_arguments(parser: Parser) -> None:
+    """The arguments of --serve."""
     http = parser.add_argument_group("HTTP service", "totaler FILE --serve: GET /counts?start=A&end=B[&customer_id=X]")
     http.add_argument("--serve", action="store_true", help="index FILE once, then answer over HTTP")
     host = os.environ.get("TOTALER_HOST", "127.0.0.1")  # the image sets 0.0.0.0: `docker run -p` just works
@@ -2539,52 +2597,16 @@ def build_parser() -> Parser:
     http.add_argument(
         "--workers", type=whole_number(0, 256), default=0, metavar="N", help="serving processes (default: CPUs)"
     )
+    waits = ("for a request line and headers to arrive, else 408", "an idle keep-alive connection stays open")
+    for name, default, what in zip(
+        ("header", "idle"), (Limits.header_seconds, Limits.idle_seconds), waits, strict=True
+    ):
+        text = f"seconds {what} (default {default:g})"
+        http.add_argument(f"--{name}-timeout", type=seconds, default=default, metavar="S", help=text)
+    connections = f"open connections per worker; more wait in the backlog (default {Limits.connections})"
     http.add_argument(
-        "--header-timeout",
-        type=seconds,
-        default=Limits.header_seconds,
-        metavar="S",
-        help=f"seconds for a request line and headers to arrive, else 408 (default {Limits.header_seconds:g})",
+        "--max-connections", type=whole_number(1), default=Limits.connections, metavar="N", help=connections
     )
-    http.add_argument(
-        "--idle-timeout",
-        type=seconds,
-        default=Limits.idle_seconds,
-        metavar="S",
-        help=f"seconds an idle keep-alive connection stays open (default {Limits.idle_seconds:g})",
-    )
-    http.add_argument(
-        "--max-connections",
-        type=whole_number(1),
-        default=Limits.connections,
-        metavar="N",
-        help=f"open connections per worker; more wait in the backlog (default {Limits.connections})",
-    )
-    return parser
-
-
-def parse_window(
-    start: str,
-    end: str,
-    customer: str | None,
-    max_hours: int,
-    names: tuple[str, str, str] = ("START", "END", "CUSTOMER_ID"),
-) -> Window:
-    """Check and convert the window arguments; raise UsageError naming the bad one as NAMES does."""
-    if customer is not None and not customer.strip():
-        raise UsageError(f"{names[2]} is empty: leave it out to count every customer")
-    bounds = []
-    for name, text in zip(names[:2], (start, end), strict=True):
-        try:
-            bounds.append(parse_bound(text))
-        except BadTimestamp as error:
-            raise UsageError(f"{name} {error}") from None
-    window = Window(bounds[0], bounds[1], customer)
-    if window.start >= window.end:
-        raise UsageError(f"{names[0]} {start!r} is not before {names[1]} {end!r}")
-    if window.end - window.start > max_hours * HOUR:
-        raise UsageError(f"window {start!r} to {end!r} is longer than --max-hours {max_hours}")
-    return window
 
 
 def main(argv: list[str] | None = None) -> int:

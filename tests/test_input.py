@@ -1,4 +1,4 @@
-"""The input the real world sends: every shape is counted the same by the fast path and the reference."""
+"""The input the real world sends: every shape is counted the same by the fast path and the plain path."""
 
 import io
 
