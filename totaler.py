@@ -53,7 +53,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from email.utils import formatdate
-from functools import lru_cache
+from functools import lru_cache, partial
 from http import HTTPStatus
 from itertools import chain, compress, groupby, islice, pairwise, repeat
 from json.encoder import encode_basestring_ascii as quote
@@ -1049,16 +1049,24 @@ PROGRESS_MIN = 256 << 20
 
 
 @dataclass
-class Tally:
-    """What a pass over a file, or a part of one, found."""
+class Part:
+    """What a pass over a file, or a part of one, found: its lines and bad rows, and, in a subclass, what it
+    collects from each block: counts (Tally) or the index's columns (IndexPart)."""
 
-    counts: Counts = field(default_factory=dict)
-    skipped: Skipped = field(default_factory=Skipped)
     lines: int = 0  # lines read, to number the lines of the part after this one
+    skipped: Skipped = field(default_factory=Skipped)
 
-    def add(self, later: Tally, file: str | None = None) -> None:
-        """Append LATER, the tally of the part right after ours (or of the whole FILE read after ours)."""
-        merge_counts(self.counts, later.counts)
+    def take(self, block: Block) -> None:
+        """Collect BLOCK, whose first line is line self.lines + 1, and count its lines."""
+        raise NotImplementedError
+
+    def join(self, later: Part) -> None:
+        """Append what LATER, the part right after ours, collected."""
+        raise NotImplementedError
+
+    def add(self, later: Part, file: str | None = None) -> None:
+        """Append LATER, the part right after ours (or the whole FILE read after ours)."""
+        self.join(later)
         if file is None:
             self.skipped.extend(later.skipped.shifted(self.lines))  # its line numbers move on too
         else:
@@ -1066,27 +1074,51 @@ class Tally:
         self.lines += later.lines
 
 
-def count_stream(
+@dataclass
+class Tally(Part):
+    """The counts of a pass in WINDOW, by the fast path unless FAST is False (no window: it only adds up others)."""
+
+    counts: Counts = field(default_factory=dict)
+    window: Window | None = None
+    fast: bool = True
+
+    def take(self, block: Block) -> None:
+        """Count BLOCK."""
+        assert self.window is not None, "only a tally with a window takes blocks"
+        counts, lines = count_block(block, self.lines + 1, self.window, self.skipped, self.fast)
+        merge_counts(self.counts, counts)
+        self.lines += lines
+
+    def join(self, later: Tally) -> None:  # type: ignore[override]
+        """Add LATER's counts (a Tally: perhaps of the module a Dask worker imported, so no isinstance)."""
+        merge_counts(self.counts, later.counts)
+
+
+P = TypeVar("P", bound=Part)
+
+
+def read_stream(
     stream: BinaryIO,
-    window: Window,
-    fast: bool = True,
-    strict: bool = False,
+    part: P,
     limit: int = -1,
     at_start: bool = True,
+    strict: bool = False,
     progress: Callable[[], None] | None = None,
-) -> Tally:
-    """Count a stream (or its next LIMIT bytes) block by block: memory is one block plus the counts."""
-    tally = Tally()
+) -> P:
+    """Hand STREAM (or its next LIMIT bytes) to PART block by block: memory is one block plus what PART keeps."""
     with gc_paused():
         for block in read_blocks(stream, limit, at_start):
-            counts, lines = count_block(block, tally.lines + 1, window, tally.skipped, fast)
-            merge_counts(tally.counts, counts)
-            tally.lines += lines
+            part.take(block)
             if progress:
                 progress()
-            if strict and tally.skipped.count:
+            if strict and part.skipped.count:
                 break  # the caller fails on the first bad row: no need to read on
-    return tally
+    return part
+
+
+def count_stream(stream: BinaryIO, window: Window, fast: bool = True) -> Tally:
+    """Count a stream block by block."""
+    return read_stream(stream, Tally(window=window, fast=fast))
 
 
 @contextmanager
@@ -1102,11 +1134,12 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def count_range(path: str, lo: int, hi: int, window: Window, fast: bool = True) -> Tally:
-    """A worker's share: count bytes [LO, HI) of PATH, which start and end at line boundaries."""
+def read_range(task: tuple[str, int, int, Callable[[], P]]) -> P:
+    """A worker's share: bytes [lo, hi) of a file, which start and end at line boundaries, into a new part."""
+    path, lo, hi, new_part = task
     with open(path, "rb") as stream:
         stream.seek(lo)
-        return count_stream(stream, window, fast, limit=hi - lo, at_start=lo == 0)
+        return read_stream(stream, new_part(), hi - lo, at_start=lo == 0)
 
 
 def line_bounds(path: str, size: int, parts: int) -> list[int]:
@@ -1138,13 +1171,8 @@ def quiet_worker() -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
-def count_part(part: tuple[str, int, int, Window]) -> Tally:
-    """count_range for Pool.imap, which passes one argument."""
-    return count_range(*part)
-
-
-def in_parts(path: str, size: int, jobs: int, work: Callable[[tuple], T], *args: object) -> Iterator[tuple[int, T]]:
-    """WORK((PATH, lo, hi, *ARGS)) for line-aligned parts [lo, hi) of PATH on JOBS workers: (hi, result) in order."""
+def in_parts(path: str, size: int, jobs: int, new_part: Callable[[], P]) -> Iterator[tuple[int, P]]:
+    """Line-aligned parts [lo, hi) of PATH, each read into NEW_PART() on JOBS workers: (hi, part) in file order."""
     from multiprocessing import get_context
 
     bounds = line_bounds(path, size, max(jobs, -(-size // PART_SIZE)))
@@ -1162,19 +1190,22 @@ def in_parts(path: str, size: int, jobs: int, work: Callable[[tuple], T], *args:
     finally:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     with pool:
-        parts = zip(repeat(path), bounds[:-1], bounds[1:], *map(repeat, args))
-        yield from zip(bounds[1:], pool.imap(work, parts), strict=True)
+        tasks = zip(repeat(path), bounds[:-1], bounds[1:], repeat(new_part))
+        yield from zip(bounds[1:], pool.imap(read_range, tasks), strict=True)
 
 
-def count_parallel(path: str, size: int, window: Window, jobs: int, strict: bool, progress: Progress) -> Tally:
-    """Count PATH in parts on JOBS worker processes, merging their tallies in file order."""
-    tally = Tally()
-    for end, part in in_parts(path, size, jobs, count_part, window):
-        tally.add(part)
-        progress(end)
-        if strict and tally.skipped.count:
+def read_parallel(
+    path: str, size: int, jobs: int, new_part: Callable[[], P], strict: bool = False, progress: Progress | None = None
+) -> P:
+    """Read PATH in parts on JOBS worker processes, each into NEW_PART(), appended in file order."""
+    whole = new_part()
+    for end, part in in_parts(path, size, jobs, new_part):
+        whole.add(part)
+        if progress:
+            progress(end)
+        if strict and whole.skipped.count:
             break
-    return tally
+    return whole
 
 
 class Progress:
@@ -1238,7 +1269,7 @@ def cluster_pieces(paths: list[str]) -> list[tuple[str, int, int]]:
 def count_piece(path: str, lo: int, hi: int, window: Window) -> Tally:
     """A cluster task: bytes [LO, HI) of PATH, or the whole file (HI < 0), compressed or not."""
     if hi >= 0:
-        return count_range(path, lo, hi, window)
+        return read_range((path, lo, hi, partial(Tally, window=window)))
     with opened(path) as stream:
         return count_stream(stream, window)
 
@@ -1326,10 +1357,10 @@ def count_file(path: str, window: Window, strict: bool = False, jobs: int = 0, f
         raw = stream if path == "-" else getattr(stream, "fileobj", stream)  # gzip: progress in its bytes
         progress = Progress(os.fstat(raw.fileno()).st_size if path != "-" else 0)
         if fast and (size := parts_size(path, stream, jobs)):
-            tally = count_parallel(path, size, window, jobs, strict, progress)
+            tally = read_parallel(path, size, jobs, partial(Tally, window=window), strict, progress)
         else:
             report = (lambda: progress(raw.tell())) if progress.enabled else None
-            tally = count_stream(stream, window, fast, strict, progress=report)
+            tally = read_stream(stream, Tally(window=window, fast=fast), strict=strict, progress=report)
         progress.close()
     if strict and tally.skipped.count:
         raise tally.skipped.strict_error(path)
@@ -1469,13 +1500,22 @@ def block_times(block: Block, first_line: int, skipped: Skipped) -> tuple[list[s
 
 
 @dataclass
-class IndexPart:
+class IndexPart(Part):
     """A part of the log, read for the index: its events by hour and customer, in file order."""
 
     hours: dict[int, dict[str, tuple[array[int], array[int]]]] = field(default_factory=dict)  # (offsets, positions)
     events: int = 0
-    lines: int = 0
-    skipped: Skipped = field(default_factory=Skipped)
+
+    def take(self, block: Block) -> None:
+        """File BLOCK's events, by runs of one customer and hour."""
+        customers, buckets, offsets, lines = block_times(block, self.lines + 1, self.skipped)
+        self.lines += lines
+        start = 0
+        for (customer, bucket), run in groupby(zip(customers, buckets, strict=True)):
+            end = start + len(list(run))
+            self.put(customer, bucket, offsets[start:end], self.events + start)
+            start = end
+        self.events += start
 
     def arrays(self, bucket: int, customer: str) -> tuple[array[int], array[int]]:
         """CUSTOMER's (offsets, positions) in BUCKET, empty ones the first time."""
@@ -1490,43 +1530,14 @@ class IndexPart:
         times.extend(offsets)
         positions.extend(range(first, first + len(offsets)))
 
-    def add(self, later: IndexPart, file: str | None = None) -> None:
-        """Append LATER, the part right after ours (or the whole FILE read after ours): its positions move on."""
+    def join(self, later: IndexPart) -> None:  # type: ignore[override]
+        """Append LATER's events: their positions move on by ours."""
         for bucket, customers in later.hours.items():
             for customer, (times, positions) in customers.items():
                 mine = self.arrays(bucket, customer)
                 mine[0].extend(times)
                 mine[1].extend(map(add, positions, repeat(self.events)))
-        if file is None:
-            self.skipped.extend(later.skipped.shifted(self.lines))  # its line numbers move on too
-        else:
-            self.skipped.extend(later.skipped, file=file)
         self.events += later.events
-        self.lines += later.lines
-
-
-def index_stream(stream: BinaryIO, limit: int = -1, at_start: bool = True) -> IndexPart:
-    """Read a stream (or its next LIMIT bytes) for the index."""
-    part = IndexPart()
-    with gc_paused():
-        for block in read_blocks(stream, limit, at_start):
-            customers, buckets, offsets, lines = block_times(block, part.lines + 1, part.skipped)
-            part.lines += lines
-            start = 0
-            for (customer, bucket), run in groupby(zip(customers, buckets, strict=True)):  # runs of one key
-                end = start + len(list(run))
-                part.put(customer, bucket, offsets[start:end], part.events + start)
-                start = end
-            part.events += start
-    return part
-
-
-def index_part(part: tuple[str, int, int]) -> IndexPart:
-    """A worker's share of the index: bytes [lo, hi) of a file, which start and end at line boundaries."""
-    path, lo, hi = part
-    with open(path, "rb") as stream:
-        stream.seek(lo)
-        return index_stream(stream, hi - lo, at_start=lo == 0)
 
 
 def index_file(path: str, jobs: int) -> IndexPart:
@@ -1535,11 +1546,8 @@ def index_file(path: str, jobs: int) -> IndexPart:
     with opened(path) as stream:
         plain = path != "-" and not isinstance(stream, COMPRESSED)
         if size := parts_size(path, stream, jobs):
-            whole = IndexPart()
-            for _, part in in_parts(path, size, jobs, index_part):
-                whole.add(part)
-            return whole
-        return index_stream(stream, os.fstat(stream.fileno()).st_size if plain else -1)
+            return read_parallel(path, size, jobs, IndexPart)
+        return read_stream(stream, IndexPart(), os.fstat(stream.fileno()).st_size if plain else -1)
 
 
 def build_index(name: str, jobs: int = 1, paths: list[str] | None = None) -> Index:
