@@ -1,11 +1,13 @@
 """Shared helpers: the repository's paths, and the command line run as a user runs it."""
 
 import os
+import random
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from hypothesis import strategies as st
@@ -18,6 +20,23 @@ EXPECTED = ROOT / "tests" / "expected"  # copies of ../shared/expected, the refe
 SHARED_EXPECTED = ROOT.parent / "shared" / "expected"
 SEED = ["2021-03-01T04:00:00Z", "2021-03-01T06:30:00Z"]
 SEED_CUSTOMER = "30330c9c4e7173ba9474c46ee5191570"
+# Two hours before events.csv's first event; its events span three days, so windows drawn over
+# four days from here reach past both ends.
+BASE = datetime(2021, 2, 28, 22, tzinfo=UTC)
+
+
+def random_windows(n: int, seed: int, customers: list[str | None]) -> list[tuple[datetime, datetime, str | None]]:
+    """N windows over events.csv's days and beyond, to the microsecond, up to 1, 6 or 80 hours long, every
+    fifth in whole hours; a third for one of CUSTOMERS."""
+    rng = random.Random(seed)
+    windows = []
+    for i in range(n):
+        start = BASE + timedelta(microseconds=rng.randrange(4 * 24 * 3600 * 10**6))
+        length = timedelta(microseconds=rng.randrange(1, rng.choice([3600, 6 * 3600, 80 * 3600]) * 10**6))
+        if i % 5 == 0:
+            start, length = start.replace(minute=0, second=0, microsecond=0), timedelta(hours=rng.randrange(1, 30))
+        windows.append((start, start + length, rng.choice(customers) if i % 3 == 0 else None))
+    return windows
 
 
 def run_cli(*args: str, stdin: bytes | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess[bytes]:

@@ -4,7 +4,7 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import edge_windows
+from conftest import BASE, edge_windows
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -192,7 +192,6 @@ def test_bucket_listing_covers_edges_and_empty_hours() -> None:
 
 # --- property: against the most obvious brute force ---------------------------
 
-BASE = datetime(2021, 2, 28, 22, tzinfo=UTC)
 instants = st.integers(min_value=0, max_value=6 * 3600 * 10**6).map(lambda us: BASE + timedelta(microseconds=us))
 customers = st.sampled_from(["a", "b", "c", "d"])
 

@@ -4,7 +4,7 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import EVENTS
+from conftest import EVENTS, random_windows
 
 import totaler
 
@@ -37,26 +37,14 @@ def db():
     con.close()
 
 
-def random_windows(n: int) -> list[tuple[datetime, datetime, str | None]]:
-    """N windows over the log's days, to the microsecond, a third for one customer."""
-    rng = random.Random(20210301)
-    first = datetime(2021, 2, 28, 22, tzinfo=UTC)
-    customers = [
-        "b4f9279a0196e40632e947dd1a88e857",
-        "30330c9c4e7173ba9474c46ee5191570",
-        "210e40d08e40d3df067757f2ce128910",
-    ]
-    windows = []
-    for i in range(n):
-        start = first + timedelta(microseconds=rng.randrange(4 * 24 * 3600 * 10**6))
-        length = timedelta(microseconds=rng.randrange(1, rng.choice([3600, 6 * 3600, 80 * 3600]) * 10**6))
-        if i % 5 == 0:  # whole hours too
-            start, length = start.replace(minute=0, second=0, microsecond=0), timedelta(hours=rng.randrange(1, 30))
-        windows.append((start, start + length, rng.choice(customers) if i % 3 == 0 else None))
-    return windows
+CUSTOMERS: list[str | None] = [
+    "b4f9279a0196e40632e947dd1a88e857",
+    "30330c9c4e7173ba9474c46ee5191570",
+    "210e40d08e40d3df067757f2ce128910",
+]
 
 
-@pytest.mark.parametrize("start, end, customer", random_windows(30))
+@pytest.mark.parametrize("start, end, customer", random_windows(30, 20210301, CUSTOMERS))
 def test_totaler_agrees_with_duckdb(db, start: datetime, end: datetime, customer: str | None) -> None:
     window = totaler.Window(totaler.to_micros(start), totaler.to_micros(end), customer)
     tally = totaler.count_file(str(EVENTS), window, jobs=1)  # no fork beside DuckDB's threads
@@ -112,7 +100,7 @@ def test_every_log_shape_agrees_with_duckdb_on_the_real_events(tmp_path, shape: 
     con = duckdb.connect()
     con.execute("SET threads = 1")
     con.execute(LOAD, [str(path)])
-    for start, end, customer in random_windows(12):
+    for start, end, customer in random_windows(12, 20210301, CUSTOMERS):
         window = totaler.Window(totaler.to_micros(start), totaler.to_micros(end), customer)
         tally = totaler.count_file(str(path), window, jobs=1)
         ours = [

@@ -2,16 +2,15 @@
 
 import io
 from contextlib import contextmanager, suppress
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
-from conftest import EVENTS, edge_windows
+from conftest import BASE, EVENTS, edge_windows
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import totaler
 
-BASE = datetime(2021, 2, 28, 22, tzinfo=UTC)
 # Whole seconds often, and an hour's first and last microseconds, so that events fall on
 # and beside the bounds edge_windows draws; any microsecond otherwise.
 hour_edges = st.builds(

@@ -12,16 +12,12 @@ import subprocess
 import sys
 import threading
 import time
-from array import array
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
-from conftest import EVENTS, EXPECTED, ROOT, SEED, SEED_CUSTOMER, run_cli
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from conftest import EVENTS, EXPECTED, ROOT, SEED, SEED_CUSTOMER, random_windows, run_cli
 
 import totaler
 
@@ -101,19 +97,13 @@ def test_seed_query_is_the_seed_json_byte_for_byte(server: Server) -> None:
     )
 
 
-def random_windows(n: int) -> list[tuple[str, str, str | None]]:
-    rng = random.Random(7)
-    first = datetime(2021, 2, 28, 22, tzinfo=UTC)
-    customers = [None, None, "b4f9279a0196e40632e947dd1a88e857", SEED_CUSTOMER, "nobody"]
-    windows = []
-    for _ in range(n):
-        start = first + timedelta(microseconds=rng.randrange(4 * 24 * 3600 * 10**6))
-        end = start + timedelta(microseconds=rng.randrange(1, rng.choice([1800, 7200, 30 * 3600]) * 10**6))
-        windows.append((start.isoformat(), end.isoformat(), rng.choice(customers)))
-    return windows
+def iso_windows(n: int) -> list[tuple[str, str, str | None]]:
+    """random_windows as query strings: a customer, many, or one with no events."""
+    customers = ["b4f9279a0196e40632e947dd1a88e857", SEED_CUSTOMER, "nobody", None]
+    return [(start.isoformat(), end.isoformat(), who) for start, end, who in random_windows(n, 7, customers)]
 
 
-@pytest.mark.parametrize("start, end, customer", random_windows(40))
+@pytest.mark.parametrize("start, end, customer", iso_windows(40))
 def test_random_windows_match_the_command_line(server: Server, start: str, end: str, customer: str | None) -> None:
     assert server.get(counts_url(start, end, customer)) == (200, cli_json(start, end, customer))
 
@@ -127,7 +117,7 @@ def test_bounds_in_any_accepted_form(server: Server) -> None:
         assert server.get(counts_url(start, end)) == (200, seed)
 
 
-def error_of(server: Server, target: str, method: str = "GET") -> tuple[int, str, dict[str, str]]:
+def error_reply(server: Server, target: str, method: str = "GET") -> tuple[int, str, dict[str, str]]:
     status, headers, body = server.request(method, target)
     assert headers["Content-Type"] == "application/json"
     return status, json.loads(body)["error"], headers
@@ -156,16 +146,16 @@ def error_of(server: Server, target: str, method: str = "GET") -> tuple[int, str
     ],
 )
 def test_bad_parameters_are_400_naming_the_parameter(server: Server, target: str, says: str) -> None:
-    status, error, _ = error_of(server, target)
+    status, error, _ = error_reply(server, target)
     assert status == 400
     assert says in error
 
 
 def test_unknown_path_is_404_and_other_methods_405(server: Server) -> None:
     for target in ("/index.html", "/counts/../../etc/passwd", "/events.csv", "/healthz/x"):
-        assert error_of(server, target)[0] == 404
+        assert error_reply(server, target)[0] == 404
     for method in ("POST", "PUT", "DELETE", "PATCH", "OPTIONS", "BREW"):
-        status, error, headers = error_of(server, counts_url(*SEED), method)
+        status, error, headers = error_reply(server, counts_url(*SEED), method)
         assert (status, headers["Allow"]) == (405, "GET, HEAD")
         assert method in error
 
@@ -211,7 +201,7 @@ def test_clients_that_reset_or_vanish_leave_no_traceback(server: Server) -> None
 
 
 def test_concurrent_clients_all_get_right_answers(server: Server) -> None:
-    windows = random_windows(20)
+    windows = iso_windows(20)
     expected = {counts_url(*w): cli_json(*w) for w in windows}
     targets = list(expected)
     failures: list[str] = []
@@ -311,29 +301,6 @@ def test_port_in_use_is_an_error(server: Server) -> None:
     assert f"cannot listen on 127.0.0.1:{server.port}" in result.stderr.decode()
 
 
-@settings(max_examples=300, deadline=None)
-@given(values=st.lists(st.integers(-(10**12), 10**12), min_size=1, max_size=300), data=st.data())
-def test_range_min_is_min_of_the_slice(values: list[int], data) -> None:
-    positions = array("q", values)
-    i = data.draw(st.integers(0, len(values) - 1))
-    j = data.draw(st.integers(i + 1, len(values)))
-    assert totaler.range_min(positions, totaler.block_minima(positions), i, j) == min(values[i:j])
-
-
-def test_index_answers_sub_hour_windows_like_the_counting_core() -> None:
-    index = totaler.build_index(str(EVENTS))
-    with open(EVENTS, "rb") as stream:
-        events = [e for block in totaler.read_blocks(stream) for e in totaler.block_events(block, 1, totaler.Skipped())]
-    rng = random.Random(3)
-    for _ in range(60):
-        start = datetime(2021, 3, 1, tzinfo=UTC) + timedelta(seconds=rng.randrange(3 * 24 * 3600))
-        end = start + timedelta(seconds=rng.randrange(1, 1800))  # often inside one hour: both edges in it
-        customer = rng.choice([None, "b4f9279a0196e40632e947dd1a88e857", SEED_CUSTOMER])
-        window = totaler.Window(totaler.to_micros(start), totaler.to_micros(end), customer)
-        expected = totaler.by_bucket(totaler.count_events(events, window), window)
-        assert totaler.by_bucket(index.counts(window), window) == expected  # counts and customer order
-
-
 def test_totaler_host_sets_the_default_address() -> None:
     env = dict(os.environ, TOTALER_HOST="0.0.0.0")
     shown = subprocess.run([sys.executable, str(ROOT / "totaler.py"), "--help"], capture_output=True, env=env)
@@ -356,31 +323,3 @@ def test_a_body_closes_the_connection_after_the_reply(server: Server) -> None:
         while reply.count(b'"status": "ok"') < 2:
             reply += raw.recv(65536)
     assert reply.count(b"HTTP/1.1 200 ") == 2
-
-
-def test_index_built_in_parts_is_the_index_built_in_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    rows = EVENTS.read_bytes().splitlines(keepends=True)
-    rows[5:5] = [b"broken\n", b"x,y,z,not-a-time\n"]
-    rows[90000:90000] = [b"customer_id,event_type,transaction_id,timestamp\n", b"\n"]
-    path = tmp_path / "messy.csv"
-    path.write_bytes(b"".join(rows))
-    monkeypatch.setattr(totaler, "PART_SIZE", 1 << 20)
-    monkeypatch.setattr(totaler, "PARALLEL_MIN", 1)
-    one, parts = totaler.build_index(str(path), jobs=1), totaler.build_index(str(path), jobs=3)
-    assert (parts.events, parts.customers, parts.buckets) == (one.events, one.customers, one.buckets)
-    assert (
-        (parts.skipped.count, parts.skipped.first)
-        == (one.skipped.count, one.skipped.first)
-        == (
-            3,
-            [
-                (6, "1 fields, expected 4"),
-                (7, "timestamp 'not-a-time' is not ISO 8601"),
-                (90001, "timestamp 'timestamp' is not ISO 8601"),
-            ],
-        )
-    )
-    for bucket in one.buckets:
-        a, b = one.hours[bucket], parts.hours[bucket]
-        assert list(a.counts.items()) == list(b.counts.items())
-        assert (a.times, a.positions, a.minima) == (b.times, b.positions, b.minima)

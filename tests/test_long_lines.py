@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import totaler
 
-BASE = datetime(2021, 3, 1, 3, tzinfo=UTC)
+FIRST_HOUR = datetime(2021, 3, 1, 3, tzinfo=UTC)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 HOUR = 3_600_000_000
 
@@ -77,7 +77,9 @@ def logs(draw) -> tuple[int, int, bytes]:
     lines = []
     for _ in range(draw(st.integers(0, 40))):
         kind = draw(st.sampled_from(["row"] * 6 + ["padded", "junk", "spaces", "blank", "header"]))
-        when = BASE + timedelta(seconds=draw(st.integers(0, 3 * 3600)), microseconds=draw(st.sampled_from([0, 5])))
+        when = FIRST_HOUR + timedelta(
+            seconds=draw(st.integers(0, 3 * 3600)), microseconds=draw(st.sampled_from([0, 5]))
+        )
         row = f"{draw(st.sampled_from('abc'))},E,t,{when.isoformat(sep=' ')}".encode()
         length = draw(st.sampled_from(lengths))
         if kind == "padded":  # a good row made exactly LENGTH bytes long, if it can be
@@ -185,7 +187,7 @@ def test_twenty_mib_with_junk_lines_of_2_to_5_mib_equals_the_model(tmp_path) -> 
         if chance.random() < 0.00002:
             piece = (b"x" if chance.random() < 0.7 else b" ") * chance.randint(2 << 20, 5 << 20) + b"\n"
         else:
-            when = BASE + timedelta(microseconds=chance.randint(0, 3 * HOUR))
+            when = FIRST_HOUR + timedelta(microseconds=chance.randint(0, 3 * HOUR))
             piece = f"{chance.choice('abcd')},INGEST,t{size},{when.isoformat(sep=' ')}\n".encode()
         pieces.append(piece)
         size += len(piece)
@@ -194,7 +196,7 @@ def test_twenty_mib_with_junk_lines_of_2_to_5_mib_equals_the_model(tmp_path) -> 
     path, packed = tmp_path / "big.csv", tmp_path / "big.csv.gz"
     path.write_bytes(data)
     packed.write_bytes(gzip.compress(data, compresslevel=1))
-    start, end = BASE + timedelta(minutes=30), BASE + timedelta(hours=2)
+    start, end = FIRST_HOUR + timedelta(minutes=30), FIRST_HOUR + timedelta(hours=2)
     window = totaler.Window(totaler.to_micros(start), totaler.to_micros(end))
     buckets, bad, first = model(data, window, totaler.MAX_LINE)
     want = totaler.render_json(window, {(b, c): n for b, rows in buckets for c, n in rows})
