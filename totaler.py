@@ -2,17 +2,18 @@
 
 Reads a header-less CSV log, customer_id,event_type,transaction_id,timestamp, and
 prints the count per one-hour bucket, as text or JSON, or serves the same answers
-over HTTP.  One file, read top to bottom: time, reading rows, the counting core
-(count_events), the fast path, whole files (and a Dask cluster), rendering, the
-index, HTTP (with its page), the command line.
+over HTTP.  One file, read top to bottom; each section uses only those before it:
+time; reading rows; the contract (count_events over plain_events, the whole
+specification); rendering; the question (a window, as typed); the fast path; whole
+files (workers, a Dask cluster); the index; HTTP (with its page); the entry point.
 
 The data flow:
   files -> read_blocks: blocks of whole lines (a line over MAX_LINE becomes one bad row)
-        -> count_block: the fast path proves a block's shape with regular expressions,
-           else parse_row + count_events, the plain path; both give the same counts
-        -> Tally per stream, per worker's part or per cluster task, merged in file order
-        -> render_text / render_json
-  --serve reads the same blocks into an Index once; forked workers answer from it.
+        -> a Part takes each block: a Tally counts it (count_block: the fast path proves
+           a block's shape with regular expressions, else the plain path), an IndexPart
+           files its events for --serve; both give what count_events(plain_events(...)) gives
+        -> parts read by workers or cluster tasks, appended in file order (Part.add)
+        -> render_text / render_json, or the Index that forked HTTP workers answer from
 
     python totaler.py events.csv 2021-03-01T04:00:00Z 2021-03-01T06:30:00Z [CUSTOMER_ID] [--json]
     python totaler.py events.csv --serve --port 8000
@@ -614,7 +615,8 @@ def parse_window(
 # prove a whole block has such a shape and hand back (customer, hour key, zone)
 # keys in file order, so C does the per-row work: by runs of rows that share
 # customer, hour and zone (one match a run) where the log comes in runs, else four
-# rows a match.  A block with any other row is cut in two at a newline until the
+# rows a match; where few rows of a block can fall in the window, only those (sparse
+# blocks, below).  A block with any other row is cut in two at a newline until the
 # odd rows sit in small pieces that go through parse_row, the plain path.  The
 # fast path counts exactly what the plain path counts, in the same order
 # (tests/test_fast_path.py proves it on generated files of every shape).
@@ -1351,7 +1353,11 @@ def count_files(
 
 
 def count_file(path: str, window: Window, strict: bool = False, jobs: int = 0, fast: bool = True) -> Tally:
-    """Count PATH ('-' for standard input): in parallel when it is a big plain file, else as a stream."""
+    """Count PATH ('-' for standard input): in parallel when it is a big plain file, else as a stream.
+
+    Whichever way it goes, the answer is count_events(plain_events(...))'s for the same bytes, skipped
+    rows and their line numbers included: tests/test_fast_path.py holds every path to that.
+    """
     jobs = jobs or default_jobs()
     with opened(path) as stream:
         raw = stream if path == "-" else getattr(stream, "fileobj", stream)  # gzip: progress in its bytes
