@@ -413,3 +413,14 @@ def test_a_window_at_the_ends_of_time_searches_the_dates_it_can_reach() -> None:
         b",1970-01-02T"
     )
     assert totaler.date_search(0, totaler.SPARSE_DAYS * day + 1, False) is None
+
+
+@pytest.mark.parametrize("fraction", ["", ".5", ".05", ".055", ".0551", ".000001", ".123456", ".999999"])
+@pytest.mark.parametrize("zone", ["+00", "Z", "-08:00", "+05:30", "+05:45"])
+def test_row_columns_time_every_fraction_and_zone_to_the_microsecond(fraction: str, zone: str) -> None:
+    stamp = f"2021-03-01 10:59:58{fraction}{zone}"
+    data = f"\nc,INGEST,t,{stamp}\n".encode()
+    rows = totaler.timed_pattern(totaler._DATE_HOUR, False).findall(data)
+    moment = totaler.parse_event_time(stamp)
+    names, buckets, offsets = totaler.row_columns(rows)
+    assert (names, buckets, offsets) == (["c"], [totaler.hour_floor(moment)], [moment % totaler.HOUR])
