@@ -1211,14 +1211,17 @@ def read_parallel(
     path: str, size: int, jobs: int, new_part: Callable[[], P], strict: bool = False, progress: Progress | None = None
 ) -> P:
     """Read PATH in parts on JOBS worker processes, each into NEW_PART(), appended in file order."""
-    whole = new_part()
+    whole = None
     for end, part in in_parts(path, size, jobs, new_part):
-        whole.add(part)
+        if whole is None:
+            whole = part  # the first part, not a copy of it: a copy doubled the index's build memory
+        else:
+            whole.add(part)
         if progress:
             progress(end)
         if strict and whole.skipped.count:
             break
-    return whole
+    return whole or new_part()
 
 
 class Progress:
@@ -1516,6 +1519,9 @@ def block_times(block: Block, first_line: int, skipped: Skipped) -> tuple[list[s
     return [customer for customer, _ in events], buckets, offsets, lines
 
 
+MAX_INDEXED = (1 << 32) - 1  # events --serve indexes: 4-byte file positions (a log of about 400 GB)
+
+
 @dataclass
 class IndexPart(Part):
     """A part of the log, read for the index: its events by hour and customer, in file order."""
@@ -1526,6 +1532,7 @@ class IndexPart(Part):
     def take(self, block: Block) -> None:
         """File BLOCK's events, by runs of one customer and hour."""
         customers, buckets, offsets, lines = block_times(block, self.lines + 1, self.skipped)
+        self.check_room(len(customers))
         self.lines += lines
         start = 0
         for (customer, bucket), run in groupby(zip(customers, buckets, strict=True)):
@@ -1538,8 +1545,13 @@ class IndexPart(Part):
         """CUSTOMER's (offsets, positions) in BUCKET, empty ones the first time."""
         hour = self.hours.setdefault(bucket, {})
         if customer not in hour:
-            hour[customer] = (array("I"), array("q"))  # offsets in the hour fit 32 bits
+            hour[customer] = (array("I"), array("I"))  # offsets in the hour fit 32 bits, and so do positions
         return hour[customer]
+
+    def check_room(self, more: int) -> None:
+        """Raise InputError if MORE events would take positions past 32 bits (4 bytes an event, not 8)."""
+        if self.events + more > MAX_INDEXED:
+            raise InputError(f"more than {MAX_INDEXED:,} events: too many for --serve (the command line counts any)")
 
     def put(self, customer: str, bucket: int, offsets: list[int], first: int) -> None:
         """File OFFSETS (in BUCKET, CUSTOMER's), the events at positions FIRST, FIRST + 1, ... of the part."""
@@ -1549,6 +1561,7 @@ class IndexPart(Part):
 
     def join(self, later: IndexPart) -> None:  # type: ignore[override]
         """Append LATER's events: their positions move on by ours."""
+        self.check_room(later.events)
         for bucket, customers in later.hours.items():
             for customer, (times, positions) in customers.items():
                 mine = self.arrays(bucket, customer)
@@ -1576,12 +1589,14 @@ def build_index(name: str, jobs: int = 1, paths: list[str] | None = None) -> Ind
     whole = index_file(paths[0], jobs) if len(paths) == 1 else IndexPart()
     for path in paths if len(paths) > 1 else []:
         whole.add(index_file(path, jobs), file=path)
-    with gc_paused():
-        index = {bucket: HourIndex(events) for bucket, events in whole.hours.items()}
     first: dict[str, int] = {}  # each customer's first file position: positions[0] of each of its hours
-    for events in whole.hours.values():
-        for customer, (_, positions) in events.items():
-            first[customer] = min(first.get(customer, positions[0]), positions[0])
+    index: dict[int, HourIndex] = {}
+    with gc_paused():
+        while whole.hours:  # each hour's part arrays freed once its index is made, not all at the end
+            bucket, events = whole.hours.popitem()
+            for customer, (_, positions) in events.items():
+                first[customer] = min(first.get(customer, positions[0]), positions[0])
+            index[bucket] = HourIndex(events)
     names = tuple(sorted(first, key=first.__getitem__))
     longest = max(map(len, names), default=0)
     seconds = time.monotonic() - started

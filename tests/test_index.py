@@ -62,3 +62,17 @@ def test_index_built_in_parts_is_the_index_built_in_one(tmp_path: Path, monkeypa
         a, b = one.hours[bucket], parts.hours[bucket]
         assert list(a.counts.items()) == list(b.counts.items())
         assert (a.times, a.positions, a.minima) == (b.times, b.positions, b.minima)
+
+
+def test_an_index_past_its_32_bit_positions_is_refused_in_one_line(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "log.csv"
+    path.write_bytes(EVENTS.read_bytes()[:100_000])
+    monkeypatch.setattr(totaler, "MAX_INDEXED", 500)
+    with pytest.raises(totaler.InputError, match="more than 500 events: too many for --serve"):
+        totaler.build_index(str(path))
+    monkeypatch.setattr(totaler, "PART_SIZE", 20_000)
+    monkeypatch.setattr(totaler, "PARALLEL_MIN", 1)
+    with pytest.raises(totaler.InputError, match="more than 500 events"):
+        totaler.build_index(str(path), jobs=2)  # in parts: each fits, together they do not
+    monkeypatch.setattr(totaler, "MAX_INDEXED", 10**6)
+    assert totaler.build_index(str(path), jobs=2).events == path.read_bytes().count(b"\n")
