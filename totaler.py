@@ -1079,6 +1079,9 @@ class Part:
         """Append what LATER, the part right after ours, collected."""
         raise NotImplementedError
 
+    def finish(self) -> None:
+        """Work done once a part is read, in the process that read it: nothing, unless a subclass says."""
+
     def add(self, later: Part, file: str | None = None) -> None:
         """Append LATER, the part right after ours (or the whole FILE read after ours)."""
         self.join(later)
@@ -1154,7 +1157,9 @@ def read_range(task: tuple[str, int, int, Callable[[], P]]) -> P:
     path, lo, hi, new_part = task
     with open(path, "rb") as stream:
         stream.seek(lo)
-        return read_stream(stream, new_part(), hi - lo, at_start=lo == 0)
+        part = read_stream(stream, new_part(), hi - lo, at_start=lo == 0)
+    part.finish()
+    return part
 
 
 def line_bounds(path: str, size: int, parts: int) -> list[int]:
@@ -1397,6 +1402,14 @@ def count_file(path: str, window: Window, strict: bool = False, jobs: int = 0, f
 # file positions order its customers (HourIndex says how, in 8 bytes an event).
 
 
+def in_time_order(times: array[int], positions: array[int]) -> tuple[array[int], array[int]]:
+    """TIMES sorted, and POSITIONS in the same order (ties keep file order); as they are if already sorted."""
+    if all(map(le, times, islice(times, 1, None))):
+        return times, positions
+    order = sorted(range(len(times)), key=times.__getitem__)  # stable
+    return array("I", map(times.__getitem__, order)), array(positions.typecode, map(positions.__getitem__, order))
+
+
 class HourIndex:
     """One UTC hour of the log: its whole-hour counts, and each customer's times for partial hours.
 
@@ -1417,10 +1430,7 @@ class HourIndex:
         self.positions: dict[str, array[int]] = {}  # in time order
         self.minima: dict[str, array[int]] = {}  # block minima of positions, where they do not rise with the times
         for customer, (times, positions) in events.items():
-            if not all(map(le, times, islice(times, 1, None))):
-                order = sorted(range(len(times)), key=times.__getitem__)  # stable: ties keep file order
-                times = array("I", map(times.__getitem__, order))
-                positions = array("q", map(positions.__getitem__, order))
+            times, positions = in_time_order(times, positions)
             self.times[customer] = array("I", times)  # an exact-size copy: extend() over-allocates
             if len(events) == 1:
                 continue
@@ -1505,20 +1515,61 @@ class Index:
         return counts
 
 
-def block_times(block: Block, first_line: int, skipped: Skipped) -> tuple[list[str], list[int], list[int], int]:
-    """The customer, hour bucket and offset in the hour of every countable row of BLOCK, and its lines."""
+Runs = tuple[list[tuple[str, int]], list[int]]  # (customer, bucket) of each run of rows, and its rows
+
+
+def block_times(block: Block, first_line: int, skipped: Skipped) -> tuple[Runs, list[int], int]:
+    """The runs of one customer and bucket among BLOCK's countable rows, each row's offset in its hour, and
+    BLOCK's lines."""
     lines = block_lines(block)
-    quoted = block.data.startswith(b'\n"', block.lo)
-    rows = [] if block.too_long else timed_pattern(_DATE_HOUR, quoted).findall(block.data, block.lo, block.hi)
-    if rows and len(rows) == lines:
-        try:
-            return (*row_columns(rows), lines)
-        except NotCanonical:
-            pass
+    data, lo, hi = block.data, block.lo, block.hi
+    quoted = data.startswith(b'\n"', lo)
+    with suppress(NotCanonical):
+        long_runs = not block.too_long and run_length(data, lo, hi, quoted) >= LONG_RUN
+        if long_runs and (found := run_times(data, lo, hi, quoted, lines)):
+            return found[0], found[1], lines
+        rows = [] if block.too_long else timed_pattern(_DATE_HOUR, quoted).findall(data, lo, hi)
+        if rows and len(rows) == lines:
+            customers, buckets, offsets = row_columns(rows)
+            return runs_of(customers, buckets), offsets, lines
     events = list(block_events(block, first_line, skipped))
     buckets = [hour_floor(moment) for _, moment in events]
     offsets = [moment - bucket for (_, moment), bucket in zip(events, buckets, strict=True)]
-    return [customer for customer, _ in events], buckets, offsets, lines
+    return runs_of([customer for customer, _ in events], buckets), offsets, lines
+
+
+def runs_of(customers: list[str], buckets: list[int]) -> Runs:
+    """The runs of one customer and bucket in two columns of rows."""
+    runs = [(key, len(list(run))) for key, run in groupby(zip(customers, buckets, strict=True))]
+    return [key for key, _ in runs], [size for _, size in runs]
+
+
+@lru_cache(maxsize=2)
+def time_pattern(quoted: bool) -> re.Pattern[bytes]:
+    """The end of a row whose shape run_pattern proved: "MM:SS", a fraction's first three digits and the rest."""
+    # From the colon after the hour to the line's end: in a proved row only the timestamp
+    # can end a line like this, so each row gives exactly one match.
+    q = b'"' if quoted else b""
+    return re.compile(rb":([0-5]\d:[0-5]\d)(?:\.(\d{1,3}+)(\d{0,3}+))?+" + _WHOLE_HOUR_ZONE + q + rb"\r?(?=\n)")
+
+
+def run_times(data: bytes, lo: int, hi: int, quoted: bool, lines: int) -> tuple[Runs, list[int]] | None:
+    """DATA[LO:HI]'s runs of one customer, hour key and whole-hour zone, and each row's offset in its hour; None
+    unless every line is in a run.  The columns are per run, not per row (1,100 ns a row down to 700)."""
+    runs = run_pattern(quoted).findall(data, lo, hi)
+    if sum(len(run) for run, _, _, _ in runs) != hi - lo - 1:
+        return None
+    texts, customers, hours, zones = zip(*runs, strict=True) if runs else ((), (), (), ())
+    times = time_pattern(quoted).findall(data, lo, hi)
+    if len(times) != lines:
+        return None
+    minute_seconds, millis, micros = zip(*times, strict=True) if times else ((), (), ())
+    offsets = map(add, map(MINUTE_SECOND.__getitem__, minute_seconds), map(MILLIS.__getitem__, millis))
+    buckets = map(hour_start, hours, zones)  # a whole-hour zone: the hour's start is its UTC bucket
+    names = {customer: customer.decode() for customer in set(customers)}
+    keys = list(zip(map(names.__getitem__, customers), buckets, strict=True))
+    sizes = list(map(bytes.count, texts, repeat(b"\n")))
+    return (keys, sizes), list(map(add, offsets, map(MICROS.__getitem__, micros)))
 
 
 MAX_INDEXED = (1 << 32) - 1  # events --serve indexes: 4-byte file positions (a log of about 400 GB)
@@ -1533,15 +1584,22 @@ class IndexPart(Part):
 
     def take(self, block: Block) -> None:
         """File BLOCK's events, by runs of one customer and hour."""
-        customers, buckets, offsets, lines = block_times(block, self.lines + 1, self.skipped)
-        self.check_room(len(customers))
+        (keys, sizes), offsets, lines = block_times(block, self.lines + 1, self.skipped)
+        self.check_room(len(offsets))
         self.lines += lines
         start = 0
-        for (customer, bucket), run in groupby(zip(customers, buckets, strict=True)):
-            end = start + len(list(run))
-            self.put(customer, bucket, offsets[start:end], self.events + start)
-            start = end
+        for (customer, bucket), size in zip(keys, sizes, strict=True):
+            self.put(customer, bucket, offsets[start : start + size], self.events + start)
+            start += size
         self.events += start
+
+    def finish(self) -> None:
+        """Sort each customer's events in each hour by time, in the worker that read them: the parent then
+        sorts only the hours that span parts (on the 10-million-row file, 1.0 s of HourIndex in the parent
+        instead of 3.5)."""
+        for customers in self.hours.values():
+            for customer, (times, positions) in customers.items():
+                customers[customer] = in_time_order(times, positions)
 
     def arrays(self, bucket: int, customer: str) -> tuple[array[int], array[int]]:
         """CUSTOMER's (offsets, positions) in BUCKET, empty ones the first time."""
@@ -1591,13 +1649,13 @@ def build_index(name: str, jobs: int = 1, paths: list[str] | None = None) -> Ind
     whole = index_file(paths[0], jobs) if len(paths) == 1 else IndexPart()
     for path in paths if len(paths) > 1 else []:
         whole.add(index_file(path, jobs), file=path)
-    first: dict[str, int] = {}  # each customer's first file position: positions[0] of each of its hours
+    first: dict[str, int] = {}  # each customer's first file position: the least of each of its hours
     index: dict[int, HourIndex] = {}
     with gc_paused():
         while whole.hours:  # each hour's part arrays freed once its index is made, not all at the end
             bucket, events = whole.hours.popitem()
-            for customer, (_, positions) in events.items():
-                first[customer] = min(first.get(customer, positions[0]), positions[0])
+            for customer, (_, positions) in events.items():  # in time order: the least is not the first
+                first[customer] = min(first.get(customer, positions[0]), min(positions))
             index[bucket] = HourIndex(events)
     names = tuple(sorted(first, key=first.__getitem__))
     longest = max(map(len, names), default=0)
@@ -2128,7 +2186,10 @@ class Worker:
         """Serve until SIGTERM, then let in-flight replies leave and exit."""
         self.loop.add_signal_handler(signal.SIGTERM, self.stop)
         self.resume_accepting()
-        self.loop.run_forever()
+        try:
+            self.loop.run_forever()
+        finally:
+            self.loop.close()  # else a loop collected unclosed may warn on stderr as the worker exits
 
     def resume_accepting(self) -> None:
         """Watch the listening socket again (below the cap, not stopping)."""

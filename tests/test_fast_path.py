@@ -167,18 +167,26 @@ def test_fast_path_equals_the_plain_path_on_clean_logs(lines, data, block, long_
     check_fast_path(lines, window, False, True, block, 1 << 16, long_run)
 
 
-@settings(max_examples=150, deadline=None)
-@given(lines=st.lists(rows(), max_size=60), data=st.data(), jobs=st.sampled_from([1, 2]))
-def test_the_index_answers_like_the_command_line(tmp_path_factory, lines, data, jobs) -> None:
+@settings(max_examples=200, deadline=None)
+@given(
+    lines=st.lists(st.tuples(rows(), st.sampled_from([1, 1, 3, 9])), max_size=40),
+    data=st.data(),
+    jobs=st.sampled_from([1, 2]),
+    long_run=st.sampled_from([1, 4, 10**9]),  # blocks read by runs always, as in production, or never
+)
+def test_the_index_answers_like_the_command_line(tmp_path_factory, lines, data, jobs, long_run) -> None:
     """The server's index against count_file, with bounds on events and hour boundaries, each ± 1 µs."""
+    lines = [line for line, times in lines for _ in range(times)]  # runs of one customer and hour
     path = tmp_path_factory.mktemp("index") / "log.csv"
     path.write_bytes(b"\n".join(lines) + b"\n")
     start, end, customer = windows_near(lines, data)
     w = totaler.Window(totaler.to_micros(start), totaler.to_micros(end), customer)
-    with tiny_parts():
+    with tiny_parts(), small_blocks(totaler.BLOCK_SIZE, totaler.SMALL_SEGMENT, long_run):
         index = totaler.build_index(str(path), jobs=jobs)
     tally = totaler.count_file(str(path), w, jobs=1)
     assert totaler.by_bucket(index.counts(w), w) == totaler.by_bucket(tally.counts, w)
+    with open(path, "rb") as stream:
+        assert index.first_seen == tuple(dict.fromkeys(customer for customer, _ in totaler.plain_events(stream)))
     assert (index.skipped.count, index.skipped.first) == (tally.skipped.count, tally.skipped.first)
 
 

@@ -76,3 +76,40 @@ def test_an_index_past_its_32_bit_positions_is_refused_in_one_line(tmp_path: Pat
         totaler.build_index(str(path), jobs=2)  # in parts: each fits, together they do not
     monkeypatch.setattr(totaler, "MAX_INDEXED", 10**6)
     assert totaler.build_index(str(path), jobs=2).events == path.read_bytes().count(b"\n")
+
+
+ZONE_HOURS = {"+00": 0, "Z": 0, "": 0, "-08:00": -8, "+0500": 5, "+00:00": 0}
+
+
+def test_runs_of_rows_are_indexed_by_their_times_alone(tmp_path: Path, monkeypatch) -> None:
+    """Clean runs in whole-hour zones, bare or quoted, LF or CRLF, colons in a field: read by run_times."""
+    rng = random.Random(5)
+    rows = []
+    for run in range(400):
+        who, zone = rng.choice(["a", "b", "c9"]), rng.choice(list(ZONE_HOURS))
+        hour = datetime(2021, 3, 1, tzinfo=UTC) + timedelta(hours=rng.randrange(30))
+        for _ in range(rng.randrange(1, 9)):
+            moment = hour + timedelta(microseconds=rng.randrange(3600 * 10**6))
+            local = moment + timedelta(hours=ZONE_HOURS[zone])  # written as local time with the zone's offset
+            fraction = rng.choice(["", f".{moment.microsecond // 1000:03d}", f".{moment.microsecond:06d}"])
+            stamp = local.strftime("%Y-%m-%d %H:%M:%S") + fraction + zone
+            rows.append((who, "API:CALL:00:00", f"t{run}", stamp))
+    for quoted, newline in [(False, "\n"), (True, "\r\n")]:
+        text = "".join((",".join(f'"{f}"' if quoted else f for f in row)) + newline for row in rows)
+        path = tmp_path / f"runs-{quoted}.csv"
+        path.write_text(text)
+        used: list = []
+        read_runs = totaler.run_times
+        monkeypatch.setattr(totaler, "run_times", lambda *a, seen=used, f=read_runs: seen.append(f(*a)) or seen[-1])
+        index = totaler.build_index(str(path))
+        monkeypatch.undo()
+        assert used and all(found is not None for found in used)  # every block read by runs
+        with open(path, "rb") as stream:
+            events = list(totaler.plain_events(stream))
+        assert index.events == len(events) == len(rows)
+        assert index.first_seen == tuple(dict.fromkeys(customer for customer, _ in events))
+        for _ in range(60):  # bounds on an event's microsecond, or one beside it
+            start = rng.choice(events)[1] + rng.choice([-1, 0, 1])
+            window = totaler.Window(start, rng.choice(events)[1] + rng.choice([-1, 0, 1]) + 3600 * 10**6)
+            expected = totaler.by_bucket(totaler.count_events(events, window), window)
+            assert totaler.by_bucket(index.counts(window), window) == expected
