@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager as ContextManager
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -47,18 +48,22 @@ def run_cli(*args: str, stdin: bytes | None = None, cwd: Path = ROOT) -> subproc
 
 
 @contextmanager
-def sizes(block: int, max_line: int, part: int = 1 << 26, segment: int | None = None) -> Iterator[None]:
-    """Shrink the reads, the longest line and the workers' parts, so that small files reach every boundary."""
-    names = ("BLOCK_SIZE", "MAX_LINE", "PART_SIZE", "PARALLEL_MIN", "SMALL_SEGMENT")
-    saved = [getattr(totaler, name) for name in names]
-    new = (block, max_line, part, 1, totaler.SMALL_SEGMENT if segment is None else segment)
-    for name, value in zip(names, new, strict=True):
+def patched(**values: int) -> Iterator[None]:
+    """Set totaler's sizes and thresholds by name for the block, then put the old ones back."""
+    saved = {name: getattr(totaler, name) for name in values}
+    for name, value in values.items():
         setattr(totaler, name, value)
     try:
         yield
     finally:
-        for name, value in zip(names, saved, strict=True):
+        for name, value in saved.items():
             setattr(totaler, name, value)
+
+
+def sizes(block: int, max_line: int, part: int = 1 << 26, segment: int | None = None) -> ContextManager[None]:
+    """Shrink the reads, the longest line and the workers' parts, so that small files reach every boundary."""
+    segment = totaler.SMALL_SEGMENT if segment is None else segment
+    return patched(BLOCK_SIZE=block, MAX_LINE=max_line, PART_SIZE=part, PARALLEL_MIN=1, SMALL_SEGMENT=segment)
 
 
 # Answers never depend on the machine's zone: every test, and every process it starts, runs

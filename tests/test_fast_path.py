@@ -1,11 +1,11 @@
 """The fast path counts exactly what the plain path counts, on generated messy files."""
 
 import io
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from datetime import datetime, timedelta
 
 import pytest
-from conftest import BASE, EVENTS, edge_windows
+from conftest import BASE, EVENTS, edge_windows, patched
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -98,19 +98,10 @@ def rows(draw, messy: bool = True) -> bytes:
     return line.encode("utf-8")
 
 
-@contextmanager
 def small_blocks(block: int, segment: int, long_run: int = totaler.LONG_RUN, sparse_share: int = totaler.SPARSE_SHARE):
     """Shrink the block and segment sizes so that small files exercise every split; set when runs and
     sparse blocks are used (SPARSE_SHARE 0: every block whose rows are all valid is tried as sparse)."""
-    names = ("BLOCK_SIZE", "SMALL_SEGMENT", "LONG_RUN", "SPARSE_SHARE")
-    saved = [getattr(totaler, name) for name in names]
-    for name, value in zip(names, (block, segment, long_run, sparse_share), strict=True):
-        setattr(totaler, name, value)
-    try:
-        yield
-    finally:
-        for name, value in zip(names, saved, strict=True):
-            setattr(totaler, name, value)
+    return patched(BLOCK_SIZE=block, SMALL_SEGMENT=segment, LONG_RUN=long_run, SPARSE_SHARE=sparse_share)
 
 
 def answer(data: bytes, window: totaler.Window, fast: bool) -> tuple[list, int, list]:
@@ -234,15 +225,9 @@ def test_zones_the_fast_path_does_not_read_go_to_the_plain_path(zone: str) -> No
     assert pairs is None and fast == 0
 
 
-@contextmanager
 def tiny_parts():
     """Make a file of a few hundred bytes go through the parallel path in several parts."""
-    saved = totaler.PART_SIZE, totaler.PARALLEL_MIN
-    totaler.PART_SIZE, totaler.PARALLEL_MIN = 200, 1
-    try:
-        yield
-    finally:
-        totaler.PART_SIZE, totaler.PARALLEL_MIN = saved
+    return patched(PART_SIZE=200, PARALLEL_MIN=1)
 
 
 @settings(max_examples=60, deadline=None)
