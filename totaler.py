@@ -1008,27 +1008,35 @@ def count_segment(
     data: bytes, lo: int, hi: int, first_line: int, window: Window, skipped: Skipped, lines: int | None = None
 ) -> tuple[Counts, int]:
     """Count DATA[LO:HI], from a newline to a newline: fast where it can prove the shape.  Return it and its lines."""
-    quoted = data.startswith(b'\n"', lo)
-    runs = run_length(data, lo, hi, quoted)
-    gathered = sparse_rows(data, lo, hi, window, quoted) if runs < LONG_RUN else None
-    if gathered is not None:
-        return count_gathered(gathered, window, quoted), data.count(b"\n", lo + 1, hi) if lines is None else lines
-    try:
-        pairs, lines, canonical = fast_pairs(data, lo, hi, lines, quoted, runs)
-        if pairs is not None:
-            return count_canonical(data, lo, hi, pairs, window, quoted), lines
-    except NotCanonical:
-        canonical = None  # a date that does not exist: cut the segment to find its row
-    if lines is None:
-        lines = data.count(b"\n", lo + 1, hi)
+    counts, lines, fast_rows = count_fast(data, lo, hi, window, lines)
+    if counts is not None:
+        return counts, lines
     middle = split_point(data, lo, hi)
     # Mostly odd rows: one failed attempt, then the plain path, not a cascade of cuts.
-    if hi - lo <= SMALL_SEGMENT or (canonical is not None and canonical < lines // 2) or middle < 0:
+    if hi - lo <= SMALL_SEGMENT or (fast_rows is not None and fast_rows < lines // 2) or middle < 0:
         return count_events(block_events(Block(data, lo, hi), first_line, skipped), window), lines
     counts, before = count_segment(data, lo, middle + 1, first_line, window, skipped)
     later, after = count_segment(data, middle, hi, first_line + before, window, skipped)
     merge_counts(counts, later)
     return counts, before + after
+
+
+def count_fast(
+    data: bytes, lo: int, hi: int, window: Window, lines: int | None
+) -> tuple[Counts | None, int, int | None]:
+    """Count DATA[LO:HI] by the fast shapes: counts (None unless every row has one), its lines, and how many
+    rows had one (None when a row's date does not exist: the segment is then cut to find it)."""
+    quoted = data.startswith(b'\n"', lo)
+    runs = run_length(data, lo, hi, quoted)
+    gathered = sparse_rows(data, lo, hi, window, quoted) if runs < LONG_RUN else None
+    if gathered is not None:
+        lines = data.count(b"\n", lo + 1, hi) if lines is None else lines
+        return count_gathered(gathered, window, quoted), lines, lines
+    try:
+        pairs, lines, fast_rows = fast_pairs(data, lo, hi, lines, quoted, runs)
+        return (None if pairs is None else count_canonical(data, lo, hi, pairs, window, quoted)), lines, fast_rows
+    except NotCanonical:  # from either: an hour key is checked when first met
+        return None, data.count(b"\n", lo + 1, hi) if lines is None else lines, None
 
 
 def count_gathered(rows: bytes, window: Window, quoted: bool) -> Counts:
