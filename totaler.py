@@ -2344,6 +2344,10 @@ class Master:
         try:
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the master decides
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            # Not run()'s Python handler, which raises SystemExit wherever the worker is (once in
+            # an unclosed loop's __del__, a traceback on stderr): until the loop's handler is
+            # set, SIGTERM ends a worker that has accepted nothing yet.
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_SETMASK, set())
             Worker(self.index, self.sock, self.settings, self.reload).run()
         except BaseException as error:  # a worker must never unwind into the master's code

@@ -72,7 +72,7 @@ def server(tmp_path_factory) -> Iterator[Server]:
     running = Server(path, "--quiet", "--max-hours", "1000")
     yield running
     running.stop()
-    assert "Traceback" not in running.stderr()
+    assert "Traceback" not in running.stderr(), running.stderr()
 
 
 def counts_url(start: str, end: str, customer: str | None = None) -> str:
@@ -197,7 +197,7 @@ def test_clients_that_reset_or_vanish_leave_no_traceback(server: Server) -> None
         raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with a reset
         raw.close()
     assert server.get("/healthz")[0] == 200
-    assert "Traceback" not in server.stderr()
+    assert "Traceback" not in server.stderr(), server.stderr()
 
 
 def test_concurrent_clients_all_get_right_answers(server: Server) -> None:
@@ -266,7 +266,7 @@ def test_sighup_reloads_and_a_reload_that_would_lose_data_is_refused(tmp_path: P
     finally:
         took = running.stop(signal.SIGINT)
     assert took < 1.0
-    assert "Traceback" not in running.stderr()
+    assert "Traceback" not in running.stderr(), running.stderr()
 
 
 def test_sigterm_stops_it_within_a_second_even_with_an_open_connection(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ def server(tmp_path_factory) -> Server:
     running = Server(path, "--quiet", "--workers", "2", "--max-hours", "200000")
     yield running
     running.stop()
-    assert "Traceback" not in running.stderr()
+    assert "Traceback" not in running.stderr(), running.stderr()
 
 
 def exchange(port: int, payload: bytes, timeout: float = 5.0) -> bytes:
