@@ -705,12 +705,15 @@ def row_shape(quoted: bool) -> tuple[bytes, bytes]:
     return start, q + rb"\r?"
 
 
+_TIME_IN_HOUR = rb"([0-5]\d:[0-5]\d)(?:\.(\d{1,3}+)(\d{0,3}+))?+"  # "MM:SS", fraction's first 3 digits, the rest
+
+
 @lru_cache(maxsize=64)
 def timed_pattern(hours: bytes, quoted: bool) -> re.Pattern[bytes]:
     """Rows whose hour key matches HOURS: customer, hour key, "MM:SS", a fraction's first three digits and the
     rest, zone."""
     start, end = row_shape(quoted)
-    exact_time = rb"(" + hours + rb"):([0-5]\d:[0-5]\d)(?:\.(\d{1,3}+)(\d{0,3}+))?+(" + _ZONE + rb")"
+    exact_time = rb"(" + hours + rb"):" + _TIME_IN_HOUR + rb"(" + _ZONE + rb")"
     return re.compile(start + exact_time + end + rb"(?=\n)")
 
 
@@ -727,6 +730,18 @@ def hour_start(key: bytes, zone: bytes) -> int:
     return hour_bucket(key) - zone_micros(zone)
 
 
+def offsets_in_hour(minute_seconds: Iterable[bytes], millis: Iterable[bytes], micros: Iterable[bytes]) -> list[int]:
+    """Microseconds into the hour of each row's "MM:SS", fraction's first three digits and the rest."""
+    in_hour = map(add, map(MINUTE_SECOND.__getitem__, minute_seconds), map(MILLIS.__getitem__, millis))
+    return list(map(add, in_hour, map(MICROS.__getitem__, micros)))
+
+
+def decoded(customers: tuple[bytes, ...]) -> list[str]:
+    """CUSTOMERS as text, each distinct one decoded once."""
+    names = {customer: customer.decode() for customer in set(customers)}
+    return list(map(names.__getitem__, customers))
+
+
 def row_columns(rows: list[tuple[bytes, ...]]) -> tuple[list[str], list[int], list[int]]:
     """Customers, UTC buckets and offsets in the bucket of timed_pattern's ROWS: each column a map that C runs."""
     # Plainly: for each row, moment = hour_bucket(key) - zone + minutes, seconds and fraction;
@@ -736,16 +751,13 @@ def row_columns(rows: list[tuple[bytes, ...]]) -> tuple[list[str], list[int], li
     if not rows:
         return [], [], []
     customers, keys, minute_seconds, millis, micros, zones = zip(*rows, strict=True)
-    in_hour = map(add, map(MINUTE_SECOND.__getitem__, minute_seconds), map(MILLIS.__getitem__, millis))
-    in_hour = list(map(add, in_hour, map(MICROS.__getitem__, micros)))
+    in_hour = offsets_in_hour(minute_seconds, millis, micros)
     starts = list(map(hour_start, keys, zones))
-    names = {customer: customer.decode() for customer in set(customers)}
-    names_column = list(map(names.__getitem__, customers))
     if not any(zone_micros(zone) % HOUR for zone in set(zones)):
-        return names_column, starts, in_hour
+        return decoded(customers), starts, in_hour
     moments = list(map(add, starts, in_hour))
     offsets = list(map(mod, moments, repeat(HOUR)))
-    return names_column, list(map(sub, moments, offsets)), offsets
+    return decoded(customers), list(map(sub, moments, offsets)), offsets
 
 
 @lru_cache(maxsize=64)
@@ -845,15 +857,25 @@ def run_length(data: bytes, lo: int, hi: int, quoted: bool) -> float:
     return data.count(b"\n", lo, end) / runs if runs else 0.0  # lines a run: odd lines only make it longer
 
 
-def run_pairs(data: bytes, lo: int, hi: int, quoted: bool) -> Pairs | None:
-    """Rows per (customer, hour key, zone) of DATA[LO:HI], first-seen order; None unless every line has a fast shape."""
+Proved = tuple[tuple[bytes, ...], tuple[bytes, ...], tuple[bytes, ...], tuple[int, ...]]
+
+
+def proved_runs(data: bytes, lo: int, hi: int, quoted: bool) -> Proved | None:
+    """The customer, hour key, zone and rows of each run of DATA[LO:HI]; None unless every line has a fast shape."""
     runs = run_pattern(quoted).findall(data, lo, hi)
     # The runs cover every byte but the last newline exactly when every line has a fast shape.
     if sum(len(run) for run, _, _, _ in runs) != hi - lo - 1:
         return None
-    pairs: Pairs = {}
     texts, customers, hours, zones = zip(*runs, strict=True) if runs else ((), (), (), ())
-    sizes = map(bytes.count, texts, repeat(b"\n"))
+    return customers, hours, zones, tuple(map(bytes.count, texts, repeat(b"\n")))
+
+
+def run_pairs(data: bytes, lo: int, hi: int, quoted: bool) -> Pairs | None:
+    """Rows per (customer, hour key, zone) of DATA[LO:HI], first-seen order; None unless every line has a fast shape."""
+    if (runs := proved_runs(data, lo, hi, quoted)) is None:
+        return None
+    customers, hours, zones, sizes = runs
+    pairs: Pairs = {}
     for key, rows in zip(zip(customers, hours, zones, strict=True), sizes, strict=True):
         pairs[key] = pairs.get(key, 0) + rows
     return pairs
@@ -1560,26 +1582,22 @@ def time_pattern(quoted: bool) -> re.Pattern[bytes]:
     # From the colon after the hour to the line's end: in a proved row only the timestamp
     # can end a line like this, so each row gives exactly one match.
     q = b'"' if quoted else b""
-    return re.compile(rb":([0-5]\d:[0-5]\d)(?:\.(\d{1,3}+)(\d{0,3}+))?+" + _WHOLE_HOUR_ZONE + q + rb"\r?(?=\n)")
+    return re.compile(rb":" + _TIME_IN_HOUR + _WHOLE_HOUR_ZONE + q + rb"\r?(?=\n)")
 
 
 def run_times(data: bytes, lo: int, hi: int, quoted: bool, lines: int) -> tuple[Runs, list[int]] | None:
     """DATA[LO:HI]'s runs of one customer, hour key and whole-hour zone, and each row's offset in its hour; None
     unless every line is in a run.  The columns are per run, not per row (1,100 ns a row down to 680)."""
-    runs = run_pattern(quoted).findall(data, lo, hi)
-    if sum(len(run) for run, _, _, _ in runs) != hi - lo - 1:
+    if (runs := proved_runs(data, lo, hi, quoted)) is None:
         return None
-    texts, customers, hours, zones = zip(*runs, strict=True) if runs else ((), (), (), ())
+    customers, hours, zones, sizes = runs
     times = time_pattern(quoted).findall(data, lo, hi)
     if len(times) != lines:
         return None
     minute_seconds, millis, micros = zip(*times, strict=True) if times else ((), (), ())
-    offsets = map(add, map(MINUTE_SECOND.__getitem__, minute_seconds), map(MILLIS.__getitem__, millis))
     buckets = map(hour_start, hours, zones)  # a whole-hour zone: the hour's start is its UTC bucket
-    names = {customer: customer.decode() for customer in set(customers)}
-    keys = list(zip(map(names.__getitem__, customers), buckets, strict=True))
-    sizes = list(map(bytes.count, texts, repeat(b"\n")))
-    return (keys, sizes), list(map(add, offsets, map(MICROS.__getitem__, micros)))
+    keys = list(zip(decoded(customers), buckets, strict=True))
+    return (keys, list(sizes)), offsets_in_hour(minute_seconds, millis, micros)
 
 
 MAX_INDEXED = (1 << 32) - 1  # events --serve indexes: 4-byte file positions (a log of about 400 GB)
