@@ -1,5 +1,6 @@
 """The HTTP service: a real server on a free port, real requests, answers checked against the command line."""
 
+import email.utils
 import http.client
 import json
 import os
@@ -164,6 +165,17 @@ def test_head_sends_the_headers_of_get_without_a_body(server: Server) -> None:
     status, headers, body = server.request("HEAD", counts_url(*SEED))
     assert status == 200 and body == b""
     assert headers["Content-Length"] == str(len((EXPECTED / "seed.json").read_bytes()))
+
+
+@pytest.mark.parametrize("second", [0, 1, 86_399, 951_782_400, 1_709_164_800, 4_102_444_799, 253_402_300_799])
+def test_date_header_is_rfc_9110s_imf_fixdate(second: int) -> None:
+    assert totaler.date_at(second) == email.utils.formatdate(second, usegmt=True)
+
+
+def test_a_reply_carries_todays_date(server: Server) -> None:
+    _, headers, _ = server.request("GET", "/healthz")
+    sent = email.utils.parsedate_to_datetime(headers["Date"]).timestamp()
+    assert abs(sent - time.time()) < 60
 
 
 def test_healthz(server: Server) -> None:
