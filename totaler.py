@@ -35,6 +35,7 @@ import errno
 import gc
 import glob
 import gzip
+import io
 import json
 import lzma
 import os
@@ -1147,6 +1148,7 @@ class Tally(Part):
 
 
 P = TypeVar("P", bound=Part)
+Task = tuple[str, int, int, Callable[[], P]]  # a worker's share: bytes [lo, hi) of a file, and the part to fill
 
 
 def read_stream(
@@ -1186,7 +1188,7 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def read_range(task: tuple[str, int, int, Callable[[], P]]) -> P:
+def read_range(task: Task[P]) -> P:
     """A worker's share: bytes [lo, hi) of a file, which start and end at line boundaries, into a new part."""
     path, lo, hi, new_part = task
     with open(path, "rb") as stream:
@@ -1196,17 +1198,23 @@ def read_range(task: tuple[str, int, int, Callable[[], P]]) -> P:
     return part
 
 
+def next_line(stream: BinaryIO, at: int) -> int:
+    """The offset just past the first newline at or after AT in STREAM, or its end if there is none."""
+    stream.seek(at)
+    while chunk := stream.read(1 << 12):
+        if (found := chunk.find(b"\n")) >= 0:
+            return at + found + 1
+        at += len(chunk)
+    return at
+
+
 def line_bounds(path: str, size: int, parts: int) -> list[int]:
     """Offsets that cut PATH into about PARTS pieces, each starting at the beginning of a line."""
     bounds = [0]
     with open(path, "rb") as stream:
         for k in range(1, parts):
-            at = max(size * k // parts, bounds[-1])
-            stream.seek(at)
-            while (chunk := stream.read(1 << 16)) and b"\n" not in chunk:
-                at += len(chunk)
-            at += chunk.find(b"\n") + 1
-            if not chunk or at >= size:
+            at = next_line(stream, max(size * k // parts, bounds[-1]))
+            if at >= size:
                 break
             bounds.append(at)
     return [*bounds, size]
@@ -1225,14 +1233,23 @@ def quiet_worker() -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
-def in_parts(path: str, size: int, jobs: int, new_part: Callable[[], P]) -> Iterator[tuple[int, P]]:
-    """Line-aligned parts [lo, hi) of PATH, each read into NEW_PART() on JOBS workers: (hi, part) in file order."""
+def in_parts(
+    path: str,
+    size: int,
+    jobs: int,
+    new_part: Callable[[], P],
+    reader: Callable[[Task[P]], P] = read_range,
+    fresh: bool = False,
+) -> Iterator[tuple[int, P]]:
+    """Line-aligned parts [lo, hi) of PATH, each read by READER into NEW_PART() on JOBS workers: (hi, part) in
+    file order.  FRESH: the workers fork from a new process, not this one."""
     from multiprocessing import get_context
 
     bounds = line_bounds(path, size, max(jobs, -(-size // PART_SIZE)))
     jobs = min(jobs, len(bounds) - 1)  # no worker without a part to read
-    # fork starts a worker in milliseconds; macOS lacks a safe fork, so it spawns.
-    context = get_context("spawn" if sys.platform == "darwin" else "fork")
+    # fork starts a worker in milliseconds; macOS lacks a safe fork, so it spawns.  Forked from a server's
+    # heap, holed by earlier builds, a worker dirtied 3x the pages (10M rows: reload peak 316 -> 245 MiB).
+    context = get_context("spawn" if sys.platform == "darwin" else "forkserver" if fresh else "fork")
     # Workers leave Ctrl-C to this process, and leaving the block (done, --strict,
     # Ctrl-C, SIGTERM) kills them: no traceback from each, no orphan counting on.
     # Held back while the pool starts, a signal lands inside the block, not half-way.
@@ -1245,15 +1262,23 @@ def in_parts(path: str, size: int, jobs: int, new_part: Callable[[], P]) -> Iter
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     with pool:
         tasks = zip(repeat(path), bounds[:-1], bounds[1:], repeat(new_part))
-        yield from zip(bounds[1:], pool.imap(read_range, tasks), strict=True)
+        yield from zip(bounds[1:], pool.imap(reader, tasks), strict=True)
 
 
 def read_parallel(
-    path: str, size: int, jobs: int, new_part: Callable[[], P], strict: bool = False, progress: Progress | None = None
+    path: str,
+    size: int,
+    jobs: int,
+    new_part: Callable[[], P],
+    strict: bool = False,
+    progress: Progress | None = None,
+    reader: Callable[[Task[P]], P] = read_range,
+    fresh: bool = False,
 ) -> P:
-    """Read PATH in parts on JOBS worker processes, each into NEW_PART(), appended in file order."""
+    """Read PATH in parts on JOBS worker processes (started FRESH, see in_parts), each by READER into
+    NEW_PART(), appended in file order."""
     whole = None
-    for end, part in in_parts(path, size, jobs, new_part):
+    for end, part in in_parts(path, size, jobs, new_part, reader, fresh):
         if whole is None:
             whole = part  # the first part itself: copying it into an empty one cost a pass and its memory
         else:
@@ -1444,6 +1469,13 @@ def in_time_order(times: array[int], positions: array[int]) -> tuple[array[int],
     return array("I", map(times.__getitem__, order)), array(positions.typecode, map(positions.__getitem__, order))
 
 
+def whole_counts(counts: dict[str, int], customer: str | None) -> list[tuple[str, int]]:
+    """COUNTS, an hour's by customer in first-seen order, as (customer, count) pairs; or CUSTOMER's alone."""
+    if customer is None:
+        return list(counts.items())
+    return [(customer, counts[customer])] if customer in counts else []
+
+
 class HourIndex:
     """One UTC hour of the log: its whole-hour counts, and each customer's times for partial hours.
 
@@ -1482,9 +1514,15 @@ class HourIndex:
 
     def whole(self, customer: str | None) -> list[tuple[str, int]]:
         """Every customer's count for the whole hour, in first-seen order (or CUSTOMER's)."""
-        if customer is None:
-            return list(self.counts.items())
-        return [(customer, self.counts[customer])] if customer in self.counts else []
+        return whole_counts(self.counts, customer)
+
+    def earliest(self, customer: str) -> int:
+        """CUSTOMER's first offset in the hour."""
+        return self.times[customer][0]
+
+    def latest(self, customer: str) -> int:
+        """CUSTOMER's last offset in the hour."""
+        return self.times[customer][-1]
 
     def part(self, lo: int, hi: int, customer: str | None) -> list[tuple[str, int]]:
         """Counts of events with LO <= offset < HI, customers in order of their first such event."""
@@ -1520,33 +1558,6 @@ def range_min(positions: array[int], minima: array[int], i: int, j: int) -> int:
     if last * RUN_MINIMA < j:
         least = min(least, min(positions[last * RUN_MINIMA : j]))
     return least
-
-
-@dataclass(frozen=True)
-class Index:
-    """A whole log, by hour: what the server answers from."""
-
-    path: str
-    hours: dict[int, HourIndex]
-    buckets: list[int]  # the hours with events, sorted
-    events: int
-    customers: int
-    skipped: Skipped
-    seconds: float
-    longest_customer: int = 0  # a customer_id longer than this is in no bucket
-    first_seen: tuple[str, ...] = ()  # the customers, in order of their first event in the file
-
-    def counts(self, window: Window) -> Counts:
-        """The same counts count_file gives for WINDOW, from the index."""
-        counts: Counts = {}
-        first = bisect_left(self.buckets, hour_floor(window.start))
-        for bucket in self.buckets[first : bisect_left(self.buckets, window.end)]:
-            hour = self.hours[bucket]
-            lo, hi = max(window.start - bucket, 0), min(window.end - bucket, HOUR)
-            rows = hour.whole(window.customer) if (lo, hi) == (0, HOUR) else hour.part(lo, hi, window.customer)
-            for customer, n in rows:
-                counts[(bucket, customer)] = n
-        return counts
 
 
 Runs = tuple[list[tuple[str, int]], list[int]]  # (customer, bucket) of each run of rows, and its rows
@@ -1660,25 +1671,242 @@ class IndexPart(Part):
         self.events += later.events
 
 
-def index_file(path: str, jobs: int) -> IndexPart:
+def index_file(path: str, jobs: int, fresh: bool = False) -> IndexPart:
     """Read PATH for the index, a big plain file on JOBS workers; up to the size it had when the read began,
     so that a log growing meanwhile is not chased."""
     with opened(path) as stream:
         plain = path != "-" and not isinstance(stream, COMPRESSED)
         if size := parts_size(path, stream, jobs):
-            return read_parallel(path, size, jobs, IndexPart)
+            return read_parallel(path, size, jobs, IndexPart, fresh=fresh)
         return read_stream(stream, IndexPart(), os.fstat(stream.fileno()).st_size if plain else -1)
 
 
-def build_index(name: str, jobs: int = 1, paths: list[str] | None = None) -> Index:
+# Big logs in time order: whole hours from one counting pass, cut hours from the file.
+# Reading every event's time into memory took 8.7 s on the 10-million-row file, where
+# counting it takes 1.6 s, and a window cuts at most two hours.  So when a log comes in
+# time order (each hour's rows lie in a few segments of it), the index keeps each hour's
+# counts and which segments of 256 KiB hold its rows, and reads an hour's events again,
+# from the file kept open, only when a window cuts it: a few milliseconds, then kept.
+
+SEGMENT_SIZE = 1 << 18  # the unit in which an hour's rows are found, and read again
+LAZY_MIN = 1 << 26  # smaller logs are indexed in memory: fast enough, and no answer waits for a read
+PROBE_HOURS = 16  # more hours than this in the first segment: not in time order, indexed in memory
+LAZY_SPAN = 16 << 20  # the most bytes an hour's rows may lie in (16 MiB: about 0.15 s to read again)
+CACHED_EVENTS = 1 << 21  # the events of cut hours a server worker keeps, 8 bytes each (LRU)
+ALL_TIME = Window(FIRST_INSTANT, LAST_INSTANT + 1)
+
+
+@dataclass
+class SegmentTally(Tally):
+    """The counts of a pass over all time, and what each segment read holds: (start, end, hours, customers)."""
+
+    segments: list[tuple[int, int, frozenset[int], tuple[str, ...]]] = field(default_factory=list)
+
+    def join(self, later: SegmentTally) -> None:  # type: ignore[override]
+        """Add LATER's counts and segments."""
+        super().join(later)
+        self.segments.extend(later.segments)
+
+
+def read_segments(task: Task[SegmentTally]) -> SegmentTally:
+    """A worker's share, read segment by segment, each one's hours and customers noted."""
+    path, lo, hi, new_part = task
+    whole = new_part()
+    with open(path, "rb") as stream:
+        bounds = [lo]
+        while (at := next_line(stream, bounds[-1] + SEGMENT_SIZE)) < hi:
+            bounds.append(at)
+        for start, end in pairwise([*bounds, hi]):
+            stream.seek(start)
+            piece = read_stream(stream, SegmentTally(window=ALL_TIME), end - start, at_start=start == 0)
+            hours, customers = frozenset(b for b, _ in piece.counts), tuple(dict.fromkeys(c for _, c in piece.counts))
+            piece.segments.append((start, end, hours, customers))
+            whole.add(piece)
+    return whole
+
+
+def segment_tally(path: str, jobs: int, fresh: bool = False) -> SegmentTally | None:
+    """PATH counted over all time, segment by segment; None unless it is a plain file in time order."""
+    with opened(path) as stream:
+        if path == "-" or isinstance(stream, COMPRESSED):
+            return None
+        size = os.fstat(stream.fileno()).st_size
+        probe = read_stream(stream, Tally(window=ALL_TIME), SEGMENT_SIZE)  # its last line may be cut: no matter
+    if len({bucket for bucket, _ in probe.counts}) > PROBE_HOURS:
+        return None
+    new_part = partial(SegmentTally, window=ALL_TIME)
+    if jobs > 1 and size >= PARALLEL_MIN:
+        tally = read_parallel(path, size, jobs, new_part, reader=read_segments, fresh=fresh)
+    else:
+        tally = read_segments((path, 0, size, new_part))
+    spans: dict[int, int] = {}
+    for start, end, hours, _ in tally.segments:
+        for bucket in hours:
+            spans[bucket] = spans.get(bucket, 0) + end - start
+    return tally if max(spans.values(), default=0) <= LAZY_SPAN else None
+
+
+class LogFiles:
+    """The files a file-backed index was read from, kept open (a log rotated away is still the one indexed);
+    where each segment lies and which customers it saw first; and the cut hours last read again."""
+
+    def __init__(self, paths: list[str]) -> None:
+        self.files = [open(path, "rb", buffering=0) for path in paths]  # noqa: SIM115 - open while served
+        self.paths = paths
+        self.segments: list[tuple[int, int, int]] = []  # (file number, start, end)
+        self.newcomers: list[tuple[str, ...]] = []  # the customers first seen in each segment
+        self.kept: OrderedDict[int, HourIndex] = OrderedDict()  # bucket -> its hour read again, least recent first
+        self.kept_events = 0
+        self.order: tuple[str, ...] | None = None
+
+    def part(self, number: int) -> IndexPart:
+        """Segment NUMBER read for the index, as the file holds it now."""
+        file, start, end = self.segments[number]
+        data = os.pread(self.files[file].fileno(), end - start, start)
+        if len(data) < end - start:
+            raise self.changed(file)
+        return read_stream(io.BytesIO(data), IndexPart(), at_start=start == 0)
+
+    def changed(self, file: int) -> InputError:
+        """The error for a file no longer as it was indexed."""
+        return InputError(f"{display(self.paths[file])} changed since it was indexed; send SIGHUP to read it again")
+
+    def hour(self, bucket: int, counts: dict[str, int], segments: array[int]) -> HourIndex:
+        """The hour BUCKET, read again from SEGMENTS (or kept from last time); InputError if its COUNTS differ."""
+        if (made := self.kept.get(bucket)) is not None:
+            self.kept.move_to_end(bucket)
+            return made
+        events = IndexPart()
+        for number in segments:
+            events.add(self.part(number))
+        made = HourIndex(events.hours.get(bucket, {}))
+        if list(made.counts.items()) != list(counts.items()):
+            raise self.changed(self.segments[segments[0]][0])
+        self.kept[bucket], self.kept_events = made, self.kept_events + sum(counts.values())
+        while self.kept_events > CACHED_EVENTS and len(self.kept) > 1:
+            self.kept_events -= sum(self.kept.popitem(last=False)[1].counts.values())
+        return made
+
+    def first_seen(self) -> tuple[str, ...]:
+        """The customers in order of their first event in the files (read again where a segment saw several)."""
+        if self.order is None:
+            order: list[str] = []
+            for number, newcomers in enumerate(self.newcomers):
+                if len(newcomers) > 1:
+                    firsts: dict[str, int] = {}
+                    for customers in self.part(number).hours.values():
+                        for customer, (_, positions) in customers.items():
+                            firsts[customer] = min(firsts.get(customer, positions[0]), min(positions))
+                    newcomers = tuple(sorted(newcomers, key=firsts.__getitem__))
+                order += newcomers
+            self.order = tuple(order)
+        return self.order
+
+
+class FileHour:
+    """An hour of a file-backed index: its whole-hour counts, and the segments its rows lie in."""
+
+    __slots__ = ("bucket", "counts", "files", "segments")
+
+    def __init__(self, bucket: int, counts: dict[str, int], segments: array[int], files: LogFiles) -> None:
+        self.bucket, self.counts, self.segments, self.files = bucket, counts, segments, files
+
+    def read(self) -> HourIndex:
+        """The hour's events, read again from the file."""
+        return self.files.hour(self.bucket, self.counts, self.segments)
+
+    def whole(self, customer: str | None) -> list[tuple[str, int]]:
+        """As HourIndex.whole, from memory."""
+        return whole_counts(self.counts, customer)
+
+    def part(self, lo: int, hi: int, customer: str | None) -> list[tuple[str, int]]:
+        """As HourIndex.part, from the events read again."""
+        return self.read().part(lo, hi, customer)
+
+    def earliest(self, customer: str) -> int:
+        """As HourIndex.earliest."""
+        return self.read().earliest(customer)
+
+    def latest(self, customer: str) -> int:
+        """As HourIndex.latest."""
+        return self.read().latest(customer)
+
+
+@dataclass(frozen=True)
+class Index:
+    """A whole log, by hour: what the server answers from."""
+
+    path: str
+    hours: dict[int, HourIndex] | dict[int, FileHour]
+    buckets: list[int]  # the hours with events, sorted
+    events: int
+    customers: int
+    skipped: Skipped
+    seconds: float
+    longest_customer: int = 0  # a customer_id longer than this is in no bucket
+    first_seen: tuple[str, ...] = ()  # the customers, in order of their first event in the file
+    files: LogFiles | None = None  # where cut hours are read again from, if not kept in memory
+
+    def customer_order(self) -> tuple[str, ...]:
+        """The customers, in order of their first event in the file."""
+        return self.first_seen if self.files is None else self.files.first_seen()
+
+    def counts(self, window: Window) -> Counts:
+        """The same counts count_file gives for WINDOW, from the index."""
+        counts: Counts = {}
+        first = bisect_left(self.buckets, hour_floor(window.start))
+        for bucket in self.buckets[first : bisect_left(self.buckets, window.end)]:
+            hour = self.hours[bucket]
+            lo, hi = max(window.start - bucket, 0), min(window.end - bucket, HOUR)
+            rows = hour.whole(window.customer) if (lo, hi) == (0, HOUR) else hour.part(lo, hi, window.customer)
+            for customer, n in rows:
+                counts[(bucket, customer)] = n
+        return counts
+
+
+def file_backed_index(name: str, paths: list[str], jobs: int, fresh: bool = False) -> Index | None:
+    """The index of PATHS with cut hours read again from the files; None unless they are big, plain and in
+    time order."""
+    started = time.monotonic()
+    if sum(os.path.getsize(path) for path in paths if path != "-") < LAZY_MIN:
+        return None
+    tallies = []
+    for path in paths:
+        if (tally := segment_tally(path, jobs, fresh)) is None:
+            return None
+        tallies.append(tally)
+    files, whole, hours = LogFiles(paths), SegmentTally(), {}
+    seen: set[str] = set()
+    for number, (path, tally) in enumerate(zip(paths, tallies, strict=True)):
+        for start, end, buckets, customers in tally.segments:
+            for bucket in buckets:
+                hours.setdefault(bucket, array("I")).append(len(files.segments))
+            files.segments.append((number, start, end))
+            files.newcomers.append(tuple(c for c in customers if c not in seen))
+            seen.update(customers)
+        whole.add(tally, file=path if len(paths) > 1 else None)
+    counts: dict[int, dict[str, int]] = {bucket: {} for bucket in sorted(hours)}
+    for (bucket, customer), n in whole.counts.items():
+        counts[bucket][customer] = n
+    index = {bucket: FileHour(bucket, counts[bucket], hours[bucket], files) for bucket in counts}
+    events, longest, seconds = sum(whole.counts.values()), max(map(len, seen), default=0), time.monotonic() - started
+    return Index(name, index, list(counts), events, len(seen), whole.skipped, seconds, longest, files=files)
+
+
+def build_index(
+    name: str, jobs: int = 1, paths: list[str] | None = None, in_memory: bool = False, fresh: bool = False
+) -> Index:
     """Read the files NAME stands for (PATHS, if already listed by input_files) once into an Index, big plain
-    files on JOBS workers (0: one per CPU); InputError if one is unreadable."""
+    files on JOBS workers (0: one per CPU; FRESH, see in_parts), file-backed where it can be unless
+    IN_MEMORY; InputError if one is unreadable."""
     started = time.monotonic()
     jobs = jobs or default_jobs()
     paths = paths or input_files(name)
-    whole = index_file(paths[0], jobs) if len(paths) == 1 else IndexPart()
+    if not in_memory and (file_backed := file_backed_index(name, paths, jobs, fresh)):
+        return file_backed
+    whole = index_file(paths[0], jobs, fresh) if len(paths) == 1 else IndexPart()
     for path in paths if len(paths) > 1 else []:
-        whole.add(index_file(path, jobs), file=path)
+        whole.add(index_file(path, jobs, fresh), file=path)
     first: dict[str, int] = {}  # each customer's first file position: the least of each of its hours
     index: dict[int, HourIndex] = {}
     with gc_paused():
@@ -1810,6 +2038,7 @@ def health(index: Index, reload: Reload | None, workers: int) -> dict:
         "customers": index.customers,
         "skipped": index.skipped.count,
         "indexed_in_seconds": round(index.seconds, 3),
+        "cut_hours": "in memory" if index.files is None else "read from the file",
         "workers": workers,
         "last_reload": reload.document() if reload else None,
     }
@@ -2062,6 +2291,8 @@ class Connection:
             status, payload = 404, error_payload(str(error))
         except Redirect as moved:
             status, payload, extra = 302, b"", f"Location: {moved.location}\r\n"
+        except InputError as error:  # a log changed under a file-backed index
+            status, payload = 503, error_payload(str(error))
         self.send(status, payload, not head_only, close, request, extra, content_type)
 
     def fail(self, error: HttpError) -> None:
@@ -2129,14 +2360,17 @@ class Redirect(Exception):
 
 def customer_summary(index: Index) -> list[dict]:
     """Each customer's events, first and last event time, in order of first appearance in the file."""
-    found: dict[str, list[int]] = {name: [0, 0, 0] for name in index.first_seen}  # events, first time, last time
-    for bucket in index.buckets:  # in time order: the first time seen is the first, the last the last
-        hour = index.hours[bucket]
-        for customer, events in hour.counts.items():
-            times, seen = hour.times[customer], found[customer]
-            if not seen[0]:
-                seen[1] = bucket + times[0]
-            seen[0], seen[2] = seen[0] + events, bucket + times[-1]
+    found: dict[str, list[int]] = {name: [0, 0, 0] for name in index.customer_order()}  # events, first, last
+    firsts, lasts = {}, {}  # each customer's first and last hour: only they are read again if not in memory
+    for bucket in index.buckets:
+        for customer, events in index.hours[bucket].counts.items():
+            firsts.setdefault(customer, bucket)
+            lasts[customer] = bucket
+            found[customer][0] += events
+    for customer, bucket in firsts.items():
+        found[customer][1] = bucket + index.hours[bucket].earliest(customer)
+    for customer, bucket in lasts.items():
+        found[customer][2] = bucket + index.hours[bucket].latest(customer)
     return [
         {"customer": name, "events": events, "first": format_utc(first), "last": format_utc(last)}
         for name, (events, first, last) in found.items()
@@ -2296,7 +2530,7 @@ class ServeSettings:
     limits: Limits = Limits()
 
 
-def load_index(name: str, jobs: int) -> Index:
+def load_index(name: str, jobs: int, in_memory: bool = False, fresh: bool = False) -> Index:
     """The index of the files NAME stands for, listed anew; each must be a regular file (SIGHUP reads them
     again; /dev/zero would never end)."""
     paths = input_files(name)
@@ -2309,7 +2543,7 @@ def load_index(name: str, jobs: int) -> Index:
             raise InputError(f"{display(path)}: cannot read ({error.strerror})") from None
         if not stat.S_ISREG(mode):
             raise InputError(f"{display(path)}: not a regular file; --serve reads it again on SIGHUP")
-    return build_index(name, jobs, paths)  # the files checked, not a second listing
+    return build_index(name, jobs, paths, in_memory, fresh)  # the files checked, not a second listing
 
 
 def refusal(old: Index, new: Index) -> str:
@@ -2338,14 +2572,15 @@ class Master:
         waited = {signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD}
         signal.pthread_sigmask(signal.SIG_BLOCK, waited)
         self.workers = self.fork_workers()
-        while True:
+        stopped = not self.filled()
+        while not stopped:
             received = signal.sigwait(waited)
             if received in STOP_SIGNALS:
                 break
             if received == signal.SIGCHLD:
                 self.replace_dead_workers()
-            elif received == signal.SIGHUP and not self.reloaded():
-                break
+            elif received == signal.SIGHUP:
+                stopped = not self.reloaded() or not self.filled()
         self.stop_workers(self.workers)
         log("stopped")
         return 0
@@ -2379,29 +2614,54 @@ class Master:
             os._exit(status)
 
     def reloaded(self) -> bool:
+        """SIGHUP: build a new index; if it may replace the old, serve it.  False if stopped meanwhile."""
+        return self.replaced(in_memory=False)
+
+    def filled(self) -> bool:
+        """If cut hours are read from the file, build the index that keeps them in memory and serve it: the
+        server answers from the file-backed one within seconds, and from memory (every answer in well under a
+        millisecond) once this is done.  False if stopped meanwhile."""
+        return self.index.files is None or self.replaced(in_memory=True)
+
+    def replaced(self, in_memory: bool) -> bool:
         """Build a new index; if it may replace the old, fork new workers and retire the old.  False if stopped."""
         began = time.time()
-        signal.signal(signal.SIGTERM, raise_stopping)  # a long build must not make SIGTERM wait
-        signal.signal(signal.SIGINT, raise_stopping)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-        try:
-            index = load_index(self.settings.path, self.settings.jobs)
-            why = refusal(self.index, index)
-        except InputError as error:
-            index, why = self.index, str(error)
-        except Stopping:
+        if (built := self.built(in_memory)) is None:
             return False
-        finally:
-            signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
-        self.reload = Reload(began, not why, why)
+        index, why = built
+        if not in_memory:
+            self.reload = Reload(began, not why, why)
         if not why:
             self.index = index
         old, self.workers = self.workers, self.fork_workers()  # new ones accept before the old ones stop
         self.stop_workers(old)
-        log(f"reload refused, still serving the old index: {why}" if why else f"reloaded: {describe(index)}")
+        if why:
+            refused = "keeping cut hours in memory refused" if in_memory else "reload refused"
+            log(f"{refused}, still serving the old index: {why}")
+        else:
+            log(f"{'kept in memory' if in_memory else 'reloaded'}: {describe(index)}")
         return True
+
+    def built(self, in_memory: bool) -> tuple[Index, str] | None:
+        """A new index, and why it must not replace the old ('' if it may); None if stopped meanwhile."""
+        signal.signal(signal.SIGTERM, raise_stopping)  # a long build must not make SIGTERM wait
+        signal.signal(signal.SIGINT, raise_stopping)
+        # SIGCHLD too: the forkserver the build may start keeps this mask, and one that never
+        # hears of its children's ends made Pool.terminate() wait forever.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {*STOP_SIGNALS, signal.SIGCHLD})
+        try:
+            index = load_index(self.settings.path, self.settings.jobs, in_memory, fresh=True)
+            why = refusal(self.index, index)
+        except InputError as error:
+            index, why = self.index, str(error)
+        except Stopping:
+            return None
+        finally:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {*STOP_SIGNALS, signal.SIGCHLD})
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+        self.replace_dead_workers()  # a SIGCHLD while building went unheard
+        return index, why
 
     def replace_dead_workers(self) -> None:
         """Reap workers that exited; start others in their place."""
@@ -2606,6 +2866,7 @@ def describe(index: Index) -> str:
     return (
         f"indexed {index.events:,} events of {index.customers} customers from {index.path} "
         f"in {index.seconds:.2f} s, {index.skipped.count} rows skipped"
+        + ("; cut hours read from the file until they are kept in memory" if index.files else "")
     )
 
 

@@ -3,8 +3,11 @@
     python bench/index.py [--program totaler.py] [--workers 2] [--rounds 1]
 
 totaler: seconds from start until /healthz answers (the index built, the workers
-forked), then the proportional set size (PSS, /proc/PID/smaps_rollup) of the whole
-server process tree, per event, and after a SIGHUP reload of the same file the peak.
+forked), and until it says cut hours are in memory (a big log in time order is served
+first from an index that reads them from the file); the median and 99th percentile of
+/counts queries cut at random seconds before that and after; then the proportional set
+size (PSS, /proc/PID/smaps_rollup) of the whole server process tree, per event, and
+the peak from a SIGHUP reload of the same file until cut hours are in memory again.
 DuckDB: `CREATE TABLE e AS SELECT customer_id, ts FROM read_csv(...)`, its wall time
 and peak RSS (os.wait4).  Alternating.  Not a test: compare within one run.
 """
@@ -13,13 +16,17 @@ import argparse
 import http.client
 import json
 import os
+import random
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlencode
 
 from procs import pss_bytes
 from run import BIG, HERE, ROOT
@@ -44,8 +51,36 @@ def health(port: int) -> dict | None:
         return None
 
 
-def totaler_run(program: Path, workers: str) -> dict[str, float]:
-    """Ready time, bytes per event (PSS of the tree) and the PSS peak around a reload."""
+def latencies(port: int, count: int, until_in_memory: bool) -> list[float]:
+    """Seconds each of COUNT /counts queries took, windows cut at random seconds within the log's first 200 days;
+    stopping early once the index is in memory if UNTIL_IN_MEMORY."""
+    chance, took = random.Random(len(str(port))), []
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    first = datetime(2021, 3, 1, tzinfo=UTC)
+    for k in range(count):
+        start = first + timedelta(seconds=chance.randrange(200 * 86400))
+        end = start + timedelta(seconds=chance.randrange(1, 7 * 86400))
+        query = urlencode({"start": start.isoformat(), "end": end.isoformat()})
+        began = time.perf_counter()
+        connection.request("GET", f"/counts?{query}")
+        connection.getresponse().read()
+        took.append(time.perf_counter() - began)
+        if until_in_memory and k % 10 == 0 and (health(port) or {}).get("cut_hours", "in memory") == "in memory":
+            break
+    connection.close()
+    return took
+
+
+def wait_in_memory(port: int, server: subprocess.Popen, peak: list[int]) -> None:
+    """Wait until the server's index keeps cut hours in memory, noting the highest PSS of its tree in PEAK."""
+    while (health(port) or {}).get("cut_hours", "in memory") != "in memory":
+        peak[0] = max(peak[0], pss_bytes(server.pid))
+        time.sleep(0.05)
+
+
+def totaler_run(program: Path, workers: str) -> dict:
+    """Ready time (file-backed or not), time until cut hours are in memory, query times before and after,
+    bytes per event (PSS of the tree, in memory) and the PSS peak around a reload."""
     log = tempfile.NamedTemporaryFile(suffix=".log", delete=False)  # noqa: SIM115 - read below
     started = time.monotonic()
     command = [sys.executable, str(program), str(BIG), "--serve", "--port", "0", "--quiet"]
@@ -61,17 +96,38 @@ def totaler_run(program: Path, workers: str) -> dict[str, float]:
         while (state := health(port)) is None:
             time.sleep(0.01)
         ready = time.monotonic() - started
+        early = latencies(port, 200, until_in_memory=True)
+        wait_in_memory(port, server, [0])
+        in_memory = time.monotonic() - started
+        late = latencies(port, 200, until_in_memory=False)
         time.sleep(0.5)
         pss = pss_bytes(server.pid)
         server.send_signal(signal.SIGHUP)
-        peak, deadline = pss, time.monotonic() + 300
-        while "reload" not in Path(log.name).read_text() and time.monotonic() < deadline:
-            peak = max(peak, pss_bytes(server.pid))
+        peak, deadline = [pss], time.monotonic() + 300
+        while "reloaded" not in Path(log.name).read_text() and time.monotonic() < deadline:
+            peak[0] = max(peak[0], pss_bytes(server.pid))
             time.sleep(0.05)
-        return {"ready": ready, "events": state["events"], "pss": pss, "reload peak": peak}
+        wait_in_memory(port, server, peak)
+        return {
+            "ready": ready,
+            "in memory": in_memory,
+            "events": state["events"],
+            "pss": pss,
+            "reload peak": peak[0],
+            "early": early,
+            "late": late,
+        }
     finally:
         server.terminate()
         server.wait()
+
+
+def spread(took: list[float]) -> str:
+    """Median and 99th percentile of TOOK, in milliseconds, and how many."""
+    if not took:
+        return "-"
+    took = sorted(took)
+    return f"{statistics.median(took) * 1e3:.1f} / {took[int(len(took) * 0.99)] * 1e3:.1f} ms ({len(took)})"
 
 
 def duckdb_run() -> dict[str, float]:
@@ -89,14 +145,18 @@ def main() -> None:
     args = parser.parse_args()
     if not BIG.exists():
         subprocess.run([sys.executable, str(HERE / "make_big.py"), str(BIG)], check=True)
-    print("| round | totaler ready | bytes/event (PSS, all processes) | reload peak | DuckDB load | DuckDB peak RSS |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| round | totaler ready | cut hours in memory | query median / p99 before, after | "
+        "bytes/event (PSS, all processes) | reload peak | DuckDB load | DuckDB peak RSS |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for number in range(1, args.rounds + 1):
         ours = totaler_run(args.program, args.workers)
         theirs = duckdb_run()
         per_event = ours["pss"] / ours["events"]
         print(
-            f"| {number} | {ours['ready']:.1f} s | {per_event:.1f} ({ours['pss'] / 2**20:.0f} MiB) | "
+            f"| {number} | {ours['ready']:.1f} s | {ours['in memory']:.1f} s | "
+            f"{spread(ours['early'])}, {spread(ours['late'])} | {per_event:.1f} ({ours['pss'] / 2**20:.0f} MiB) | "
             f"{ours['reload peak'] / 2**20:.0f} MiB | {theirs['seconds']:.1f} s | {theirs['peak'] / 2**20:.0f} MiB |",
             flush=True,
         )

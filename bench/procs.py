@@ -17,10 +17,18 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def descendants(pid: int) -> list[int]:
+    """PID's children, their children, and so on (a forkserver's workers are grandchildren)."""
+    found = children(pid)
+    for child in list(found):
+        found += descendants(child)
+    return found
+
+
 def pss_bytes(pid: int) -> int:
-    """The proportional set size of PID and its children: pages they share count once."""
+    """The proportional set size of PID and all its descendants: pages they share count once."""
     total = 0
-    for each in [pid, *children(pid)]:
+    for each in [pid, *descendants(pid)]:
         try:
             text = Path(f"/proc/{each}/smaps_rollup").read_text()
         except OSError:

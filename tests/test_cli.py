@@ -253,7 +253,7 @@ def test_without_dateutil_the_server_answers_400(monkeypatch: pytest.MonkeyPatch
 def test_serve_builds_its_index_on_the_jobs_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
     asked = []
 
-    def build_index(path: str, jobs: int = 0, paths: list[str] | None = None) -> None:
+    def build_index(path: str, jobs: int = 0, *rest: object) -> None:
         asked.append(jobs)
         raise totaler.InputError("stop here")
 

@@ -158,26 +158,49 @@ def test_fast_path_equals_the_plain_path_on_clean_logs(lines, data, block, long_
     check_fast_path(lines, window, False, True, block, 1 << 16, long_run)
 
 
+def kept(where: str):
+    """Index a log with cut hours in memory, or read again from the file in segments of a few bytes (every
+    line its own with 1), kept as the server keeps them or one hour at a time."""
+    if where == "memory":
+        return patched(LAZY_MIN=1 << 62)
+    segment, cached = {"file": (64, 1 << 21), "file, one line a segment": (1, 1 << 21), "file, one hour": (300, 1)}[
+        where
+    ]
+    return patched(LAZY_MIN=0, PROBE_HOURS=10**9, LAZY_SPAN=1 << 62, SEGMENT_SIZE=segment, CACHED_EVENTS=cached)
+
+
+KEPT = ["memory", "file", "file, one line a segment", "file, one hour"]
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     lines=st.lists(st.tuples(rows(), st.sampled_from([1, 1, 3, 9])), max_size=40),
     data=st.data(),
     jobs=st.sampled_from([1, 2]),
     long_run=st.sampled_from([1, 4, 10**9]),  # blocks read by runs always, as in production, or never
+    bom=st.booleans(),
+    where=st.sampled_from(KEPT),
 )
-def test_the_index_answers_like_the_command_line(tmp_path_factory, lines, data, jobs, long_run) -> None:
-    """The server's index against count_file, with bounds on events and hour boundaries, each ± 1 µs."""
+def test_the_index_answers_like_the_command_line(tmp_path_factory, lines, data, jobs, long_run, bom, where) -> None:
+    """The server's index against count_file, with bounds on events and hour boundaries, each ± 1 µs; cut
+    hours kept in memory or read again from the file."""
     lines = [line for line, times in lines for _ in range(times)]  # runs of one customer and hour
     path = tmp_path_factory.mktemp("index") / "log.csv"
-    path.write_bytes(b"\n".join(lines) + b"\n")
-    start, end, customer = windows_near(lines, data)
-    w = totaler.Window(totaler.to_micros(start), totaler.to_micros(end), customer)
-    with tiny_parts(), small_blocks(totaler.BLOCK_SIZE, totaler.SMALL_SEGMENT, long_run):
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + b"\n".join(lines) + b"\n")
+    windows = [windows_near(lines, data) for _ in range(3)]
+    with tiny_parts(), small_blocks(totaler.BLOCK_SIZE, totaler.SMALL_SEGMENT, long_run), kept(where):
         index = totaler.build_index(str(path), jobs=jobs)
-    tally = totaler.count_file(str(path), w, jobs=1)
-    assert totaler.by_bucket(index.counts(w), w) == totaler.by_bucket(tally.counts, w)
-    with open(path, "rb") as stream:
-        assert index.first_seen == tuple(dict.fromkeys(customer for customer, _ in totaler.plain_events(stream)))
+        assert (index.files is None) == (where == "memory")
+        for start, end, customer in windows:  # several, so that one hour kept pushes another out
+            w = totaler.Window(totaler.to_micros(start), totaler.to_micros(end), customer)
+            tally = totaler.count_file(str(path), w, jobs=1)
+            assert totaler.by_bucket(index.counts(w), w) == totaler.by_bucket(tally.counts, w)
+        with open(path, "rb") as stream:
+            first_seen = tuple(dict.fromkeys(customer for customer, _ in totaler.plain_events(stream)))
+        assert index.customer_order() == first_seen
+        assert totaler.customer_summary(index) == totaler.customer_summary(
+            totaler.build_index(str(path), 1, None, True)
+        )
     assert (index.skipped.count, index.skipped.first) == (tally.skipped.count, tally.skipped.first)
 
 

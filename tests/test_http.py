@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -26,11 +27,15 @@ import totaler
 class Server:
     """A `totaler FILE --serve --port 0` process, its address read from its first line on stderr."""
 
-    def __init__(self, path: Path, *args: str) -> None:
+    def __init__(self, path: Path, *args: str, patch: str | None = None) -> None:
+        """Serve PATH; with PATCH, a statement run on the totaler module first (e.g. smaller sizes)."""
         self.log = path.with_suffix(".log")
         self.log_file = open(self.log, "wb")  # noqa: SIM115 - closed in stop()
+        program = [str(ROOT / "totaler.py")]
+        if patch is not None:
+            program = ["-c", f"import sys; sys.path.insert(0, {str(ROOT)!r}); import totaler; {patch}; totaler.run()"]
         self.process = subprocess.Popen(
-            [sys.executable, str(ROOT / "totaler.py"), str(path), "--serve", "--port", "0", *args],
+            [sys.executable, *program, str(path), "--serve", "--port", "0", *args],
             stdout=subprocess.DEVNULL,
             stderr=self.log_file,
         )
@@ -335,3 +340,77 @@ def test_a_body_closes_the_connection_after_the_reply(server: Server) -> None:
         while reply.count(b'"status": "ok"') < 2:
             reply += raw.recv(65536)
     assert reply.count(b"HTTP/1.1 200 ") == 2
+
+
+# A big log in time order is served at once from an index that reads cut hours from the
+# file, while the index that keeps them in memory is built.  The servers below make any
+# log big (LAZY_MIN = 0) and read it in parallel parts, so that the in-memory build runs
+# on a forkserver's workers as it does in production.
+FILE_BACKED = (
+    "totaler.LAZY_MIN = 0; totaler.SEGMENT_SIZE = 1 << 14; totaler.PARALLEL_MIN = 1; totaler.PART_SIZE = 1 << 19"
+)
+
+
+def events_head(size: int) -> bytes:
+    """The lines of events.csv in its first SIZE bytes."""
+    data = EVENTS.read_bytes()[:size]
+    return data[: data.rfind(b"\n") + 1]
+
+
+def cut_queries(path: Path, count: int, seed: int) -> list[tuple[str, bytes]]:
+    """COUNT /counts targets cutting hours of the log at PATH, and the command line's JSON for each."""
+    rng, found = random.Random(seed), []
+    for _ in range(count):
+        start = datetime(2021, 3, 1, tzinfo=UTC) + timedelta(seconds=rng.randrange(5 * 86400))
+        end = start + timedelta(seconds=rng.randrange(1, 3 * 86400))
+        customer = rng.choice([None, SEED_CUSTOMER])
+        window = totaler.parse_window(start.isoformat(), end.isoformat(), customer, 100_000)
+        answer = totaler.render_json(window, totaler.count_file(str(path), window).counts).encode()
+        found.append((counts_url(start.isoformat(), end.isoformat(), customer), answer))
+    return found
+
+
+def test_a_big_log_is_served_from_the_file_at_once_then_from_memory(tmp_path: Path) -> None:
+    path = tmp_path / "log.csv"
+    path.write_bytes(events_head(1 << 22))
+    queries = cut_queries(path, 30, seed=11)
+    running = Server(path, "--workers", "2", "--jobs", "2", "--quiet", patch=FILE_BACKED)
+    try:
+        assert "cut hours read from the file until they are kept in memory" in running.stderr().splitlines()[0]
+        for target, answer in queries:  # while the in-memory index is being built, or after
+            assert running.get(target) == (200, answer)
+        wait_for(running, "kept in memory: indexed")
+        assert json.loads(running.get("/healthz")[1])["cut_hours"] == "in memory"
+        with open(path, "ab") as log:
+            log.write(b"b,INGEST,t2,2021-03-06 04:06:00+00\n")
+        running.process.send_signal(signal.SIGHUP)
+        wait_for(running, "kept in memory: indexed", 2)  # reloaded from the file, then in memory again
+        assert "reloaded: indexed" in running.stderr()
+        health = json.loads(running.get("/healthz")[1])
+        assert (health["cut_hours"], health["last_reload"]["applied"]) == ("in memory", True)
+        target = counts_url("2021-03-06T04:06:00Z", "2021-03-06T04:07:00Z")
+        assert json.loads(running.get(target)[1]) == {"2021-03-06 04:00:00 +0000": {"b": 1}}
+    finally:
+        running.stop()
+    assert "Traceback" not in running.stderr(), running.stderr()
+
+
+def test_a_log_changed_under_a_file_backed_server_is_a_503_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "log.csv"
+    path.write_bytes(events_head(1 << 21))
+    rows = path.read_bytes().splitlines(keepends=True)
+    middle = datetime.fromisoformat(rows[len(rows) // 2].split(b",")[3].decode().strip())
+    target = counts_url((middle - timedelta(minutes=5)).isoformat(), (middle + timedelta(minutes=5)).isoformat())
+    [(first, answer)] = cut_queries(path, 1, seed=12)
+    never = "totaler.Master.filled = lambda self: True"  # kept file-backed: the in-memory index never comes
+    running = Server(path, "--workers", "1", "--quiet", patch=f"{FILE_BACKED}; {never}")
+    try:
+        assert json.loads(running.get("/healthz")[1])["cut_hours"] == "read from the file"
+        assert running.get(first) == (200, answer)
+        path.write_bytes(b"".join(b"zzzz" + row[4:] for row in rows))  # the same size, other customers
+        status, body = running.get(target)
+        assert status == 503
+        assert json.loads(body)["error"] == f"{path} changed since it was indexed; send SIGHUP to read it again"
+    finally:
+        running.stop()
+    assert "Traceback" not in running.stderr(), running.stderr()

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import EVENTS, SEED_CUSTOMER
+from conftest import EVENTS, SEED_CUSTOMER, patched
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -113,3 +113,105 @@ def test_runs_of_rows_are_indexed_by_their_times_alone(tmp_path: Path, monkeypat
             window = totaler.Window(start, rng.choice(events)[1] + rng.choice([-1, 0, 1]) + 3600 * 10**6)
             expected = totaler.by_bucket(totaler.count_events(events, window), window)
             assert totaler.by_bucket(index.counts(window), window) == expected
+
+
+def file_backed(**sizes: int):
+    """Index any log file-backed (cut hours read again from the file), with SIZES changed."""
+    return patched(**{"LAZY_MIN": 0, "PROBE_HOURS": 10**9, "LAZY_SPAN": 1 << 62, **sizes})
+
+
+def cut_windows(index: totaler.Index, count: int, seed: int) -> list[totaler.Window]:
+    """COUNT windows over INDEX's hours, both ends cut at random microseconds, some for one customer."""
+    rng, customers = random.Random(seed), [None, SEED_CUSTOMER, "nobody"]
+    first, last = index.buckets[0], index.buckets[-1] + totaler.HOUR
+    windows = []
+    for _ in range(count):
+        start = rng.randrange(first, last)
+        windows.append(totaler.Window(start, start + rng.randrange(1, 30 * totaler.HOUR), rng.choice(customers)))
+    return windows
+
+
+def test_events_csv_file_backed_answers_like_the_command_line() -> None:
+    with patched(LAZY_MIN=0):  # the real segment size and the real probes
+        index = totaler.build_index(str(EVENTS), jobs=2)
+    assert index.files is not None and len(index.files.segments) == 60
+    in_memory = totaler.build_index(str(EVENTS), jobs=2, in_memory=True)
+    assert index.customer_order() == in_memory.first_seen
+    assert totaler.customer_summary(index) == totaler.customer_summary(in_memory)
+    for window in cut_windows(index, 40, seed=5):
+        answer = totaler.count_file(str(EVENTS), window).counts
+        assert totaler.by_bucket(index.counts(window), window) == totaler.by_bucket(answer, window)
+
+
+def shuffled_log(path: Path, rows: int) -> None:
+    """ROWS of events.csv, from all over it, in random order."""
+    lines = EVENTS.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(random.Random(8).sample(lines, rows)))
+
+
+def test_a_log_out_of_time_order_is_indexed_in_memory(tmp_path: Path) -> None:
+    path = tmp_path / "shuffled.csv"
+    shuffled_log(path, 20_000)
+    with patched(LAZY_MIN=0):  # the first segment holds far more hours than PROBE_HOURS
+        assert totaler.build_index(str(path), jobs=1).files is None
+    with file_backed(LAZY_SPAN=1 << 16):  # past the probe, an hour's rows lie in more than LAZY_SPAN bytes
+        assert totaler.build_index(str(path), jobs=1).files is None
+    with file_backed():
+        assert totaler.build_index(str(path), jobs=1).files is not None
+
+
+def test_a_log_changed_under_a_file_backed_index_is_an_error_not_a_wrong_answer(tmp_path: Path) -> None:
+    path = tmp_path / "log.csv"
+    path.write_bytes(EVENTS.read_bytes()[: 1 << 20])
+    with file_backed(SEGMENT_SIZE=1 << 14):
+        index = totaler.build_index(str(path), jobs=1)
+    window = totaler.Window(index.buckets[3] + 1, index.buckets[3] + totaler.HOUR - 1)
+    rows = path.read_bytes().splitlines(keepends=True)
+    rows = [b"zzzz" + row[4:] for row in rows]  # the same size, other customers
+    path.write_bytes(b"".join(rows))
+    with pytest.raises(totaler.InputError, match="changed since it was indexed; send SIGHUP"):
+        index.counts(window)
+    path.write_bytes(b"")
+    with pytest.raises(totaler.InputError, match="changed since it was indexed"):
+        index.counts(window)
+
+
+def test_a_file_backed_index_reads_the_log_it_indexed_after_a_rotation(tmp_path: Path) -> None:
+    path = tmp_path / "log.csv"
+    path.write_bytes(EVENTS.read_bytes()[: 1 << 20])
+    with file_backed(SEGMENT_SIZE=1 << 14):
+        index = totaler.build_index(str(path), jobs=1)
+    windows = cut_windows(index, 10, seed=6)
+    answers = [totaler.count_file(str(path), window).counts for window in windows]
+    path.rename(tmp_path / "log.csv.1")  # logrotate: the old file moved away, a new one begun
+    path.write_bytes(b"a,INGEST,t,2021-03-01 00:00:00+00\n")
+    for window, answer in zip(windows, answers, strict=True):
+        assert totaler.by_bucket(index.counts(window), window) == totaler.by_bucket(answer, window)
+
+
+def test_rotated_files_file_backed_are_the_files_in_memory(tmp_path: Path) -> None:
+    lines = EVENTS.read_bytes().splitlines(keepends=True)[:30_000]
+    lines[100:100] = [b"broken\n"]
+    (tmp_path / "logs").mkdir()
+    for number, start in enumerate(range(0, len(lines), 7_000)):
+        (tmp_path / "logs" / f"events.{9 - number}.csv").write_bytes(b"".join(lines[start : start + 7_000]))
+    name = str(tmp_path / "logs")
+    in_memory = totaler.build_index(name, jobs=2, in_memory=True)
+    with file_backed(SEGMENT_SIZE=1 << 15, PART_SIZE=1 << 18, PARALLEL_MIN=1):
+        index = totaler.build_index(name, jobs=2)
+    assert index.files is not None and len(index.files.files) == 5
+    assert (index.events, index.customers, index.buckets) == (in_memory.events, in_memory.customers, in_memory.buckets)
+    assert (index.skipped.count, index.skipped.first) == (in_memory.skipped.count, in_memory.skipped.first)
+    assert index.customer_order() == in_memory.first_seen
+    for window in cut_windows(index, 30, seed=7):
+        assert totaler.by_bucket(index.counts(window), window) == totaler.by_bucket(in_memory.counts(window), window)
+
+
+def test_hours_read_again_are_kept_within_their_budget(tmp_path: Path) -> None:
+    with file_backed(CACHED_EVENTS=3_000):
+        index = totaler.build_index(str(EVENTS), jobs=1)
+        for window in cut_windows(index, 40, seed=9):
+            index.counts(window)
+            kept = index.files.kept
+            assert index.files.kept_events == sum(sum(hour.counts.values()) for hour in kept.values())
+            assert index.files.kept_events <= 3_000 or len(kept) == 1
