@@ -6,7 +6,8 @@ totaler: seconds from start until /healthz answers (the index built, the workers
 forked), and until it says cut hours are in memory (a big log in time order is served
 first from an index that reads them from the file); the median and 99th percentile of
 /counts queries cut at random seconds before that and after; then the proportional set
-size (PSS, /proc/PID/smaps_rollup) of the whole server process tree, per event, and
+size (PSS, /proc/PID/smaps_rollup) of the whole server process tree, per event, idle
+and after the queries (each worker's reads dirty its copies of the pages they touch), and
 the peak from a SIGHUP reload of the same file until cut hours are in memory again.
 DuckDB: `CREATE TABLE e AS SELECT customer_id, ts FROM read_csv(...)`, its wall time
 and peak RSS (os.wait4).  Alternating.  Not a test: compare within one run.
@@ -99,8 +100,9 @@ def totaler_run(program: Path, workers: str) -> dict:
         early = latencies(port, 200, until_in_memory=True)
         wait_in_memory(port, server, [0])
         in_memory = time.monotonic() - started
-        late = latencies(port, 200, until_in_memory=False)
         time.sleep(0.5)
+        idle = pss_bytes(server.pid)
+        late = latencies(port, 200, until_in_memory=False)
         pss = pss_bytes(server.pid)
         server.send_signal(signal.SIGHUP)
         peak, deadline = [pss], time.monotonic() + 300
@@ -112,6 +114,7 @@ def totaler_run(program: Path, workers: str) -> dict:
             "ready": ready,
             "in memory": in_memory,
             "events": state["events"],
+            "idle": idle,
             "pss": pss,
             "reload peak": peak[0],
             "early": early,
@@ -147,16 +150,17 @@ def main() -> None:
         subprocess.run([sys.executable, str(HERE / "make_big.py"), str(BIG)], check=True)
     print(
         "| round | totaler ready | cut hours in memory | query median / p99 before, after | "
-        "bytes/event (PSS, all processes) | reload peak | DuckDB load | DuckDB peak RSS |"
+        "bytes/event (PSS, all processes), idle / after the queries | reload peak | DuckDB load | DuckDB peak RSS |"
     )
     print("|---|---|---|---|---|---|---|---|")
     for number in range(1, args.rounds + 1):
         ours = totaler_run(args.program, args.workers)
         theirs = duckdb_run()
-        per_event = ours["pss"] / ours["events"]
+        idle, busy = ours["idle"] / ours["events"], ours["pss"] / ours["events"]
         print(
             f"| {number} | {ours['ready']:.1f} s | {ours['in memory']:.1f} s | "
-            f"{spread(ours['early'])}, {spread(ours['late'])} | {per_event:.1f} ({ours['pss'] / 2**20:.0f} MiB) | "
+            f"{spread(ours['early'])}, {spread(ours['late'])} | "
+            f"{idle:.1f} / {busy:.1f} ({ours['pss'] / 2**20:.0f} MiB) | "
             f"{ours['reload peak'] / 2**20:.0f} MiB | {theirs['seconds']:.1f} s | {theirs['peak'] / 2**20:.0f} MiB |",
             flush=True,
         )
