@@ -1114,6 +1114,9 @@ class Part:
         """Append what LATER, the part right after ours, collected."""
         raise NotImplementedError
 
+    def prepare(self) -> None:
+        """Work done before a part is read, in the process that reads it: nothing, unless a subclass says."""
+
     def finish(self) -> None:
         """Work done once a part is read, in the process that read it: nothing, unless a subclass says."""
 
@@ -1188,12 +1191,23 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+def release_free_memory() -> None:
+    """Give the heap's free pages back to the system (glibc keeps them otherwise): after an index build the
+    server's PSS on the 10-million-row file fell from 283 to 135 MiB (bench/index.py)."""
+    with suppress(OSError, AttributeError):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def read_range(task: Task[P]) -> P:
     """A worker's share: bytes [lo, hi) of a file, which start and end at line boundaries, into a new part."""
     path, lo, hi, new_part = task
+    part = new_part()
+    part.prepare()
     with open(path, "rb") as stream:
         stream.seek(lo)
-        part = read_stream(stream, new_part(), hi - lo, at_start=lo == 0)
+        part = read_stream(stream, part, hi - lo, at_start=lo == 0)
     part.finish()
     return part
 
@@ -1239,17 +1253,15 @@ def in_parts(
     jobs: int,
     new_part: Callable[[], P],
     reader: Callable[[Task[P]], P] = read_range,
-    fresh: bool = False,
 ) -> Iterator[tuple[int, P]]:
     """Line-aligned parts [lo, hi) of PATH, each read by READER into NEW_PART() on JOBS workers: (hi, part) in
-    file order.  FRESH: the workers fork from a new process, not this one."""
+    file order."""
     from multiprocessing import get_context
 
     bounds = line_bounds(path, size, max(jobs, -(-size // PART_SIZE)))
     jobs = min(jobs, len(bounds) - 1)  # no worker without a part to read
-    # fork starts a worker in milliseconds; macOS lacks a safe fork, so it spawns.  Forked from a server's
-    # heap, holed by earlier builds, a worker dirtied 3x the pages (10M rows: reload peak 316 -> 245 MiB).
-    context = get_context("spawn" if sys.platform == "darwin" else "forkserver" if fresh else "fork")
+    # fork starts a worker in milliseconds; macOS lacks a safe fork, so it spawns.
+    context = get_context("spawn" if sys.platform == "darwin" else "fork")
     # Workers leave Ctrl-C to this process, and leaving the block (done, --strict,
     # Ctrl-C, SIGTERM) kills them: no traceback from each, no orphan counting on.
     # Held back while the pool starts, a signal lands inside the block, not half-way.
@@ -1273,12 +1285,10 @@ def read_parallel(
     strict: bool = False,
     progress: Progress | None = None,
     reader: Callable[[Task[P]], P] = read_range,
-    fresh: bool = False,
 ) -> P:
-    """Read PATH in parts on JOBS worker processes (started FRESH, see in_parts), each by READER into
-    NEW_PART(), appended in file order."""
+    """Read PATH in parts on JOBS worker processes, each by READER into NEW_PART(), appended in file order."""
     whole = None
-    for end, part in in_parts(path, size, jobs, new_part, reader, fresh):
+    for end, part in in_parts(path, size, jobs, new_part, reader):
         if whole is None:
             whole = part  # the first part itself: copying it into an empty one cost a pass and its memory
         else:
@@ -1634,6 +1644,12 @@ class IndexPart(Part):
             start += size
         self.events += start
 
+    def prepare(self) -> None:
+        """Give back the pages the last part freed, first.  A worker forked from a server whose heap earlier
+        builds had holed dirtied page after page of it: on the 10-million-row file, 88 MiB a worker where
+        one started afresh takes 25, and a reload's peak of 316 MiB is 213 with this."""
+        release_free_memory()
+
     def finish(self) -> None:
         """Sort each customer's events in each hour by time, in the worker that read them: the parent then
         sorts only the hours that span parts (on the 10-million-row file, 1.0 s of HourIndex in the parent
@@ -1671,13 +1687,13 @@ class IndexPart(Part):
         self.events += later.events
 
 
-def index_file(path: str, jobs: int, fresh: bool = False) -> IndexPart:
+def index_file(path: str, jobs: int) -> IndexPart:
     """Read PATH for the index, a big plain file on JOBS workers; up to the size it had when the read began,
     so that a log growing meanwhile is not chased."""
     with opened(path) as stream:
         plain = path != "-" and not isinstance(stream, COMPRESSED)
         if size := parts_size(path, stream, jobs):
-            return read_parallel(path, size, jobs, IndexPart, fresh=fresh)
+            return read_parallel(path, size, jobs, IndexPart)
         return read_stream(stream, IndexPart(), os.fstat(stream.fileno()).st_size if plain else -1)
 
 
@@ -1725,7 +1741,7 @@ def read_segments(task: Task[SegmentTally]) -> SegmentTally:
     return whole
 
 
-def segment_tally(path: str, jobs: int, fresh: bool = False) -> SegmentTally | None:
+def segment_tally(path: str, jobs: int) -> SegmentTally | None:
     """PATH counted over all time, segment by segment; None unless it is a plain file in time order."""
     with opened(path) as stream:
         if path == "-" or isinstance(stream, COMPRESSED):
@@ -1736,7 +1752,7 @@ def segment_tally(path: str, jobs: int, fresh: bool = False) -> SegmentTally | N
         return None
     new_part = partial(SegmentTally, window=ALL_TIME)
     if jobs > 1 and size >= PARALLEL_MIN:
-        tally = read_parallel(path, size, jobs, new_part, reader=read_segments, fresh=fresh)
+        tally = read_parallel(path, size, jobs, new_part, reader=read_segments)
     else:
         tally = read_segments((path, 0, size, new_part))
     spans: dict[int, int] = {}
@@ -1864,7 +1880,7 @@ class Index:
         return counts
 
 
-def file_backed_index(name: str, paths: list[str], jobs: int, fresh: bool = False) -> Index | None:
+def file_backed_index(name: str, paths: list[str], jobs: int) -> Index | None:
     """The index of PATHS with cut hours read again from the files; None unless they are big, plain and in
     time order."""
     started = time.monotonic()
@@ -1872,7 +1888,7 @@ def file_backed_index(name: str, paths: list[str], jobs: int, fresh: bool = Fals
         return None
     tallies = []
     for path in paths:
-        if (tally := segment_tally(path, jobs, fresh)) is None:
+        if (tally := segment_tally(path, jobs)) is None:
             return None
         tallies.append(tally)
     files, whole, hours = LogFiles(paths), SegmentTally(), {}
@@ -1893,20 +1909,18 @@ def file_backed_index(name: str, paths: list[str], jobs: int, fresh: bool = Fals
     return Index(name, index, list(counts), events, len(seen), whole.skipped, seconds, longest, files=files)
 
 
-def build_index(
-    name: str, jobs: int = 1, paths: list[str] | None = None, in_memory: bool = False, fresh: bool = False
-) -> Index:
+def build_index(name: str, jobs: int = 1, paths: list[str] | None = None, in_memory: bool = False) -> Index:
     """Read the files NAME stands for (PATHS, if already listed by input_files) once into an Index, big plain
-    files on JOBS workers (0: one per CPU; FRESH, see in_parts), file-backed where it can be unless
-    IN_MEMORY; InputError if one is unreadable."""
+    files on JOBS workers (0: one per CPU), file-backed where it can be unless IN_MEMORY; InputError if one
+    is unreadable."""
     started = time.monotonic()
     jobs = jobs or default_jobs()
     paths = paths or input_files(name)
-    if not in_memory and (file_backed := file_backed_index(name, paths, jobs, fresh)):
+    if not in_memory and (file_backed := file_backed_index(name, paths, jobs)):
         return file_backed
-    whole = index_file(paths[0], jobs, fresh) if len(paths) == 1 else IndexPart()
+    whole = index_file(paths[0], jobs) if len(paths) == 1 else IndexPart()
     for path in paths if len(paths) > 1 else []:
-        whole.add(index_file(path, jobs, fresh), file=path)
+        whole.add(index_file(path, jobs), file=path)
     first: dict[str, int] = {}  # each customer's first file position: the least of each of its hours
     index: dict[int, HourIndex] = {}
     with gc_paused():
@@ -2530,7 +2544,7 @@ class ServeSettings:
     limits: Limits = Limits()
 
 
-def load_index(name: str, jobs: int, in_memory: bool = False, fresh: bool = False) -> Index:
+def load_index(name: str, jobs: int, in_memory: bool = False) -> Index:
     """The index of the files NAME stands for, listed anew; each must be a regular file (SIGHUP reads them
     again; /dev/zero would never end)."""
     paths = input_files(name)
@@ -2543,7 +2557,7 @@ def load_index(name: str, jobs: int, in_memory: bool = False, fresh: bool = Fals
             raise InputError(f"{display(path)}: cannot read ({error.strerror})") from None
         if not stat.S_ISREG(mode):
             raise InputError(f"{display(path)}: not a regular file; --serve reads it again on SIGHUP")
-    return build_index(name, jobs, paths, in_memory, fresh)  # the files checked, not a second listing
+    return build_index(name, jobs, paths, in_memory)  # the files checked, not a second listing
 
 
 def refusal(old: Index, new: Index) -> str:
@@ -2646,21 +2660,18 @@ class Master:
         """A new index, and why it must not replace the old ('' if it may); None if stopped meanwhile."""
         signal.signal(signal.SIGTERM, raise_stopping)  # a long build must not make SIGTERM wait
         signal.signal(signal.SIGINT, raise_stopping)
-        # SIGCHLD too: the forkserver the build may start keeps this mask, and one that never
-        # hears of its children's ends made Pool.terminate() wait forever.
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {*STOP_SIGNALS, signal.SIGCHLD})
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         try:
-            index = load_index(self.settings.path, self.settings.jobs, in_memory, fresh=True)
+            index = load_index(self.settings.path, self.settings.jobs, in_memory)
             why = refusal(self.index, index)
         except InputError as error:
             index, why = self.index, str(error)
         except Stopping:
             return None
         finally:
-            signal.pthread_sigmask(signal.SIG_BLOCK, {*STOP_SIGNALS, signal.SIGCHLD})
+            signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
-        self.replace_dead_workers()  # a SIGCHLD while building went unheard
         return index, why
 
     def replace_dead_workers(self) -> None:
@@ -2692,15 +2703,6 @@ class Master:
                 os.kill(pid, signal.SIGKILL)
             with suppress(ChildProcessError):
                 os.waitpid(pid, 0)
-
-
-def release_free_memory() -> None:
-    """Give the heap the index build freed back to the system (glibc keeps it otherwise): the server's PSS
-    on the 10-million-row file fell from 283 to 135 MiB (bench/index.py)."""
-    with suppress(OSError, AttributeError):
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def raise_stopping(signum: int, frame: object) -> None:

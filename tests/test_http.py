@@ -345,7 +345,7 @@ def test_a_body_closes_the_connection_after_the_reply(server: Server) -> None:
 # A big log in time order is served at once from an index that reads cut hours from the
 # file, while the index that keeps them in memory is built.  The servers below make any
 # log big (LAZY_MIN = 0) and read it in parallel parts, so that the in-memory build runs
-# on a forkserver's workers as it does in production.
+# on worker processes, as it does on a big log.
 FILE_BACKED = (
     "totaler.LAZY_MIN = 0; totaler.SEGMENT_SIZE = 1 << 14; totaler.PARALLEL_MIN = 1; totaler.PART_SIZE = 1 << 19"
 )
