@@ -14,6 +14,8 @@ The data flow:
            files its events for --serve; both give what count_events(plain_events(...)) gives
         -> parts read by workers or cluster tasks, appended in file order (Part.add)
         -> render_text / render_json, or the Index that forked HTTP workers answer from
+           (a big log in time order: first one of counts by hour, whose cut hours are
+           read again from the file, while the one holding every event is built)
 
     python totaler.py events.csv 2021-03-01T04:00:00Z 2021-03-01T06:30:00Z [CUSTOMER_ID] [--json]
     python totaler.py events.csv --serve --port 8000
