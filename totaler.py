@@ -1711,6 +1711,7 @@ LAZY_MIN = 1 << 26  # smaller logs are indexed in memory: fast enough, and no an
 PROBE_HOURS = 16  # more hours than this in the first segment: not in time order, indexed in memory
 LAZY_SPAN = 16 << 20  # the most bytes an hour's rows may lie in (16 MiB: about 0.15 s to read again)
 CACHED_EVENTS = 1 << 21  # the events of cut hours a server worker keeps, 8 bytes each (LRU)
+SUMMARY_READS = 64  # the segments /customers may read again (16 MiB) before it waits for the index in memory
 ALL_TIME = Window(FIRST_INSTANT, LAST_INSTANT + 1)
 
 
@@ -1805,6 +1806,16 @@ class LogFiles:
             self.kept_events -= sum(self.kept.popitem(last=False)[1].counts.values())
         return made
 
+    def afford(self, segments: int) -> None:
+        """InputError (a 503) if listing the customers would read more than SUMMARY_READS segments again:
+        SEGMENTS for their first and last hours, and those that saw several first (for their order)."""
+        order = 0 if self.order is not None else sum(len(newcomers) > 1 for newcomers in self.newcomers)
+        if segments + order > SUMMARY_READS:
+            raise InputError(
+                "the customer list of a log this big comes with the index in memory, being built; "
+                "try again in a few seconds"
+            )
+
     def first_seen(self) -> tuple[str, ...]:
         """The customers in order of their first event in the files (read again where a segment saw several)."""
         if self.order is None:
@@ -1886,8 +1897,11 @@ def file_backed_index(name: str, paths: list[str], jobs: int) -> Index | None:
     """The index of PATHS with cut hours read again from the files; None unless they are big, plain and in
     time order."""
     started = time.monotonic()
-    if sum(os.path.getsize(path) for path in paths if path != "-") < LAZY_MIN:
-        return None
+    try:
+        if sum(os.path.getsize(path) for path in paths if path != "-") < LAZY_MIN:
+            return None
+    except OSError:
+        return None  # the in-memory build says what is wrong with it
     tallies = []
     for path in paths:
         if (tally := segment_tally(path, jobs)) is None:
@@ -2376,20 +2390,24 @@ class Redirect(Exception):
 
 def customer_summary(index: Index) -> list[dict]:
     """Each customer's events, first and last event time, in order of first appearance in the file."""
-    found: dict[str, list[int]] = {name: [0, 0, 0] for name in index.customer_order()}  # events, first, last
+    events: dict[str, int] = {}
     firsts, lasts = {}, {}  # each customer's first and last hour: only they are read again if not in memory
     for bucket in index.buckets:
-        for customer, events in index.hours[bucket].counts.items():
+        for customer, n in index.hours[bucket].counts.items():
             firsts.setdefault(customer, bucket)
             lasts[customer] = bucket
-            found[customer][0] += events
-    for customer, bucket in firsts.items():
-        found[customer][1] = bucket + index.hours[bucket].earliest(customer)
-    for customer, bucket in lasts.items():
-        found[customer][2] = bucket + index.hours[bucket].latest(customer)
+            events[customer] = events.get(customer, 0) + n
+    if index.files is not None:
+        index.files.afford(sum(len(index.hours[bucket].segments) for bucket in {*firsts.values(), *lasts.values()}))
+    hours = index.hours
     return [
-        {"customer": name, "events": events, "first": format_utc(first), "last": format_utc(last)}
-        for name, (events, first, last) in found.items()
+        {
+            "customer": name,
+            "events": events[name],
+            "first": format_utc(firsts[name] + hours[firsts[name]].earliest(name)),
+            "last": format_utc(lasts[name] + hours[lasts[name]].latest(name)),
+        }
+        for name in index.customer_order()
     ]
 
 

@@ -1,5 +1,6 @@
 """The server's index, in process: built in parts or in one, and answering like the plain path."""
 
+import gzip
 import random
 from array import array
 from datetime import UTC, datetime, timedelta
@@ -215,3 +216,22 @@ def test_hours_read_again_are_kept_within_their_budget(tmp_path: Path) -> None:
             kept = index.files.kept
             assert index.files.kept_events == sum(sum(hour.counts.values()) for hour in kept.values())
             assert index.files.kept_events <= 3_000 or len(kept) == 1
+
+
+def test_a_customer_list_that_would_read_too_much_of_the_file_waits_for_the_index_in_memory() -> None:
+    with file_backed():  # 60 segments of 256 KiB
+        index = totaler.build_index(str(EVENTS), jobs=1)
+        # 7 customers: more than 3 segments hold their first and last hours
+        with patched(SUMMARY_READS=3), pytest.raises(totaler.InputError, match="comes with the index in memory"):
+            totaler.customer_summary(index)
+        listed = totaler.customer_summary(index)
+    assert listed == totaler.customer_summary(totaler.build_index(str(EVENTS), jobs=1, in_memory=True))
+
+
+def test_what_cannot_be_read_again_is_indexed_in_memory_or_refused_as_before(tmp_path: Path) -> None:
+    packed = tmp_path / "events.csv.gz"
+    packed.write_bytes(gzip.compress(EVENTS.read_bytes()[: 1 << 20]))
+    with file_backed():
+        assert totaler.build_index(str(packed), jobs=2).files is None  # gzip: no segment can be read again
+        with pytest.raises(totaler.InputError, match="no such file"):
+            totaler.build_index(str(tmp_path / "missing.csv"), jobs=2)

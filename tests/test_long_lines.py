@@ -12,7 +12,7 @@ import random
 from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 
-from conftest import edge_windows, run_cli, sizes
+from conftest import edge_windows, patched, run_cli, sizes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -144,6 +144,12 @@ def test_workers_gzip_and_the_index_equal_the_model_around_long_lines(tmp_path_f
         for jobs in (1, 2):
             index = totaler.build_index(str(plain), jobs=jobs)
             assert seen(index, index.counts(window), window) == want, f"index, jobs={jobs}"
+        # File-backed, segments a few lines long: the long lines fall inside them, or across their ends.
+        for segment in (1, 50, 400):
+            with patched(LAZY_MIN=0, PROBE_HOURS=10**9, LAZY_SPAN=1 << 62, SEGMENT_SIZE=segment):
+                index = totaler.build_index(str(plain), jobs=2)
+            assert index.files is not None
+            assert seen(index, index.counts(window), window) == want, f"file-backed, segments of {segment}"
 
 
 ROW_A = b"a,INGEST,t1,2021-03-01 04:05:00+00\n"
