@@ -383,9 +383,22 @@ def test_a_big_log_is_served_from_the_file_at_once_then_from_memory(tmp_path: Pa
         assert json.loads(running.get("/healthz")[1])["cut_hours"] == "in memory"
         with open(path, "ab") as log:
             log.write(b"b,INGEST,t2,2021-03-06 04:06:00+00\n")
+        statuses: list[int] = []
+        done = threading.Event()
+
+        def ask() -> None:  # new connections all through the reload's two swaps of workers
+            while not done.is_set():
+                target, _ = queries[len(statuses) % len(queries)]
+                statuses.append(running.get(target)[0])
+
+        asking = threading.Thread(target=ask)
+        asking.start()
         running.process.send_signal(signal.SIGHUP)
         wait_for(running, "kept in memory: indexed", 2)  # reloaded from the file, then in memory again
+        done.set()
+        asking.join()
         assert "reloaded: indexed" in running.stderr()
+        assert len(statuses) > 10 and set(statuses) == {200}
         health = json.loads(running.get("/healthz")[1])
         assert (health["cut_hours"], health["last_reload"]["applied"]) == ("in memory", True)
         target = counts_url("2021-03-06T04:06:00Z", "2021-03-06T04:07:00Z")
