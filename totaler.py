@@ -2529,8 +2529,21 @@ class Worker:
                     self.pause_accepting()
                     self.loop.call_later(0.5, self.resume_accepting)
                 return
-            conn.setblocking(False)
-            self.loop.create_task(self.loop.connect_accepted_socket(lambda: Connection(self), conn))
+            self.adopt(conn)
+
+    def adopt(self, conn: socket.socket) -> None:
+        """Serve CONN, just accepted: counted at once, not when asyncio has made it a transport.  A SIGTERM
+        in between (a reload swapping workers) saw no connection, ended the loop and reset the request."""
+        conn.setblocking(False)
+        connection = Connection(self)
+        self.connections.add(connection)
+
+        def made(task: asyncio.Task) -> None:
+            if not task.cancelled() and task.exception() is not None:
+                conn.close()
+                connection.connection_lost(None)
+
+        self.loop.create_task(self.loop.connect_accepted_socket(lambda: connection, conn)).add_done_callback(made)
 
     def stop(self) -> None:
         """Stop accepting, close idle connections, give the rest STOP_SECONDS, then end the loop."""
