@@ -2951,7 +2951,9 @@ def serve(host: str, port: int, settings: ServeSettings) -> int:
     url = f"http://{name}:{sock.getsockname()[1]}"
     example = "/counts?start=2021-03-01T04:00:00Z&end=2021-03-01T06:30:00Z"
     log(f"{describe(index)}; {settings.workers} workers serving {url}{example}")
-    return Master(index, sock, settings).run()
+    master = Master(index, sock, settings)
+    del index  # else this frame kept the first index, and its open files, for the server's life, past every reload
+    return master.run()
 
 
 # ---------------------------------------------------------------------------

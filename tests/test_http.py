@@ -357,6 +357,12 @@ def events_head(size: int) -> bytes:
     return data[: data.rfind(b"\n") + 1]
 
 
+def open_on(pid: int, path: Path) -> int:
+    """How many descriptors process PID has open on PATH (Linux)."""
+    descriptors = Path(f"/proc/{pid}/fd")
+    return sum(1 for fd in descriptors.iterdir() if os.path.realpath(fd) == str(path.resolve()))
+
+
 def cut_queries(path: Path, count: int, seed: int) -> list[tuple[str, bytes]]:
     """COUNT /counts targets cutting hours of the log at PATH, and the command line's JSON for each."""
     rng, found = random.Random(seed), []
@@ -381,6 +387,7 @@ def test_a_big_log_is_served_from_the_file_at_once_then_from_memory(tmp_path: Pa
             assert running.get(target) == (200, answer)
         wait_for(running, "kept in memory: indexed")
         assert json.loads(running.get("/healthz")[1])["cut_hours"] == "in memory"
+        assert open_on(running.process.pid, path) == 0  # the file-backed index, and its file, let go
         with open(path, "ab") as log:
             log.write(b"b,INGEST,t2,2021-03-06 04:06:00+00\n")
         statuses: list[int] = []
