@@ -1689,6 +1689,12 @@ class IndexPart(Part):
         self.events += later.events
 
 
+def note_firsts(first: dict[str, int], events: dict[str, tuple[array[int], array[int]]]) -> None:
+    """Lower each customer's FIRST file position to the least of its positions in one hour's EVENTS."""
+    for customer, (_, positions) in events.items():  # in time order: the least is not the first
+        first[customer] = min(first.get(customer, positions[0]), min(positions))
+
+
 def index_file(path: str, jobs: int) -> IndexPart:
     """Read PATH for the index, a big plain file on JOBS workers; up to the size it had when the read began,
     so that a log growing meanwhile is not chased."""
@@ -1823,9 +1829,8 @@ class LogFiles:
             for number, newcomers in enumerate(self.newcomers):
                 if len(newcomers) > 1:
                     firsts: dict[str, int] = {}
-                    for customers in self.part(number).hours.values():
-                        for customer, (_, positions) in customers.items():
-                            firsts[customer] = min(firsts.get(customer, positions[0]), min(positions))
+                    for events in self.part(number).hours.values():
+                        note_firsts(firsts, events)
                     newcomers = tuple(sorted(newcomers, key=firsts.__getitem__))
                 order += newcomers
             self.order = tuple(order)
@@ -1942,8 +1947,7 @@ def build_index(name: str, jobs: int = 1, paths: list[str] | None = None, in_mem
     with gc_paused():
         while whole.hours:  # each hour's part arrays freed once its index is made, not all at the end
             bucket, events = whole.hours.popitem()
-            for customer, (_, positions) in events.items():  # in time order: the least is not the first
-                first[customer] = min(first.get(customer, positions[0]), min(positions))
+            note_firsts(first, events)
             index[bucket] = HourIndex(events)
     names = tuple(sorted(first, key=first.__getitem__))
     longest = max(map(len, names), default=0)
