@@ -1912,7 +1912,7 @@ def file_backed_index(name: str, paths: list[str], jobs: int) -> Index | None:
         if (tally := segment_tally(path, jobs)) is None:
             return None
         tallies.append(tally)
-    files, whole, hours = LogFiles(paths), SegmentTally(), {}
+    files, whole, hours = LogFiles(paths), Tally(), {}  # whole adds up counts and bad rows, not segments again
     seen: set[str] = set()
     for number, (path, tally) in enumerate(zip(paths, tallies, strict=True)):
         for start, end, buckets, customers in tally.segments:
