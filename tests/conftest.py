@@ -60,6 +60,11 @@ def patched(**values: int) -> Iterator[None]:
             setattr(totaler, name, value)
 
 
+def file_backed(**sizes: int) -> ContextManager[None]:
+    """Index any log file-backed (cut hours read again from the file), with SIZES changed."""
+    return patched(**{"LAZY_MIN": 0, "PROBE_HOURS": 10**9, "LAZY_SPAN": 1 << 62, **sizes})
+
+
 def sizes(block: int, max_line: int, part: int = 1 << 26, segment: int | None = None) -> ContextManager[None]:
     """Shrink the reads, the longest line and the workers' parts, so that small files reach every boundary."""
     segment = totaler.SMALL_SEGMENT if segment is None else segment

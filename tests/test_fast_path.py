@@ -5,7 +5,7 @@ from contextlib import suppress
 from datetime import datetime, timedelta
 
 import pytest
-from conftest import BASE, EVENTS, edge_windows, patched
+from conftest import BASE, EVENTS, edge_windows, file_backed, patched
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -166,7 +166,7 @@ def kept(where: str):
     segments = {"file": (64, 1 << 21), "file, one line a segment": (1, 1 << 21), "file, one hour": (300, 1)}
     segment, cached = segments[where]
     sizes = {"SEGMENT_SIZE": segment, "CACHED_EVENTS": cached, "SUMMARY_READS": 1 << 62}  # no 503 for /customers
-    return patched(LAZY_MIN=0, PROBE_HOURS=10**9, LAZY_SPAN=1 << 62, **sizes)
+    return file_backed(**sizes)
 
 
 KEPT = ["memory", "file", "file, one line a segment", "file, one hour"]

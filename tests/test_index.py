@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import EVENTS, SEED_CUSTOMER, patched
+from conftest import EVENTS, SEED_CUSTOMER, file_backed, patched
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -114,11 +114,6 @@ def test_runs_of_rows_are_indexed_by_their_times_alone(tmp_path: Path, monkeypat
             window = totaler.Window(start, rng.choice(events)[1] + rng.choice([-1, 0, 1]) + 3600 * 10**6)
             expected = totaler.by_bucket(totaler.count_events(events, window), window)
             assert totaler.by_bucket(index.counts(window), window) == expected
-
-
-def file_backed(**sizes: int):
-    """Index any log file-backed (cut hours read again from the file), with SIZES changed."""
-    return patched(**{"LAZY_MIN": 0, "PROBE_HOURS": 10**9, "LAZY_SPAN": 1 << 62, **sizes})
 
 
 def cut_windows(index: totaler.Index, count: int, seed: int) -> list[totaler.Window]:

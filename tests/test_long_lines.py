@@ -12,7 +12,7 @@ import random
 from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 
-from conftest import edge_windows, patched, run_cli, sizes
+from conftest import edge_windows, file_backed, run_cli, sizes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -146,7 +146,7 @@ def test_workers_gzip_and_the_index_equal_the_model_around_long_lines(tmp_path_f
             assert seen(index, index.counts(window), window) == want, f"index, jobs={jobs}"
         # File-backed, segments a few lines long: the long lines fall inside them, or across their ends.
         for segment in (1, 50, 400):
-            with patched(LAZY_MIN=0, PROBE_HOURS=10**9, LAZY_SPAN=1 << 62, SEGMENT_SIZE=segment):
+            with file_backed(SEGMENT_SIZE=segment):
                 index = totaler.build_index(str(plain), jobs=2)
             assert index.files is not None
             assert seen(index, index.counts(window), window) == want, f"file-backed, segments of {segment}"
