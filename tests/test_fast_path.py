@@ -356,14 +356,38 @@ weeks = st.builds(
 )
 
 
+# What a loose field ([^,], in a bare row off the window's dates) would take in, and the plain path reads
+# otherwise or refuses: all spaces, whitespace str.strip() takes, a quote, CR or NUL inside, a byte not
+# ASCII, a row cut in two lines (1 and 2 commas: 3 in all); and what it reads the same: spaces around a
+# customer, one inside, a control byte in a field.
+LOOSE = [
+    lambda who, rest: f"  ,{rest}",
+    lambda who, rest: f"\t{who},{rest}",
+    lambda who, rest: f"{who}\x1c,{rest}",
+    lambda who, rest: f"\x0c,{rest}",
+    lambda who, rest: f'{who},IN"GEST{rest[6:]}',
+    lambda who, rest: f"{who},IN\rGEST{rest[6:]}",
+    lambda who, rest: f"{who},IN\0GEST{rest[6:]}",
+    lambda who, rest: f"{who},INGÉST{rest[6:]}",
+    lambda who, rest: f"{who},INGEST\nx,{rest[7:]}",
+    lambda who, rest: f" {who}  ,{rest}",
+    lambda who, rest: f"{who} b,{rest}",
+    lambda who, rest: f"{who},IN\x01GEST{rest[6:]}",
+]
+
+
 @st.composite
 def spread_rows(draw, zone: tuple[float, str] | None, quoted: bool) -> bytes:
-    """A row of a fast shape at any time over weeks, in ZONE (None: any), QUOTED or bare; sometimes any other row."""
+    """A row of a fast shape at any time over weeks, in ZONE (None: any), QUOTED or bare; sometimes any other row,
+    or one a loose field would take in."""
     if draw(st.integers(0, 24)) == 0:
         return draw(rows())
     who, when, sep = draw(ascii_customers), draw(weeks), draw(st.sampled_from([" ", "T"]))
     stamp = local_stamp(when, *(zone or draw(st.sampled_from(FAR_OFFSETS))), draw(st.sampled_from([0, 3, 6])), sep)
-    line = f"{who},INGEST,{draw(st.sampled_from(['t1', '2021-03-01 04:00']))},{stamp}"
+    rest = f"INGEST,{draw(st.sampled_from(['t1', '2021-03-01 04:00']))},{stamp}"
+    if draw(st.integers(0, 24)) == 0:
+        return draw(st.sampled_from(LOOSE))(who, rest).encode()
+    line = f"{who},{rest}"
     if quoted:
         line = '"' + line.replace(",", '","') + '"'
     return line.encode()
@@ -384,24 +408,42 @@ def test_sparse_blocks_count_what_the_plain_path_counts(zone, data, block, spars
     check_fast_path([(line, 1) for line in lines], window, False, True, block, 1 << 16, 10**9, sparse_share)
 
 
-def test_a_sparse_block_counts_only_the_rows_it_gathers() -> None:
-    """30 days of rows in no order and a window of one day: the block is gathered, and counted right."""
+def test_a_sparse_block_counts_only_the_rows_on_the_dates_it_can_reach() -> None:
+    """30 days of rows in no order and a window of one day: the block is counted sparse, and right."""
     stamps = [BASE + timedelta(hours=7 * i, minutes=i % 60) for i in range(100)]
     body = "".join(f"c{i % 3},INGEST,t{i},{s:%Y-%m-%d %H:%M:%S}+00\n" for i, s in enumerate(stamps))
     data = ("\n" + body).encode()
     start = totaler.parse_bound("2021-03-10T00:00:00Z")
     w = totaler.Window(start, start + totaler.DAY)
-    gathered = totaler.sparse_rows(data, 0, len(data), w, False)  # every row in +00: the window's date only
-    assert gathered is not None and gathered.count(b"\n") - 1 == sum(1 for s in stamps if s.day == 10)
+    plain = totaler.count_events(totaler.plain_events(io.BytesIO(data)), w)
+    assert sum(plain.values()) == sum(1 for s in stamps if start <= totaler.to_micros(s) < start + totaler.DAY) > 0
+    assert totaler.sparse_counts(data, 0, len(data), 100, w, False) == plain  # every row in +00: one date
     mixed = data.replace(b"+00\n", b"Z\n", 1)  # the first row's zone differs: any zone, three dates
-    gathered = totaler.sparse_rows(mixed, 0, len(mixed), w, False)
-    assert gathered is not None and gathered.count(b"\n") - 1 == sum(1 for s in stamps if s.day in (9, 10, 11))
+    assert totaler.sparse_counts(mixed, 0, len(mixed), 100, w, False) == plain
+    quoted = b"\n".join(b'"' + line.replace(b",", b'","') + b'"' for line in data.split(b"\n")[1:-1])
+    assert totaler.sparse_counts(b"\n" + quoted + b"\n", 0, len(quoted) + 2, 100, w, True) == plain
     assert answer(data[1:], w, fast=True) == answer(data[1:], w, fast=False)
-    assert sum(n for _, row in answer(data[1:], w, fast=True)[0] for _, n in row) == sum(
-        1 for s in stamps if start <= totaler.to_micros(s) < start + totaler.DAY
-    )
     broken = data.replace(b"\nc1,", b"\nc1,x,", 1)  # one row of five fields: not sparse, counted the usual way
-    assert totaler.sparse_rows(broken, 0, len(broken), w, False) is None
+    assert totaler.sparse_counts(broken, 0, len(broken), 100, w, False) is None
+
+
+@pytest.mark.parametrize("loose", range(len(LOOSE)))
+def test_a_loose_field_takes_in_only_what_the_plain_path_reads_alike(loose: int) -> None:
+    """Each row of LOOSE, off the window's date in a sparse block: the block is counted sparse only if the
+    plain path reads that row as the loose pattern does, and the answer is the plain path's either way."""
+    stamps = [BASE + timedelta(hours=7 * i, minutes=i % 60) for i in range(100)]
+    rows = [f"c{i % 3},INGEST,t{i},{s:%Y-%m-%d %H:%M:%S}+00" for i, s in enumerate(stamps)]
+    rows[5] = LOOSE[loose]("c1", rows[5][3:])  # 2021-03-02: off the window's date
+    data = ("\n" + "\n".join(rows) + "\n").encode()
+    start = totaler.parse_bound("2021-03-10T00:00:00Z")
+    w = totaler.Window(start, start + totaler.DAY)
+    skipped = totaler.Skipped()
+    plain = totaler.count_events(totaler.plain_events(io.BytesIO(data), skipped), w)
+    sparse = totaler.sparse_counts(data, 0, len(data), data.count(b"\n") - 1, w, False)
+    assert (sparse is not None) == (loose >= 9)  # the last three are read alike
+    assert skipped.count == (1 if loose in (0, 3, 5, 6) else 2 if loose == 8 else 0)
+    assert sparse is None or sparse == plain
+    assert answer(data[1:], w, fast=True) == answer(data[1:], w, fast=False)
 
 
 @pytest.mark.parametrize("year", [0, 1, 4, 100, 400, 1900, 2000, 2021, 2024, 9999])
