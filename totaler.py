@@ -949,6 +949,23 @@ def whole_hours(hours: Iterable[tuple[bytes, bytes]], timed: set, window: Window
     return whole
 
 
+def count_timed(names: list[str], buckets: list[int], offsets: list[int], window: Window) -> Counts:
+    """count_events for rows of NAMES at BUCKETS + OFFSETS (row_columns' columns), customers of each bucket in
+    file order: buckets the window holds whole by a Counter, in C; the two at most it cuts, row by row."""
+    # count_events costs 0.32 us a row; the Counter 0.13 (+05:30 rows, a 2 MiB block, window of a year).
+    distinct = set(buckets)
+    whole = {b for b in distinct if window.start <= b and b + HOUR <= window.end}
+    cut_buckets = {b for b in distinct if cut(b, window)}
+    pairs = zip(buckets, names, strict=True)
+    counts: Counts = dict(Counter(pairs if whole == distinct else compress(pairs, map(whole.__contains__, buckets))))
+    if cut_buckets:
+        timed = zip(names, map(add, buckets, offsets), strict=True)
+        merge_counts(counts, count_events(compress(timed, map(cut_buckets.__contains__, buckets)), window))
+    if window.customer is None:
+        return counts
+    return {key: n for key, n in counts.items() if key[1] == window.customer}
+
+
 def count_canonical(data: bytes, lo: int, hi: int, pairs: Pairs, window: Window, quoted: bool) -> Counts:
     """Count PAIRS, from the fast-shaped rows of DATA[LO:HI]: whole hours by key, the other hours row by row."""
     hours = dict.fromkeys(hours_of(pairs))  # (hour key, zone): few, however many customers
@@ -966,7 +983,7 @@ def count_canonical(data: bytes, lo: int, hi: int, pairs: Pairs, window: Window,
         rows = timed_pattern(alternatives, quoted).findall(data, lo, hi)
         rows = list(compress(rows, map(timed.__contains__, map(itemgetter(1, 5), rows))))
         names, buckets, offsets = row_columns(rows)
-        merge_counts(counts, count_events(zip(names, map(add, buckets, offsets), strict=True), window))
+        merge_counts(counts, count_timed(names, buckets, offsets, window))
     return counts
 
 
@@ -1059,7 +1076,7 @@ def sparse_counts(data: bytes, lo: int, hi: int, lines: int, window: Window, quo
     if at != hi:
         return None
     names, buckets, offsets = row_columns(rows)
-    return count_events(zip(names, map(add, buckets, offsets), strict=True), window)
+    return count_timed(names, buckets, offsets, window)
 
 
 def count_segment(
