@@ -952,7 +952,8 @@ def whole_hours(hours: Iterable[tuple[bytes, bytes]], timed: set, window: Window
 def count_timed(names: list[str], buckets: list[int], offsets: list[int], window: Window) -> Counts:
     """count_events for rows of NAMES at BUCKETS + OFFSETS (row_columns' columns), customers of each bucket in
     file order: buckets the window holds whole by a Counter, in C; the two at most it cuts, row by row."""
-    # count_events costs 0.32 us a row; the Counter 0.13 (+05:30 rows, a 2 MiB block, window of a year).
+    # count_events costs 0.32 us a row; the Counter 0.13 (19,064 rows of a 2 MiB block timed one by one,
+    # window of a year).
     distinct = set(buckets)
     whole = {b for b in distinct if window.start <= b and b + HOUR <= window.end}
     cut_buckets = {b for b in distinct if cut(b, window)}
@@ -3163,6 +3164,9 @@ def run() -> None:
         status = 1
     except KeyboardInterrupt:
         status = 130
+    # The answer is out: spare the exit its walk of every object for cycles (15 ms after
+    # the 62,000 pairs of the UUID shape, 9 after a tiny file; 7 and 4 frozen).
+    gc.freeze()
     sys.exit(status)
 
 
