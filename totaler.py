@@ -57,7 +57,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from functools import lru_cache, partial
 from http import HTTPStatus
-from itertools import chain, compress, groupby, islice, pairwise, repeat
+from itertools import chain, compress, groupby, islice, pairwise, repeat, starmap
 from json.encoder import encode_basestring_ascii as quote
 from operator import add, itemgetter, le, lt, mod, sub
 from typing import TYPE_CHECKING, BinaryIO, TypeVar
@@ -935,28 +935,36 @@ def hours_of(pairs: Pairs) -> Iterator[tuple[bytes, bytes]]:
     return map(itemgetter(1, 2), pairs)
 
 
-def timed_hours(hours: Iterable[tuple[bytes, bytes]], window: Window) -> set[tuple[bytes, bytes]]:
+Hours = dict[tuple[bytes, bytes], int | None]  # (hour key, zone) -> its UTC bucket (utc_bucket)
+
+
+def hour_buckets(pairs: Pairs) -> Hours:
+    """The UTC bucket of each (hour key, zone) of PAIRS, looked up once: a block of rows in no order has a
+    thousand hours, and as many pairs again as customers."""
+    hours = dict.fromkeys(hours_of(pairs))
+    return dict(zip(hours, starmap(utc_bucket, hours), strict=True))
+
+
+def timed_hours(hours: Hours, window: Window) -> set[tuple[bytes, bytes]]:
     """The (hour key, unmarked zone) of HOURS whose rows must be timed one by one."""
-    # The rows of a zone with minutes and no mark, of an hour the window cuts, and then
-    # of every hour that shares a UTC bucket with timed rows, until none is left to add,
-    # so that every row of a timed bucket is counted in file order, once.
-    timed = {(key, unmarked(zone)) for key, zone in hours if cut(utc_bucket(key, zone), window)}
-    while True:
+    # The rows of a zone with minutes and no mark (no bucket), of an hour the window
+    # cuts, and then of every hour that shares a UTC bucket with timed rows, until none
+    # is left to add, so that every row of a timed bucket is counted in file order, once.
+    cut_buckets = {None} | {hour_floor(edge) for edge in (window.start, window.end) if edge % HOUR}
+    timed = {(key, unmarked(zone)) for key, zone in compress(hours, map(cut_buckets.__contains__, hours.values()))}
+    while timed:
         timed_buckets = {bucket for key, zone in timed for bucket in reach(key, zone)}
-        more = {(key, unmarked(zone)) for key, zone in hours if utc_bucket(key, zone) in timed_buckets} - timed
+        more = {(key, unmarked(zone)) for (key, zone), bucket in hours.items() if bucket in timed_buckets} - timed
         if not more:
-            return timed
+            break
         timed |= more
+    return timed
 
 
-def whole_hours(hours: Iterable[tuple[bytes, bytes]], timed: set, window: Window) -> set[tuple[bytes, bytes]]:
+def whole_hours(hours: Hours, timed: set, window: Window) -> set[tuple[bytes, bytes]]:
     """The (hour key, zone) of HOURS counted by key: not TIMED, and inside WINDOW."""
-    whole = set()
-    for key, zone in hours:
-        bucket = utc_bucket(key, zone)
-        if (key, unmarked(zone)) not in timed and bucket is not None and window.start <= bucket < window.end:
-            whole.add((key, zone))
-    return whole
+    inside = {hour for hour, bucket in hours.items() if bucket is not None and window.start <= bucket < window.end}
+    return {(key, zone) for key, zone in inside if (key, unmarked(zone)) not in timed} if timed else inside
 
 
 def count_timed(names: list[str], buckets: list[int], offsets: list[int], window: Window) -> Counts:
@@ -979,22 +987,24 @@ def count_timed(names: list[str], buckets: list[int], offsets: list[int], window
 
 def count_canonical(data: bytes, lo: int, hi: int, pairs: Pairs, window: Window, quoted: bool) -> Counts:
     """Count PAIRS, from the fast-shaped rows of DATA[LO:HI]: whole hours by key, the other hours row by row."""
-    hours = dict.fromkeys(hours_of(pairs))  # (hour key, zone): few, however many customers
+    hours = hour_buckets(pairs)
     timed = timed_hours(hours, window)
     whole = whole_hours(hours, timed, window)
+    # Plainly: each pair whose hour is whole and inside; compress picks them in C (with
+    # 100,000 customers, most pairs fall outside a window of one day), and each of their
+    # customers is decoded once.
+    chosen = list(compress(pairs.items(), map(whole.__contains__, hours_of(pairs))))
+    names = {customer: customer.decode("ascii") for customer in {customer for (customer, _, _), _ in chosen}}
     counts: Counts = {}
-    # Plainly: for each pair whose hour is whole and inside; compress picks them in C
-    # (with 100,000 customers, most pairs fall outside a window of one day).
-    for (customer, key, zone), n in compress(pairs.items(), map(whole.__contains__, hours_of(pairs))):
-        bucket, name = utc_bucket(key, zone), customer.decode("ascii")
+    for (customer, key, zone), n in chosen:
+        bucket, name = hours[key, zone], names[customer]
         if window.customer in (None, name):
             counts[(bucket, name)] = counts.get((bucket, name), 0) + n  # b"... 04" and b"...T04" share a bucket
     if timed:
         alternatives = b"|".join(re.escape(key) for key in dict.fromkeys(key for key, _ in timed))
         rows = timed_pattern(alternatives, quoted).findall(data, lo, hi)
         rows = list(compress(rows, map(timed.__contains__, map(itemgetter(1, 5), rows))))
-        names, buckets, offsets = row_columns(rows)
-        merge_counts(counts, count_timed(names, buckets, offsets, window))
+        merge_counts(counts, count_timed(*row_columns(rows), window))
     return counts
 
 
