@@ -639,6 +639,9 @@ def parse_window(
 # backtrack to; month, day and hour are checked once per distinct hour key.
 _CUSTOMER = rb"[!#-+\--~]{1,256}+"  # printable ASCII without space, comma or quote
 _FIELD = rb"[ !#-+\--~]{0,1024}+"
+# The same, for a block plain_bytes passed: [^,] runs in C without a character class (0.4 ns a character
+# against 1.9), and the bytes the class refuses are ruled out for the whole block instead.
+_LOOSE_FIELD = rb"[^,]{0,1024}+"
 _DATE_HOUR = rb"\d{4}-\d\d-\d\d[ T]\d\d"
 _SECONDS = rb":[0-5]\d(?:\.\d{1,6}+)?+"
 _MINUTES = rb":[0-5]\d" + _SECONDS
@@ -703,21 +706,31 @@ def late_minutes(zone: bytes) -> bytes:
     return rb"(?:%d[%d-9]" % (tens, units) + (rb"|[%d-5]\d)" % (tens + 1) if tens < 5 else rb")")
 
 
-def row_shape(quoted: bool) -> tuple[bytes, bytes]:
-    """The pattern of a row up to its timestamp, capturing the customer, and of what follows the zone."""
+def row_shape(quoted: bool, loose: bool = False) -> tuple[bytes, bytes]:
+    """The pattern of a row up to its timestamp, capturing the customer, and of what follows the zone; LOOSE,
+    its two middle fields any bytes but a comma."""
     q = b'"' if quoted else b""
-    start = rb"\n" + q + rb"(" + _CUSTOMER + rb")" + q + (rb"," + q + _FIELD + q) * 2 + rb"," + q
+    field = _LOOSE_FIELD if loose else _FIELD
+    start = rb"\n" + q + rb"(" + _CUSTOMER + rb")" + q + (rb"," + q + field + q) * 2 + rb"," + q
     return start, q + rb"\r?"
+
+
+def plain_bytes(data: bytes, lo: int, hi: int) -> bool:
+    """Whether DATA[LO:HI] is ASCII with no quote or NUL and \r only before a newline: then the plain path reads
+    a field of any other bytes but a comma as one field, and a row whose middle fields hold them as valid."""
+    if not data[lo:hi].isascii() or data.find(b'"', lo, hi) >= 0 or data.find(b"\0", lo, hi) >= 0:
+        return False
+    return data.find(b"\r", lo, hi) < 0 or data.count(b"\r", lo, hi) == data.count(b"\r\n", lo, hi)
 
 
 _TIME_IN_HOUR = rb"([0-5]\d:[0-5]\d)(?:\.(\d{1,3}+)(\d{0,3}+))?+"  # "MM:SS", fraction's first 3 digits, the rest
 
 
 @lru_cache(maxsize=64)
-def timed_pattern(hours: bytes, quoted: bool) -> re.Pattern[bytes]:
+def timed_pattern(hours: bytes, quoted: bool, loose: bool = False) -> re.Pattern[bytes]:
     """Rows whose hour key matches HOURS: customer, hour key, "MM:SS", a fraction's first three digits and the
     rest, zone."""
-    start, end = row_shape(quoted)
+    start, end = row_shape(quoted, loose)
     exact_time = rb"(" + hours + rb"):" + _TIME_IN_HOUR + rb"(" + _ZONE + rb")"
     return re.compile(start + exact_time + end + rb"(?=\n)")
 
@@ -766,14 +779,14 @@ def row_columns(rows: list[tuple[bytes, ...]]) -> tuple[list[str], list[int], li
 
 
 @lru_cache(maxsize=64)
-def row_pattern(rows: int, zone: bytes | None, quoted: bool) -> re.Pattern[bytes]:
+def row_pattern(rows: int, zone: bytes | None, quoted: bool, loose: bool = False) -> re.Pattern[bytes]:
     """ROWS consecutive rows of a fast shape, capturing customer, hour key and (unless ZONE is given) zone of each.
 
     ZONE, when known, is the one zone every row ends with: a literal is cheaper than
     the alternatives, and leaves one capture fewer (capturing it anyway made shuffled
     rows of few customers 8% slower, and saved a loop a key only where keys rarely repeat).
     """
-    start, end = row_shape(quoted)
+    start, end = row_shape(quoted, loose)
     if zone is None:
         stamp = _MINUTES + rb"(" + _ZONE + rb")"
     elif zone_micros(zone) % HOUR:  # capture a late minute's first digit instead, and nothing for an early one
@@ -797,21 +810,22 @@ def shared_zone(data: bytes, lo: int, hi: int) -> bytes | None:
 
 
 def match_rows(
-    data: bytes, lo: int, hi: int, lines: int, zone: bytes | None, quoted: bool, group: int = GROUP
+    data: bytes, lo: int, hi: int, lines: int, zone: bytes | None, quoted: bool, group: int = GROUP, loose: bool = False
 ) -> tuple[Pairs, int]:
     """Rows per (customer, hour key, zone) of the fast-shaped rows of DATA[LO:HI], first-seen order; and how many.
 
-    GROUP rows a match where neighbours repeat, else one: Counter then counts in C.
+    GROUP rows a match where neighbours repeat, else one: Counter then counts in C.  LOOSE: middle fields
+    of any bytes but a comma; one that ran across a newline would leave fewer rows than lines.
     """
     # The first lines % GROUP lines go one by one, the rest GROUP at a time: the
     # groups can then only account for all their lines if every line has a fast shape.
     split = lo if group > 1 else hi - 1  # one row a match: all of them go one by one
     for _ in range(lines % group):
         split = data.find(b"\n", split + 1)
-    keys: Counter[tuple[bytes, ...]] = Counter(row_pattern(1, zone, quoted).findall(data, lo, split + 1))
+    keys: Counter[tuple[bytes, ...]] = Counter(row_pattern(1, zone, quoted, loose).findall(data, lo, split + 1))
     rows = keys.total()
     if group > 1:
-        groups = Counter(row_pattern(group, zone, quoted).findall(data, split, hi))
+        groups = Counter(row_pattern(group, zone, quoted, loose).findall(data, split, hi))
         rows += group * groups.total()
         # Plainly: for each group, n times, for each of its rows, keys[row] += 1.
         # zip(*[flat] * width) cuts the flattened groups into rows without a Python loop a row.
@@ -895,11 +909,12 @@ def read_by_runs(data: bytes, lo: int, hi: int, runs: float) -> bool:
 
 
 def fast_pairs(
-    data: bytes, lo: int, hi: int, lines: int | None, quoted: bool, runs: float | None = None
+    data: bytes, lo: int, hi: int, lines: int | None, quoted: bool, runs: float | None = None, loose: bool = False
 ) -> tuple[Pairs | None, int, int]:
     """DATA[LO:HI]'s Pairs if every line has a fast shape (else None), its lines, and how many had one.
 
-    RUNS, run_length's average (measured here if not given), says whether to match by runs, fours or rows.
+    RUNS, run_length's average (measured here if not given), says whether to match by runs, fours or rows;
+    LOOSE (a block plain_bytes passed), whether rows not read by runs may have middle fields of any bytes.
     """
     if runs is None:
         runs = run_length(data, lo, hi, quoted, _ZONE)
@@ -914,9 +929,9 @@ def fast_pairs(
     # Groups of four where neighbours repeat, in any zone: +05:30 rows in time order take 470 ns a row by
     # fours, 561 one by one (a 2 MiB block).
     group = GROUP if runs >= SHORT_RUN else 1
-    pairs, rows = match_rows(data, lo, hi, lines, zone, quoted, group)
+    pairs, rows = match_rows(data, lo, hi, lines, zone, quoted, group, loose)
     if rows != lines and zone is not None:  # the first and last lines agreed, others differ
-        pairs, rows = match_rows(data, lo, hi, lines, None, quoted, group)
+        pairs, rows = match_rows(data, lo, hi, lines, None, quoted, group, loose)
     return (pairs if rows == lines else None), lines, rows
 
 
@@ -985,8 +1000,11 @@ def count_timed(names: list[str], buckets: list[int], offsets: list[int], window
     return {key: n for key, n in counts.items() if key[1] == window.customer}
 
 
-def count_canonical(data: bytes, lo: int, hi: int, pairs: Pairs, window: Window, quoted: bool) -> Counts:
-    """Count PAIRS, from the fast-shaped rows of DATA[LO:HI]: whole hours by key, the other hours row by row."""
+def count_canonical(
+    data: bytes, lo: int, hi: int, pairs: Pairs, window: Window, quoted: bool, loose: bool = False
+) -> Counts:
+    """Count PAIRS, from the fast-shaped rows of DATA[LO:HI] (LOOSE: as fast_pairs read them): whole hours by key,
+    the other hours row by row."""
     hours = hour_buckets(pairs)
     timed = timed_hours(hours, window)
     whole = whole_hours(hours, timed, window)
@@ -1002,7 +1020,7 @@ def count_canonical(data: bytes, lo: int, hi: int, pairs: Pairs, window: Window,
             counts[(bucket, name)] = counts.get((bucket, name), 0) + n  # b"... 04" and b"...T04" share a bucket
     if timed:
         alternatives = b"|".join(re.escape(key) for key in dict.fromkeys(key for key, _ in timed))
-        rows = timed_pattern(alternatives, quoted).findall(data, lo, hi)
+        rows = timed_pattern(alternatives, quoted, loose).findall(data, lo, hi)
         rows = list(compress(rows, map(timed.__contains__, map(itemgetter(1, 5), rows))))
         merge_counts(counts, count_timed(*row_columns(rows), window))
     return counts
@@ -1027,9 +1045,9 @@ _CALENDAR_HOUR = rb"(?!0000)(?:\d{4}-" + _MONTH_DAY + rb"|" + _LEAP_DAY + rb")[ 
 _LOOSE_START = rb"\n *+[^ ,][^,]*+,[^,]*+,[^,]*+,"  # a customer not all spaces, any two fields: checked by loose_rows
 SPARSE_DAYS = 64  # the most dates a window may reach for a block to be tried as sparse
 SPARSE_SHARE = 4  # sparse when at most one probed row in this many carries a reachable date
-# What a loose field may not hold, though [^,] lets it: a quote, a NUL (the plain path refuses both), and
-# the whitespace str.strip() would take from a customer's ends; \r only before a newline.
-LOOSE_REFUSED = b'"\x00\t\x0b\x0c\x1c\x1d\x1e\x1f'
+# What a loose customer may not hold besides what plain_bytes rules out: whitespace str.strip() would take
+# from its ends (a space alone is kept out by the pattern).
+STRIPPED = b"\t\x0b\x0c\x1c\x1d\x1e\x1f"
 
 
 @lru_cache(maxsize=64)
@@ -1065,11 +1083,9 @@ def sparse_pattern(dates: bytes, zone: bytes | None, quoted: bool) -> re.Pattern
 
 
 def loose_rows(data: bytes, lo: int, hi: int, lines: int) -> bool:
-    """Whether the bare rows of DATA[LO:HI] may be read loosely: ASCII, no byte of LOOSE_REFUSED, \r only
-    before a newline, and three commas a line."""
-    if not data[lo:hi].isascii() or any(data.find(byte, lo, hi) >= 0 for byte in LOOSE_REFUSED):
-        return False
-    if data.find(b"\r", lo, hi) >= 0 and data.count(b"\r", lo, hi) != data.count(b"\r\n", lo, hi):
+    """Whether the bare rows of DATA[LO:HI] may be read loosely: plain bytes, none of STRIPPED, and three commas
+    a line."""
+    if not plain_bytes(data, lo, hi) or any(data.find(byte, lo, hi) >= 0 for byte in STRIPPED):
         return False
     return data.count(b",", lo, hi) == 3 * lines
 
@@ -1124,13 +1140,16 @@ def count_fast(
     rows had one (None when a row's date does not exist: the segment is then cut to find it)."""
     quoted = data.startswith(b'\n"', lo)
     runs = run_length(data, lo, hi, quoted, _ZONE)
-    if not read_by_runs(data, lo, hi, runs):
+    by_runs = read_by_runs(data, lo, hi, runs)
+    if not by_runs:
         lines = data.count(b"\n", lo + 1, hi) if lines is None else lines
         if (counts := sparse_counts(data, lo, hi, lines, window, quoted)) is not None:
             return counts, lines, lines
+    loose = not (by_runs or quoted) and plain_bytes(data, lo, hi)
     try:
-        pairs, lines, fast_rows = fast_pairs(data, lo, hi, lines, quoted, runs)
-        return (None if pairs is None else count_canonical(data, lo, hi, pairs, window, quoted)), lines, fast_rows
+        pairs, lines, fast_rows = fast_pairs(data, lo, hi, lines, quoted, runs, loose)
+        counts = None if pairs is None else count_canonical(data, lo, hi, pairs, window, quoted, loose)
+        return counts, lines, fast_rows
     except NotCanonical:  # from either: an hour key is checked when first met
         return None, data.count(b"\n", lo + 1, hi) if lines is None else lines, None
 

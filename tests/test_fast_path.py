@@ -59,6 +59,7 @@ def rows(draw, messy: bool = True) -> bytes:
     if draw(st.booleans()):
         stamp = local_stamp(when, *draw(st.sampled_from(OFFSETS)), digits, sep)
     kinds = ["canonical"] * 6 + ["quoted all"] * 2 + ["quoted", "spaces", "crlf", "blank", "bad", "header", "nul"]
+    kinds += ["loose"]
     kind = draw(st.sampled_from(kinds if messy else ["canonical", "canonical", "quoted all"]))
     event, txid = draw(st.sampled_from(["INGEST", "API CALL", ""])), draw(st.sampled_from(["t1", "2021-03-01 04:00"]))
     line = f"{who},{event},{txid},{stamp}"
@@ -95,6 +96,9 @@ def rows(draw, messy: bool = True) -> bytes:
         line = "customer_id,event_type,transaction_id,timestamp"
     elif kind == "nul":
         line = f"{who},{event}\0,{txid},{stamp}"
+    elif kind == "loose":  # middle fields a loose pattern takes in: control bytes, read alike; a CR, a row cut in two
+        loose = [f"{who},I\x01N\tG\x7f,t\x1c,{stamp}", f"{who},IN\rGEST,{txid},{stamp}"]
+        line = draw(st.sampled_from([*loose, f"{who},{event}\n{txid},x,{stamp}"]))
     return line.encode("utf-8")
 
 
@@ -343,6 +347,28 @@ def test_timed_hours_spread_through_shared_buckets_and_no_row_counts_twice() -> 
     w = totaler.Window(totaler.parse_bound("2021-03-02T23:14:00Z"), totaler.parse_bound("2021-03-03T15:25:00Z"))
     assert answer(data, w, fast=True) == answer(data, w, fast=False)
     assert sum(n for _, row in answer(data, w, fast=True)[0] for _, n in row) == 18
+
+
+def test_loose_middle_fields_are_read_alike_and_a_row_cut_in_two_is_not_one() -> None:
+    """Middle fields of control bytes are matched loosely, as the plain path reads them; a row cut across two
+    lines is not matched as one; a quote, NUL, lone CR or byte not ASCII keeps a block from being loose."""
+    data = b"\nc1,I\x01N\tG\x7f,t\x1c,2021-03-01 04:00:00+00\nc2,INGEST,t2,2021-03-01 05:10:00+00\n"
+    assert totaler.plain_bytes(data, 0, len(data))
+    pairs, lines, fast = totaler.fast_pairs(data, 0, len(data), 2, False, 1.0, loose=True)
+    assert pairs == {(b"c1", b"2021-03-01 04", b"+00"): 1, (b"c2", b"2021-03-01 05", b"+00"): 1}
+    assert lines == fast == 2
+    assert totaler.fast_pairs(data, 0, len(data), 2, False, 1.0)[0] is None  # the strict classes refuse them
+    cut = b"\nc1,INGEST\nt1,x,2021-03-01 04:00:00+00\n"  # one row in two lines of 1 and 2 commas
+    assert totaler.fast_pairs(cut, 0, len(cut), 2, False, 1.0, loose=True)[:2] == (None, 2)
+    # Each read otherwise by the plain path, or refused: '"I,N"' is one field there, two loose ones.
+    bad = [b'"I,N"', b'IN"GEST,t1', b"IN\0GEST,t1", b"IN\rGEST,t1", b"IN\xffGEST,t1", "INGÉST,t1".encode()]
+    rows = [b"\nc1," + field + b",2021-03-01 05:00:00+00\n" for field in bad]
+    assert not any(totaler.plain_bytes(row, 0, len(row)) for row in rows)
+    w = totaler.Window(totaler.parse_bound("2021-03-01T04:30:00Z"), totaler.parse_bound("2021-03-01T06:00:00Z"))
+    for text in [data, cut, data.replace(b"\n", b"\r\n")[1:] + b"\n"] + [data + row[1:] for row in rows]:
+        assert answer(text[1:], w, fast=True) == answer(text[1:], w, fast=False)
+    hours = [(totaler.parse_bound(f"2021-03-01T0{h}:00:00Z"), rows) for h, rows in ((4, []), (5, [("c2", 1)]))]
+    assert answer(data[1:], w, fast=True)[:2] == (hours, 0)
 
 
 # Sparse blocks: rows over weeks in no order, a window of hours or days, zones up to ±23:59
