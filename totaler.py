@@ -53,14 +53,13 @@ from bisect import bisect_left
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from functools import lru_cache, partial
 from http import HTTPStatus
 from itertools import chain, compress, groupby, islice, pairwise, repeat, starmap
 from json.encoder import encode_basestring_ascii as quote
 from operator import add, itemgetter, le, lt, mod, sub
-from typing import TYPE_CHECKING, BinaryIO, TypeVar
+from typing import TYPE_CHECKING, BinaryIO, NamedTuple, TypeVar
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 if TYPE_CHECKING:
@@ -226,13 +225,13 @@ def display(path: str) -> str:
     return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-@dataclass
 class Skipped:
     """Rows skipped as malformed: how many, and the first few with line and reason."""
 
-    count: int = 0
-    first: list[tuple[int, str]] = field(default_factory=list)
-    files: list[str] = field(default_factory=list)  # the file of each of FIRST, when several are read
+    def __init__(self, count: int = 0, first: list[tuple[int, str]] | None = None, files: list[str] | None = None):
+        self.count = count
+        self.first = first or []
+        self.files = files or []  # the file of each of FIRST, when several are read
 
     def add(self, line: int, reason: str, file: str = "") -> None:
         """Count one skipped row."""
@@ -365,8 +364,7 @@ def open_input(path: str) -> BinaryIO:
     return raw
 
 
-@dataclass
-class Block:
+class Block(NamedTuple):
     """Whole lines of the input: DATA[LO:HI] runs from the newline before its first line to its last newline."""
 
     data: bytes
@@ -478,8 +476,7 @@ def block_events(block: Block, first_line: int, skipped: Skipped) -> Iterator[tu
 # section (the fast path, workers, the cluster, the index) must give exactly that.
 
 
-@dataclass(frozen=True)
-class Window:
+class Window(NamedTuple):
     """The question: [start, end) in UTC microseconds, and optionally one customer."""
 
     start: int
@@ -1179,13 +1176,13 @@ PARALLEL_MIN = 8 << 20  # below this, starting workers costs more than it saves
 PROGRESS_MIN = 256 << 20
 
 
-@dataclass
 class Part:
     """What a pass over a file, or a part of one, found: its lines and bad rows, and, in a subclass, what it
     collects from each block: counts (Tally) or the index's columns (IndexPart)."""
 
-    lines: int = 0  # lines read, to number the lines of the part after this one
-    skipped: Skipped = field(default_factory=Skipped)
+    def __init__(self) -> None:
+        self.lines = 0  # lines read, to number the lines of the part after this one
+        self.skipped = Skipped()
 
     def take(self, block: Block) -> None:
         """Collect BLOCK, whose first line is line self.lines + 1, and count its lines."""
@@ -1211,13 +1208,14 @@ class Part:
         self.lines += later.lines
 
 
-@dataclass
 class Tally(Part):
     """The counts of a pass in WINDOW, by the fast path unless FAST is False (no window: it only adds up others)."""
 
-    counts: Counts = field(default_factory=dict)
-    window: Window | None = None
-    fast: bool = True
+    def __init__(self, window: Window | None = None, fast: bool = True) -> None:
+        super().__init__()
+        self.counts: Counts = {}
+        self.window = window
+        self.fast = fast
 
     def take(self, block: Block) -> None:
         """Count BLOCK."""
@@ -1707,12 +1705,13 @@ def run_times(data: bytes, lo: int, hi: int, quoted: bool, lines: int) -> tuple[
 MAX_INDEXED = (1 << 32) - 1  # events --serve indexes: 4-byte file positions (a log of about 400 GB)
 
 
-@dataclass
 class IndexPart(Part):
     """A part of the log, read for the index: its events by hour and customer, in file order."""
 
-    hours: dict[int, dict[str, tuple[array[int], array[int]]]] = field(default_factory=dict)  # (offsets, positions)
-    events: int = 0
+    def __init__(self) -> None:
+        super().__init__()
+        self.hours: dict[int, dict[str, tuple[array[int], array[int]]]] = {}  # (offsets, positions)
+        self.events = 0
 
     def take(self, block: Block) -> None:
         """File BLOCK's events, by runs of one customer and hour."""
@@ -1800,11 +1799,12 @@ SUMMARY_READS = 64  # the segments /customers may read again (16 MiB) before it 
 ALL_TIME = Window(FIRST_INSTANT, LAST_INSTANT + 1)
 
 
-@dataclass
 class SegmentTally(Tally):
     """The counts of a pass over all time, and what each segment read holds: (start, end, hours, customers)."""
 
-    segments: list[tuple[int, int, frozenset[int], tuple[str, ...]]] = field(default_factory=list)
+    def __init__(self, window: Window | None = None, fast: bool = True) -> None:
+        super().__init__(window, fast)
+        self.segments: list[tuple[int, int, frozenset[int], tuple[str, ...]]] = []
 
     def join(self, later: SegmentTally) -> None:  # type: ignore[override]
         """Add LATER's counts and segments."""
@@ -1945,8 +1945,7 @@ class FileHour:
         return self.read().latest(customer)
 
 
-@dataclass(frozen=True)
-class Index:
+class Index(NamedTuple):
     """A whole log, by hour: what the server answers from."""
 
     path: str
@@ -2071,8 +2070,7 @@ def parse_query(query: str, max_hours: int) -> Window:
 # before the old ones finish their requests and exit: no connection is refused.
 
 
-@dataclass(frozen=True)
-class Limits:
+class Limits(NamedTuple):
     """What one client may cost; the defaults follow nginx's and gunicorn's."""
 
     header_seconds: float = 10.0  # the request line and headers must arrive within this
@@ -2128,8 +2126,7 @@ def counts_reply(index: Index, query: str, max_hours: int, limits: Limits) -> by
     return render_json(window, counts).encode("ascii")
 
 
-@dataclass
-class Reload:
+class Reload(NamedTuple):
     """What the last SIGHUP did, for /healthz."""
 
     at: float  # time.time() when it began
@@ -2165,8 +2162,7 @@ class HttpError(Exception):
         self.status = status
 
 
-@dataclass
-class Request:
+class Request(NamedTuple):
     """The parts of a request head this server reads."""
 
     method: str
@@ -2648,8 +2644,7 @@ class Worker:
             log(f'{peer} - - [{stamp}] "{line}" {status} {size}', prefix=False)
 
 
-@dataclass(frozen=True)
-class ServeSettings:
+class ServeSettings(NamedTuple):
     """How the server was started."""
 
     path: str
@@ -3128,14 +3123,15 @@ def add_http_arguments(parser: Parser) -> None:
         "--workers", type=whole_number(0, 256), default=0, metavar="N", help="serving processes (default: CPUs)"
     )
     waits = ("for a request line and headers to arrive, else 408", "an idle keep-alive connection stays open")
+    limits = Limits()
     for name, default, what in zip(
-        ("header", "idle"), (Limits.header_seconds, Limits.idle_seconds), waits, strict=True
+        ("header", "idle"), (limits.header_seconds, limits.idle_seconds), waits, strict=True
     ):
         text = f"seconds {what} (default {default:g})"
         http.add_argument(f"--{name}-timeout", type=seconds, default=default, metavar="S", help=text)
-    connections = f"open connections per worker; more wait in the backlog (default {Limits.connections})"
+    connections = f"open connections per worker; more wait in the backlog (default {limits.connections})"
     http.add_argument(
-        "--max-connections", type=whole_number(1), default=Limits.connections, metavar="N", help=connections
+        "--max-connections", type=whole_number(1), default=limits.connections, metavar="N", help=connections
     )
 
 
