@@ -636,8 +636,8 @@ def parse_window(
 # backtrack to; month, day and hour are checked once per distinct hour key.
 _CUSTOMER = rb"[!#-+\--~]{1,256}+"  # printable ASCII without space, comma or quote
 _FIELD = rb"[ !#-+\--~]{0,1024}+"
-# The same, for a block plain_bytes passed: [^,] runs in C without a character class (0.4 ns a character
-# against 1.9), and the bytes the class refuses are ruled out for the whole block instead.
+# The same, for a block plain_bytes passed: [^,] runs in C without a character class (rows in no order, a
+# 2 MiB block: findall 0.37 us a row against 0.42), and what the class refuses is ruled out for the block.
 _LOOSE_FIELD = rb"[^,]{0,1024}+"
 _DATE_HOUR = rb"\d{4}-\d\d-\d\d[ T]\d\d"
 _SECONDS = rb":[0-5]\d(?:\.\d{1,6}+)?+"
