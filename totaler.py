@@ -898,10 +898,9 @@ def run_pairs(data: bytes, lo: int, hi: int, quoted: bool) -> Pairs | None:
     return pairs
 
 
-def read_by_runs(data: bytes, lo: int, hi: int, runs: float) -> bool:
-    """Whether DATA[LO:HI], whose average run is RUNS, is read by runs: long ones, in a zone of whole hours (a run
-    is counted by its key, and a zone with minutes splits a local hour between two UTC ones)."""
-    zone = shared_zone(data, lo, hi)
+def read_by_runs(runs: float, zone: bytes | None) -> bool:
+    """Whether a block whose average run is RUNS and whose first and last rows share ZONE is read by runs: long
+    ones, in a zone of whole hours (a run is counted by its key; a zone with minutes splits a local hour)."""
     return runs >= LONG_RUN and not (zone and zone_micros(zone) % HOUR)
 
 
@@ -915,14 +914,14 @@ def fast_pairs(
     """
     if runs is None:
         runs = run_length(data, lo, hi, quoted, _ZONE)
-    if read_by_runs(data, lo, hi, runs):
+    zone = shared_zone(data, lo, hi)
+    if read_by_runs(runs, zone):
         pairs = run_pairs(data, lo, hi, quoted)
         if pairs is not None:
             rows = sum(pairs.values())
             return pairs, rows, rows
     if lines is None:
         lines = data.count(b"\n", lo + 1, hi)
-    zone = shared_zone(data, lo, hi)
     # Groups of four where neighbours repeat, in any zone: +05:30 rows in time order take 470 ns a row by
     # fours, 561 one by one (a 2 MiB block).
     group = GROUP if runs >= SHORT_RUN else 1
@@ -937,9 +936,9 @@ def unmarked(zone: bytes) -> bytes:
     return zone.rstrip(EARLY + LATE)
 
 
-def cut(bucket: int | None, window: Window) -> bool:
-    """Whether the rows of BUCKET need their exact time: no bucket yet (a zone with minutes), or one the window cuts."""
-    return bucket is None or bucket < window.start < bucket + HOUR or bucket < window.end < bucket + HOUR
+def cut_buckets(window: Window) -> set[int]:
+    """The (at most two) buckets WINDOW cuts: those of its ends, unless an end falls on the hour."""
+    return {hour_floor(edge) for edge in (window.start, window.end) if edge % HOUR}
 
 
 def hours_of(pairs: Pairs) -> Iterator[tuple[bytes, bytes]]:
@@ -962,8 +961,8 @@ def timed_hours(hours: Hours, window: Window) -> set[tuple[bytes, bytes]]:
     # The rows of a zone with minutes and no mark (no bucket), of an hour the window
     # cuts, and then of every hour that shares a UTC bucket with timed rows, until none
     # is left to add, so that every row of a timed bucket is counted in file order, once.
-    cut_buckets = {None} | {hour_floor(edge) for edge in (window.start, window.end) if edge % HOUR}
-    timed = {(key, unmarked(zone)) for key, zone in compress(hours, map(cut_buckets.__contains__, hours.values()))}
+    needs_time = {None} | cut_buckets(window)
+    timed = {(key, unmarked(zone)) for key, zone in compress(hours, map(needs_time.__contains__, hours.values()))}
     while timed:
         timed_buckets = {bucket for key, zone in timed for bucket in reach(key, zone)}
         more = {(key, unmarked(zone)) for (key, zone), bucket in hours.items() if bucket in timed_buckets} - timed
@@ -986,12 +985,12 @@ def count_timed(names: list[str], buckets: list[int], offsets: list[int], window
     # window of a year).
     distinct = set(buckets)
     whole = {b for b in distinct if window.start <= b and b + HOUR <= window.end}
-    cut_buckets = {b for b in distinct if cut(b, window)}
+    cut = distinct & cut_buckets(window)
     pairs = zip(buckets, names, strict=True)
     counts: Counts = dict(Counter(pairs if whole == distinct else compress(pairs, map(whole.__contains__, buckets))))
-    if cut_buckets:
+    if cut:
         timed = zip(names, map(add, buckets, offsets), strict=True)
-        merge_counts(counts, count_events(compress(timed, map(cut_buckets.__contains__, buckets)), window))
+        merge_counts(counts, count_events(compress(timed, map(cut.__contains__, buckets)), window))
     if window.customer is None:
         return counts
     return {key: n for key, n in counts.items() if key[1] == window.customer}
@@ -1137,7 +1136,7 @@ def count_fast(
     rows had one (None when a row's date does not exist: the segment is then cut to find it)."""
     quoted = data.startswith(b'\n"', lo)
     runs = run_length(data, lo, hi, quoted, _ZONE)
-    by_runs = read_by_runs(data, lo, hi, runs)
+    by_runs = read_by_runs(runs, shared_zone(data, lo, hi))
     if not by_runs:
         lines = data.count(b"\n", lo + 1, hi) if lines is None else lines
         if (counts := sparse_counts(data, lo, hi, lines, window, quoted)) is not None:
