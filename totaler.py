@@ -1108,8 +1108,7 @@ def sparse_counts(data: bytes, lo: int, hi: int, lines: int, window: Window, quo
         rows.append(found.groups(b""))
     if at != hi:
         return None
-    names, buckets, offsets = row_columns(rows)
-    return count_timed(names, buckets, offsets, window)
+    return count_timed(*row_columns(rows), window)
 
 
 def count_segment(
