@@ -1008,10 +1008,10 @@ def count_canonical(
     # 100,000 customers, most pairs fall outside a window of one day), and each of their
     # customers is decoded once.
     chosen = list(compress(pairs.items(), map(whole.__contains__, hours_of(pairs))))
-    names = {customer: customer.decode("ascii") for customer in {customer for (customer, _, _), _ in chosen}}
+    names = decoded(tuple(customer for (customer, _, _), _ in chosen))
     counts: Counts = {}
-    for (customer, key, zone), n in chosen:
-        bucket, name = hours[key, zone], names[customer]
+    for ((_, key, zone), n), name in zip(chosen, names, strict=True):
+        bucket = hours[key, zone]
         if window.customer in (None, name):
             counts[(bucket, name)] = counts.get((bucket, name), 0) + n  # b"... 04" and b"...T04" share a bucket
     if timed:
