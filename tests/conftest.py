@@ -2,15 +2,17 @@
 
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager as ContextManager
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from hypothesis import strategies as st
 
 import totaler
@@ -116,3 +118,48 @@ def children(pid: int) -> list[int]:
         if int(fields[1]) == pid:  # the parent's pid
             found.append(int(stat.parent.name))
     return found
+
+
+# Every process a test starts, stopped at the end of the session whatever failed on the way:
+# a server or a Dask cluster whose setup failed half-way must not outlive pytest.
+STARTED: list[subprocess.Popen] = []
+
+
+def spawn(command: list[str], **options) -> subprocess.Popen:
+    """Start COMMAND in a process group of its own (its children too), killed at the session's end if still there."""
+    process = subprocess.Popen(command, start_new_session=True, **options)
+    STARTED.append(process)
+    return process
+
+
+def kill_group(process: subprocess.Popen) -> None:
+    """Kill PROCESS and every process of its group, and reap it."""
+    with suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    with suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_left_running() -> Iterator[None]:
+    """After the last test: kill what is left of every process group the tests started."""
+    yield
+    for process in STARTED:
+        kill_group(process)
+
+
+def imports(module: str) -> bool:
+    """Whether this interpreter, the one running the tests, can import MODULE (a `dask` on the PATH may belong
+    to another Python)."""
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def needs(module: str, extra: str):
+    """Skip unless this interpreter imports MODULE, from the optional EXTRA; where TOTALER_REQUIRE_EXTRAS is
+    set (the extras' step of .ci/run) fail instead."""
+    if os.environ.get("TOTALER_REQUIRE_EXTRAS"):
+        return pytest.mark.skipif(False, reason="")
+    reason = f"{module} is not importable by this Python (pip install -e '.[{extra}]')"
+    return pytest.mark.skipif(not imports(module), reason=reason)

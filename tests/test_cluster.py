@@ -1,14 +1,15 @@
 """Many inputs as one log, and the same answer counted on a real Dask cluster (scheduler and workers on loopback).
 
 The cluster is `dask scheduler` and two `dask worker` processes started here, as a user
-would start them, not a LocalCluster inside the test process.  Dask is the optional
-extra (`pip install 'totaler[dask]'`); CI installs it, and there a missing Dask fails.
+would start them (by this interpreter's `python -m dask`), not a LocalCluster inside the test
+process.  Dask is the optional extra (`pip install -e '.[dask]'`): these tests skip unless this
+interpreter imports it; .ci/run's second step installs it and sets TOTALER_REQUIRE_EXTRAS, and
+there a missing Dask fails.
 """
 
 import bz2
 import gzip
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -16,10 +17,11 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
-from conftest import EVENTS, ROOT, SEED, children, run_cli, sizes
+from conftest import EVENTS, ROOT, SEED, children, kill_group, needs, run_cli, sizes, spawn
 
 import totaler
 
@@ -91,10 +93,8 @@ def test_the_server_indexes_a_directory_and_lists_it_again_on_sighup(logs: Path)
 
 # --- on a real cluster -------------------------------------------------------
 
-DASK = shutil.which("dask", path=str(Path(sys.executable).parent)) or shutil.which("dask")
-needs_dask = pytest.mark.skipif(
-    DASK is None and not os.environ.get("CI"), reason="Dask is not installed (pip install 'totaler[dask]')"
-)
+DASK = [sys.executable, "-m", "dask"]  # this interpreter's Dask, never another Python's `dask` on the PATH
+needs_dask = needs("distributed", "dask")
 
 
 def free_port() -> int:
@@ -107,18 +107,22 @@ class Cluster:
     """`dask scheduler` and two `dask worker` processes on 127.0.0.1."""
 
     def __init__(self, folder: Path) -> None:
-        assert DASK is not None, "Dask is needed in CI: pip install -e '.[test,dask]'"
         self.address = f"tcp://127.0.0.1:{free_port()}"
         quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "cwd": folder}
         port = self.address.rsplit(":", 1)[1]
-        scheduler = [DASK, "scheduler", "--host", "127.0.0.1", "--port", port, "--no-dashboard"]
-        self.scheduler = subprocess.Popen(scheduler, **quiet)
-        worker = [DASK, "worker", self.address, "--nthreads", "1", "--no-dashboard", "--host", "127.0.0.1"]
-        self.workers = [subprocess.Popen([*worker, "--name", f"w{i}"], **quiet) for i in range(2)]
-        from dask.distributed import Client
+        scheduler = [*DASK, "scheduler", "--host", "127.0.0.1", "--port", port, "--no-dashboard"]
+        self.scheduler = spawn(scheduler, **quiet)
+        self.workers: list[subprocess.Popen] = []
+        try:
+            worker = [*DASK, "worker", self.address, "--nthreads", "1", "--no-dashboard", "--host", "127.0.0.1"]
+            self.workers = [spawn([*worker, "--name", f"w{i}"], **quiet) for i in range(2)]
+            from dask.distributed import Client
 
-        with Client(self.address, timeout=60) as client:
-            client.wait_for_workers(2, timeout=60)
+            with Client(self.address, timeout=60) as client:
+                client.wait_for_workers(2, timeout=60)
+        except BaseException:
+            self.stop()  # a setup that fails half-way leaves no scheduler or worker behind
+            raise
 
     def worker_pids(self) -> list[int]:
         """The processes that run tasks (a `dask worker` runs them in a child, a nanny watches it)."""
@@ -128,17 +132,18 @@ class Cluster:
         for process in [*self.workers, self.scheduler]:
             process.terminate()
         for process in [*self.workers, self.scheduler]:
-            try:
+            with suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            kill_group(process)  # a worker's nanny's child too
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory) -> Iterator[Cluster]:
     running = Cluster(tmp_path_factory.mktemp("dask"))
-    yield running
-    running.stop()
+    try:
+        yield running
+    finally:
+        running.stop()
 
 
 @needs_dask
@@ -209,8 +214,8 @@ def test_an_unreachable_scheduler_is_one_line_and_status_1() -> None:
     assert time.monotonic() - began < 30
 
 
+@needs_dask
 def test_standard_input_cannot_go_to_a_cluster() -> None:
-    pytest.importorskip("distributed")
     result = run_cli("-", *SEED, "--scheduler", "tcp://127.0.0.1:1", stdin=b"")
     assert result.returncode == 2
     assert result.stderr == b"totaler: error: --scheduler counts files its workers can open, not standard input\n"

@@ -19,7 +19,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
-from conftest import EVENTS, EXPECTED, ROOT, SEED, SEED_CUSTOMER, random_windows, run_cli
+from conftest import EVENTS, EXPECTED, ROOT, SEED, SEED_CUSTOMER, kill_group, random_windows, run_cli, spawn
 
 import totaler
 
@@ -34,16 +34,21 @@ class Server:
         program = [str(ROOT / "totaler.py")]
         if patch is not None:
             program = ["-c", f"import sys; sys.path.insert(0, {str(ROOT)!r}); import totaler; {patch}; totaler.run()"]
-        self.process = subprocess.Popen(
+        self.process = spawn(
             [sys.executable, *program, str(path), "--serve", "--port", "0", *args],
             stdout=subprocess.DEVNULL,
             stderr=self.log_file,
         )
-        deadline = time.monotonic() + 20
-        while "serving http://" not in self.stderr():
-            assert self.process.poll() is None, self.stderr()
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.02)
+        try:
+            deadline = time.monotonic() + 20
+            while "serving http://" not in self.stderr():
+                assert self.process.poll() is None, self.stderr()
+                assert time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.02)
+        except BaseException:
+            kill_group(self.process)  # a server that did not start is not left behind
+            self.log_file.close()
+            raise
         self.port = int(self.stderr().split("serving http://127.0.0.1:")[1].split("/")[0])
 
     def stderr(self) -> str:
