@@ -138,7 +138,10 @@ def parse_event_time(text: str) -> int:
         raise BadTimestamp(f"timestamp {text!r} is not ISO 8601") from None
     if "T" not in text and " " not in text:
         raise BadTimestamp(f"timestamp {text!r} has no time of day")
-    return to_micros(moment)
+    micros = to_micros(moment)
+    if not FIRST_INSTANT <= micros <= LAST_INSTANT:  # 0001-01-01 00:30+01:00 is in year 0 in UTC
+        raise BadTimestamp(f"timestamp {text!r} falls outside the years 1 to 9999 in UTC")
+    return micros
 
 
 def parse_bound(text: str) -> int:
@@ -678,19 +681,34 @@ def zone_micros(zone: bytes) -> int:
 EARLY, LATE = b"<", b">"  # marks on a zone with minutes: the row's minute is before, or from, the UTC hour's turn
 
 
+def unmarked(zone: bytes) -> bytes:
+    """A zone without its early or late mark."""
+    return zone.rstrip(EARLY + LATE)
+
+
+@lru_cache(maxsize=1 << 16)
+def hour_start(key: bytes, zone: bytes) -> int:
+    """The UTC instant at which the local hour KEY of ZONE begins; NotCanonical unless all of that hour lies in
+    years 1 to 9999 in UTC (rows of an hour at either end go to the plain path, which decides row by row)."""
+    start = hour_bucket(key) - zone_micros(zone)
+    if not FIRST_INSTANT <= start <= LAST_INSTANT + 1 - HOUR:
+        raise NotCanonical(key)
+    return start
+
+
 @lru_cache(maxsize=1 << 16)
 def utc_bucket(key: bytes, zone: bytes) -> int | None:
     """The UTC bucket of every row with this hour key and zone; None when the zone has minutes and no mark."""
     mark = zone[-1:]
+    start = hour_start(key, unmarked(zone))
     if mark in (EARLY, LATE):
-        return hour_floor(hour_bucket(key) - zone_micros(zone[:-1])) + (HOUR if mark == LATE else 0)
-    shift = zone_micros(zone)
-    return None if shift % HOUR else hour_bucket(key) - shift
+        return hour_floor(start) + (HOUR if mark == LATE else 0)
+    return None if zone_micros(zone) % HOUR else start
 
 
 def reach(key: bytes, zone: bytes) -> tuple[int, ...]:
     """The UTC buckets the rows of an hour key and (unmarked) zone can fall in: two when the zone has minutes."""
-    first = hour_floor(hour_bucket(key) - zone_micros(zone))
+    first = hour_floor(hour_start(key, zone))
     return (first,) if zone_micros(zone) % HOUR == 0 else (first, first + HOUR)
 
 
@@ -737,12 +755,6 @@ def timed_pattern(hours: bytes, quoted: bool, loose: bool = False) -> re.Pattern
 MINUTE_SECOND = {b"%02d:%02d" % divmod(second, 60): second * 10**6 for second in range(3600)}
 MILLIS = {b"": 0} | {b"%0*d" % (n, k): k * 10 ** (6 - n) for n in (1, 2, 3) for k in range(10**n)}
 MICROS = {b"": 0} | {b"%0*d" % (n, k): k * 10 ** (3 - n) for n in (1, 2, 3) for k in range(10**n)}
-
-
-@lru_cache(maxsize=1 << 16)
-def hour_start(key: bytes, zone: bytes) -> int:
-    """The UTC instant at which the local hour KEY of ZONE begins."""
-    return hour_bucket(key) - zone_micros(zone)
 
 
 def offsets_in_hour(minute_seconds: Iterable[bytes], millis: Iterable[bytes], micros: Iterable[bytes]) -> list[int]:
@@ -931,11 +943,6 @@ def fast_pairs(
     return (pairs if rows == lines else None), lines, rows
 
 
-def unmarked(zone: bytes) -> bytes:
-    """A zone without its early or late mark."""
-    return zone.rstrip(EARLY + LATE)
-
-
 def cut_buckets(window: Window) -> set[int]:
     """The (at most two) buckets WINDOW cuts: those of its ends, unless an end falls on the hour."""
     return {hour_floor(edge) for edge in (window.start, window.end) if edge % HOUR}
@@ -1037,8 +1044,15 @@ _MONTH_DAY = (
     rb"|02-(?:0[1-9]|1\d|2[0-8]))"  # February but its 29th
 )
 _LEAP_DAY = rb"(?:\d\d(?:0[48]|[2468][048]|[13579][26])|(?:[02468][048]|[13579][26])00)-02-29"
-_CALENDAR_HOUR = rb"(?!0000)(?:\d{4}-" + _MONTH_DAY + rb"|" + _LEAP_DAY + rb")[ T](?:[01]\d|2[0-3])"
-_LOOSE_START = rb"\n *+[^ ,][^,]*+,[^,]*+,[^,]*+,"  # a customer not all spaces, any two fields: checked by loose_rows
+# Not the first and last dates: an offset may take a row there outside the years 1 to 9999 in UTC (malformed).
+_CALENDAR_HOUR = (
+    rb"(?!0000|0001-01-01|9999-12-31)(?:\d{4}-" + _MONTH_DAY + rb"|" + _LEAP_DAY + rb")[ T](?:[01]\d|2[0-3])"
+)
+# The csv reader refuses a field over its limit, not counting the spaces skipinitialspace skips: so do these.
+_FIELD_LIMIT = csv.field_size_limit()
+_LOOSE_START = (  # a customer not all spaces, any two fields: checked by loose_rows
+    rb"\n *+[^ ,][^,]{0,%d}+" % (_FIELD_LIMIT - 1) + rb"(?:, *+[^,]{0,%d}+){2}," % _FIELD_LIMIT
+)
 SPARSE_DAYS = 64  # the most dates a window may reach for a block to be tried as sparse
 SPARSE_SHARE = 4  # sparse when at most one probed row in this many carries a reachable date
 # What a loose customer may not hold besides what plain_bytes rules out: whitespace str.strip() would take
@@ -1050,7 +1064,7 @@ STRIPPED = b"\t\x0b\x0c\x1c\x1d\x1e\x1f"
 def reachable_dates(first: int, last: int) -> bytes | None:
     """A pattern for the dates of [FIRST, LAST) (their shared start as a literal); None if over SPARSE_DAYS."""
     first, last = max(first, FIRST_INSTANT), min(last, LAST_INSTANT + 1)
-    if last - first > SPARSE_DAYS * DAY:
+    if not 0 < last - first <= SPARSE_DAYS * DAY:  # none (a window the zone shifts past year 9999 or 1), or many
         return None
     days = range(first // DAY, (last - 1) // DAY + 1)
     dates = [from_micros(day * DAY).date().isoformat().encode() for day in days]
@@ -1136,12 +1150,12 @@ def count_fast(
     quoted = data.startswith(b'\n"', lo)
     runs = run_length(data, lo, hi, quoted, _ZONE)
     by_runs = read_by_runs(runs, shared_zone(data, lo, hi))
-    if not by_runs:
-        lines = data.count(b"\n", lo + 1, hi) if lines is None else lines
-        if (counts := sparse_counts(data, lo, hi, lines, window, quoted)) is not None:
-            return counts, lines, lines
-    loose = not (by_runs or quoted) and plain_bytes(data, lo, hi)
     try:
+        if not by_runs:
+            lines = data.count(b"\n", lo + 1, hi) if lines is None else lines
+            if (counts := sparse_counts(data, lo, hi, lines, window, quoted)) is not None:
+                return counts, lines, lines
+        loose = not (by_runs or quoted) and plain_bytes(data, lo, hi)
         pairs, lines, fast_rows = fast_pairs(data, lo, hi, lines, quoted, runs, loose)
         counts = None if pairs is None else count_canonical(data, lo, hi, pairs, window, quoted, loose)
         return counts, lines, fast_rows
