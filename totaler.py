@@ -229,19 +229,30 @@ def display(path: str) -> str:
 
 
 class Skipped:
-    """Rows skipped as malformed: how many, and the first few with line and reason."""
+    """Rows skipped as malformed: how many, and the first few with line, reason and likely cause; and the lines
+    that hold no row at all (blank, or the header), which are not reported."""
 
-    def __init__(self, count: int = 0, first: list[tuple[int, str]] | None = None, files: list[str] | None = None):
+    def __init__(
+        self,
+        count: int = 0,
+        first: list[tuple[int, str]] | None = None,
+        files: list[str] | None = None,
+        causes: list[str] | None = None,
+        blank: int = 0,
+    ):
         self.count = count
         self.first = first or []
         self.files = files or []  # the file of each of FIRST, when several are read
+        self.causes = causes or []  # what each of FIRST suggests went wrong ('' when nothing does)
+        self.blank = blank
 
-    def add(self, line: int, reason: str, file: str = "") -> None:
-        """Count one skipped row."""
+    def add(self, line: int, reason: str, file: str = "", text: bytes = b"", cause: str | None = None) -> None:
+        """Count one skipped row; of the first few, keep the likely cause that its TEXT suggests (or CAUSE)."""
         self.count += 1
         if len(self.first) < SHOWN_SKIPS:
             self.first.append((line, reason))
             self.files.append(file)
+            self.causes.append(likely_cause(text) if cause is None else cause)
 
     def file_of(self, shown: int) -> str:
         """The file of the SHOWN-th of FIRST ('' when one file is read)."""
@@ -250,12 +261,15 @@ class Skipped:
     def extend(self, other: Skipped, file: str | None = None) -> None:
         """Count OTHER's rows after ours: later in the same file, or from FILE, read after ours."""
         for shown, (line, reason) in enumerate(other.first):
-            self.add(line, reason, other.file_of(shown) if file is None else file)
+            cause = other.causes[shown] if shown < len(other.causes) else ""
+            self.add(line, reason, other.file_of(shown) if file is None else file, cause=cause)
         self.count += other.count - len(other.first)
+        self.blank += other.blank
 
     def shifted(self, lines: int) -> Skipped:
         """The same rows, numbered LINES lines further down (a part's rows, as lines of the file)."""
-        return Skipped(self.count, [(line + lines, reason) for line, reason in self.first], list(self.files))
+        first = [(line + lines, reason) for line, reason in self.first]
+        return Skipped(self.count, first, list(self.files), list(self.causes), self.blank)
 
     def where(self, shown: int) -> str:
         """'line 3', or 'logs/b.csv line 3' when several files are read."""
@@ -267,12 +281,45 @@ class Skipped:
         line, reason = self.first[0]
         return InputError(f"{display(self.file_of(0) or path)}: line {line}: {reason}")
 
+    def cause(self) -> str:
+        """The likely cause the first skipped rows suggest most often ('' if none does)."""
+        causes = [cause for cause in self.causes if cause]
+        return max(causes, key=causes.count) if causes else ""
+
     def summary(self) -> str:
         """One line for stderr: how many rows were skipped, and where and why the first were."""
         shown = "; ".join(f"{self.where(i)}: {reason}" for i, (_, reason) in enumerate(self.first))
         more = ", ..." if self.count > len(self.first) else ""
-        rows = "row" if self.count == 1 else "rows"
-        return f"skipped {self.count} malformed {rows} ({shown}{more})"
+        return f"skipped {plural(self.count, 'malformed row')} ({shown}{more})"
+
+
+def plural(count: int, noun: str) -> str:
+    """'1 row', '2,000 rows'."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+GOOD_ROW = "b4f9279a0196e40632e947dd1a88e857,INGEST,401938ed-f16c-407a-9c99-e7132856e7bf,2021-03-01 00:01:11.055+00"
+EPOCH_SECONDS = re.compile(r"\d{9,10}(?:\d{3})?(?:\.\d+)?")
+SLASHED_DATE = re.compile(r"\d{1,2}/\d{1,2}/\d{2,4}\b")
+
+
+def likely_cause(text: bytes) -> str:
+    """What a malformed row's TEXT suggests is wrong with the whole file: '' when nothing in particular."""
+    line = text.decode("utf-8", "replace").removesuffix("\r")
+    fields = line.split(",")
+    for separator, name in ((";", "';'"), ("\t", "tabs"), ("|", "'|'")):
+        if len(fields) < 4 and len(line.split(separator)) >= 4:
+            return f"fields separated by {name}, not commas"
+    if [field.strip().strip('"').lower() for field in fields] == HEADER:
+        return "a header not on line 1 (only line 1 may be one)"
+    if len(fields) == 5:
+        return "a fifth column (an index?): a row has 4 fields"
+    stamp = fields[-1].strip().strip('"')
+    if len(fields) == 4 and EPOCH_SECONDS.fullmatch(stamp):
+        return "timestamps in epoch seconds, not ISO 8601"
+    if len(fields) == 4 and SLASHED_DATE.match(stamp):
+        return "dates written m/d/yyyy, not ISO 8601"
+    return ""
 
 
 def parse_row(line: bytes) -> tuple[str, int]:
@@ -285,7 +332,7 @@ def parse_row(line: bytes) -> tuple[str, int]:
         raise Malformed("NUL byte")
     fields = csv_fields(text.removesuffix("\r"))
     if len(fields) != 4:
-        raise Malformed(f"{len(fields)} fields, expected 4")
+        raise Malformed(f"{plural(len(fields), 'field')}, expected 4")
     customer = fields[0].strip()
     if not customer:
         raise Malformed("empty customer_id")
@@ -466,11 +513,12 @@ def block_events(block: Block, first_line: int, skipped: Skipped) -> Iterator[tu
     lines = block.data[block.lo : block.hi].split(b"\n")[1:-1]
     for number, line in enumerate(lines, first_line):
         if not line.strip():
+            skipped.blank += 1
             continue
         try:
             yield parse_row(line)
         except Malformed as error:
-            skipped.add(number, str(error))
+            skipped.add(number, str(error), text=line)
 
 
 # ---------------------------------------------------------------------------
@@ -1196,6 +1244,11 @@ class Part:
         self.lines = 0  # lines read, to number the lines of the part after this one
         self.skipped = Skipped()
 
+    @property
+    def rows(self) -> int:
+        """The rows read fine: every line but the blank ones, the header and the malformed rows."""
+        return self.lines - self.skipped.count - self.skipped.blank
+
     def take(self, block: Block) -> None:
         """Collect BLOCK, whose first line is line self.lines + 1, and count its lines."""
         raise NotImplementedError
@@ -1531,6 +1584,24 @@ def count_files(
     for path in paths:
         total.add(count_file(path, window, strict, jobs), file=path)
     return total
+
+
+def read_warnings(name: str, rows: int, skipped: Skipped) -> list[str]:
+    """What to say of the input NAME once read: ROWS read fine, SKIPPED malformed.  InputError when not one row
+    could be read: a log of the wrong shape is an error, not an answer of empty buckets."""
+    cause = skipped.cause()
+    if skipped.count and not rows:
+        because = f"; likely cause: {cause}" if cause else ""
+        raise InputError(
+            f"{display(name)}: not one of its {plural(skipped.count, 'row')} could be read{because} "
+            f"({skipped.where(0)}: {skipped.first[0][1]}); a row looks like {GOOD_ROW}"
+        )
+    if skipped.count:
+        most = f"; most rows are malformed, likely cause: {cause}" if cause and skipped.count > rows else ""
+        return [skipped.summary() + most]
+    if rows:
+        return []
+    return ["standard input gave no rows (docker run needs -i)" if name == "-" else f"{display(name)} holds no rows"]
 
 
 def count_file(path: str, window: Window, strict: bool = False, jobs: int = 0, fast: bool = True) -> Tally:
@@ -3033,10 +3104,11 @@ def serve(host: str, port: int, settings: ServeSettings) -> int:
     if path == "-":
         raise UsageError("--serve needs a file, not standard input: it is read again on SIGHUP")
     index = load_index(path, settings.jobs)  # before any worker exists, the build may fork its own
+    warnings = read_warnings(path, index.events, index.skipped)
     sock = listening_socket(host, port)
     raise_descriptor_limit()
-    if index.skipped.count:
-        log(f"warning: {index.skipped.summary()}")
+    for warning in warnings:
+        log(f"warning: {warning}")
     name = f"[{host}]" if ":" in host else host
     url = f"http://{name}:{sock.getsockname()[1]}"
     example = "/counts?start=2021-03-01T04:00:00Z&end=2021-03-01T06:30:00Z"
@@ -3155,6 +3227,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        check_unquoted_glob(argv)
         args = parser.parse_intermixed_args(argv)
         if args.serve:
             if args.start is not None:
@@ -3168,13 +3241,23 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"the following arguments are required: {', '.join(missing)} (see --help)")
         window = parse_window(args.start, args.end, args.customer, args.max_hours)
         tally = count_files(input_files(args.file), window, args.strict, args.jobs, args.scheduler)
+        for warning in read_warnings(args.file, tally.rows, tally.skipped):
+            log(f"warning: {warning}")
     except (UsageError, InputError) as error:
         log(f"error: {error}")
         return 2 if isinstance(error, UsageError) else 1
-    if tally.skipped.count:
-        log(f"warning: {tally.skipped.summary()}")
     output = render_json(window, tally.counts) if args.json else render_text(args.file, window, tally.counts)
     return write_answer(output)
+
+
+def check_unquoted_glob(argv: list[str]) -> None:
+    """UsageError if a file stands where START belongs: the shell expanded an unquoted glob into file names."""
+    if len(argv) > 1 and argv[1] != "-" and os.path.isfile(argv[0]) and os.path.isfile(argv[1]):
+        example = os.path.join(os.path.dirname(argv[0]), "*.csv")
+        raise UsageError(
+            f"START {argv[1]!r} is a file, not a time: was FILE a glob the shell expanded? "
+            f"Quote it ('{example}') and totaler reads every file it matches"
+        )
 
 
 def write_answer(output: str) -> int:

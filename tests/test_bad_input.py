@@ -148,3 +148,65 @@ def test_a_space_after_a_closing_quote_is_a_space_around_a_field() -> None:
 def test_text_after_a_closing_quote_is_still_malformed(line: bytes, reason: str) -> None:
     with pytest.raises(totaler.Malformed, match=reason):
         totaler.parse_row(line)
+
+
+# --- a log of which nothing, or almost nothing, could be read: an error naming the likely cause --------
+
+
+@pytest.mark.parametrize(
+    "rows, cause",
+    [
+        (b"a;INGEST;t1;2021-03-01 04:05:00+00\nb;INGEST;t2;2021-03-01 04:06:00+00\n", "fields separated by ';'"),
+        (b"a\tINGEST\tt1\t2021-03-01 04:05:00+00\n", "fields separated by tabs"),
+        (b"a,INGEST,t1,1614571500\nb,INGEST,t2,1614571500123\n", "timestamps in epoch seconds"),
+        (b"a,INGEST,t1,3/1/2021 0:01\n", "dates written m/d/yyyy"),
+        (b"0,a,INGEST,t1,2021-03-01 04:05:00+00\n1,b,INGEST,t2,2021-03-01 04:06:00+00\n", "a fifth column"),
+        (b"\ncustomer_id,event_type,transaction_id,timestamp\n", "a header not on line 1"),
+    ],
+    ids=["semicolons", "tabs", "epoch", "excel", "index-column", "late-header"],
+)
+def test_a_log_of_which_no_row_can_be_read_is_an_error_naming_the_likely_cause(tmp_path, rows, cause) -> None:
+    path = tmp_path / "log.csv"
+    path.write_bytes(rows)
+    for source, stdin in ((str(path), None), ("-", rows)):
+        line = one_error_line(run_cli(source, *HOUR_04, stdin=stdin), 1)
+        assert line.startswith(f"totaler: error: {source}: not one of its ") and f"likely cause: {cause}" in line
+        assert line.endswith(f"; a row looks like {totaler.GOOD_ROW}")
+
+
+def test_a_log_mostly_malformed_is_answered_with_a_warning_naming_the_cause(tmp_path) -> None:
+    path = tmp_path / "log.csv"
+    path.write_bytes(ROWS + b"c;INGEST;t3;2021-03-01 04:07:00+00\n" * 3)
+    result = run_cli(str(path), *HOUR_04)
+    assert (result.returncode, result.stdout) == (0, ANSWER_04)
+    assert result.stderr.decode().endswith(
+        "; most rows are malformed, likely cause: fields separated by ';', not commas\n"
+    )
+    path.write_bytes(ROWS * 2 + b"c;INGEST;t3;2021-03-01 04:07:00+00\n" * 3)  # most rows good: no guess
+    assert run_cli(str(path), *HOUR_04).stderr.decode().endswith("line 7: 1 field, expected 4)\n")
+
+
+def test_an_empty_input_says_so(tmp_path) -> None:
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    answer = b'{\n  "2021-03-01 04:00:00 +0000": {}\n}\n'
+    result = run_cli(str(empty), *HOUR_04)
+    assert (result.returncode, result.stdout, result.stderr) == (
+        0,
+        answer,
+        f"totaler: warning: {empty} holds no rows\n".encode(),
+    )
+    result = run_cli("-", *HOUR_04, stdin=b"")
+    assert result.stderr == b"totaler: warning: standard input gave no rows (docker run needs -i)\n"
+    assert run_cli("-", *HOUR_04, stdin=b"customer_id,event_type,transaction_id,timestamp\n\n").stderr == result.stderr
+
+
+def test_a_glob_the_shell_expanded_is_refused_saying_to_quote_it(tmp_path) -> None:
+    (tmp_path / "a.csv").write_bytes(ROWS)
+    (tmp_path / "b.csv").write_bytes(ROWS)
+    line = one_error_line(run_cli("a.csv", "b.csv", *HOUR_04, cwd=tmp_path), 2)
+    assert line == (
+        "totaler: error: START 'b.csv' is a file, not a time: was FILE a glob the shell expanded? "
+        "Quote it ('*.csv') and totaler reads every file it matches"
+    )
+    assert run_cli("*.csv", *HOUR_04, cwd=tmp_path).stdout == ANSWER_04.replace(b": 1", b": 2")

@@ -135,10 +135,10 @@ def test_malformed_rows_warn_once_and_strict_fails(tmp_path) -> None:
     result = run_cli(str(log), "2021-03-01T04:00:00Z", "2021-03-01T05:00:00Z", "--json")
     assert result.returncode == 0
     assert result.stdout == b'{\n  "2021-03-01 04:00:00 +0000": {\n    "a": 2\n  }\n}\n'
-    assert result.stderr == b"totaler: warning: skipped 1 malformed row (line 2: 1 fields, expected 4)\n"
+    assert result.stderr == b"totaler: warning: skipped 1 malformed row (line 2: 1 field, expected 4)\n"
     strict = run_cli(str(log), "2021-03-01T04:00:00Z", "2021-03-01T05:00:00Z", "--strict")
     assert strict.returncode == 1
-    assert error_of(strict) == f"totaler: error: {log}: line 2: 1 fields, expected 4"
+    assert error_of(strict) == f"totaler: error: {log}: line 2: 1 field, expected 4"
     assert strict.stdout == b""
 
 
@@ -169,7 +169,7 @@ def test_empty_and_header_only_files_list_empty_buckets(tmp_path) -> None:
         path = tmp_path / name
         path.write_bytes(content)
         result = run_cli(str(path), "2021-03-01T04:00:00Z", "2021-03-01T06:00:00Z", "--json")
-        assert (result.returncode, result.stderr) == (0, b"")
+        assert (result.returncode, result.stderr) == (0, f"totaler: warning: {path} holds no rows\n".encode())
         assert result.stdout == b'{\n  "2021-03-01 04:00:00 +0000": {},\n  "2021-03-01 05:00:00 +0000": {}\n}\n'
 
 

@@ -53,7 +53,7 @@ def test_index_built_in_parts_is_the_index_built_in_one(tmp_path: Path, monkeypa
         == (
             3,
             [
-                (6, "1 fields, expected 4"),
+                (6, "1 field, expected 4"),
                 (7, "timestamp 'not-a-time' is not ISO 8601"),
                 (90001, "timestamp 'timestamp' is not ISO 8601"),
             ],

@@ -120,7 +120,7 @@ def test_many_malformed_rows_report_count_and_first_three() -> None:
     assert doc[H04] == {"a": 20}
     assert skipped.count == 10
     assert [line for line, _ in skipped.first] == [1, 4, 7]
-    assert skipped.summary().startswith("skipped 10 malformed rows (line 1: 1 fields, expected 4; line 4:")
+    assert skipped.summary().startswith("skipped 10 malformed rows (line 1: 1 field, expected 4; line 4:")
 
 
 def test_line_numbers_hold_across_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
