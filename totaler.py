@@ -130,6 +130,11 @@ def format_utc(micros: int) -> str:
     return text + " UTC"
 
 
+def format_iso(micros: int) -> str:
+    """2021-03-01T00:00:00Z (fraction if any): the form a URL or a header carries best (no space, no '+')."""
+    return format_utc(micros).removesuffix(" UTC").replace(" ", "T") + "Z"
+
+
 def parse_event_time(text: str) -> int:
     """A row's timestamp: ISO 8601 with a time of day, offset optional (UTC)."""
     try:
@@ -1533,7 +1538,7 @@ def count_on_cluster(paths: list[str], window: Window, address: str, strict: boo
     try:
         from dask.distributed import Client
     except ImportError:
-        raise UsageError("--scheduler needs Dask: pip install 'totaler[dask]'") from None
+        raise UsageError("--scheduler needs Dask: pip install '.[dask]' in a clone of totaler") from None
     import totaler as module  # tasks name module.count_piece: the workers import totaler, never __main__
 
     if "-" in paths:
@@ -2166,34 +2171,50 @@ class Limits(NamedTuple):
     stop_seconds: float = 0.8  # after SIGTERM, in-flight replies get this long to leave
 
 
+JSON_TYPE = "application/json"
+
+
+class Reply(NamedTuple):
+    """What a GET is answered with: the payload, its type, and header lines of its own."""
+
+    payload: bytes
+    content_type: str = JSON_TYPE
+    headers: str = ""
+
+
 class ReplyCache:
     """Recent /counts replies by query, least recently used dropped first, bounded in bytes."""
 
     def __init__(self, budget: int) -> None:
         self.budget, self.used = budget, 0
-        self.replies: OrderedDict[str, bytes] = OrderedDict()
+        self.replies: OrderedDict[str, Reply] = OrderedDict()
 
-    def get(self, query: str) -> bytes | None:
+    def get(self, query: str) -> Reply | None:
         """The reply kept for QUERY, if any."""
         reply = self.replies.get(query)
         if reply is not None:
             self.replies.move_to_end(query)
         return reply
 
-    def put(self, query: str, reply: bytes) -> None:
+    def put(self, query: str, reply: Reply) -> None:
         """Keep REPLY unless it is too big to be worth its room."""
-        size = len(query) + len(reply)
+        size = cached_size(query, reply)
         if size > self.budget // 16 or query in self.replies:
             return
         while self.used + size > self.budget:
-            old_query, old_reply = self.replies.popitem(last=False)
-            self.used -= len(old_query) + len(old_reply)
+            self.used -= cached_size(*self.replies.popitem(last=False))
         self.replies[query] = reply
         self.used += size
 
 
-def counts_reply(index: Index, query: str, max_hours: int, limits: Limits) -> bytes:
-    """The /counts reply to QUERY: the JSON the command line prints; BadRequest if it would be too big."""
+def cached_size(query: str, reply: Reply) -> int:
+    """What the cache charges for REPLY to QUERY."""
+    return len(query) + len(reply.payload) + len(reply.headers)
+
+
+def counts_reply(index: Index, query: str, max_hours: int, limits: Limits) -> Reply:
+    """The /counts reply to QUERY: the JSON the command line prints, and the window it answers (the page draws
+    the buckets the window cuts in proportion); BadRequest if it would be too big."""
     window = parse_query(query, max_hours)
     counts = index.counts(window)
     hours = -(-(window.end - hour_floor(window.start)) // HOUR)
@@ -2206,7 +2227,8 @@ def counts_reply(index: Index, query: str, max_hours: int, limits: Limits) -> by
             f"the answer could take {size:,} bytes, over the limit of {limits.reply_bytes:,}: ask a shorter window"
             + (" or a real customer_id" if window.customer and len(window.customer) > index.longest_customer else "")
         )
-    return render_json(window, counts).encode("ascii")
+    window_header = f"Totaler-Window: {format_iso(window.start)}/{format_iso(window.end)}\r\n"
+    return Reply(render_json(window, counts).encode("ascii"), headers=window_header)
 
 
 class Reload(NamedTuple):
@@ -2325,7 +2347,6 @@ SECURITY_HEADERS = (
     "img-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'\r\n"
     "X-Content-Type-Options: nosniff\r\n"
 )
-JSON_TYPE = "application/json"
 
 
 def reply_bytes(
@@ -2476,7 +2497,7 @@ class Connection:
         url = urlsplit(request.target)
         extra, content_type = "", JSON_TYPE
         try:
-            status, (payload, content_type) = 200, self.worker.route(url.path, url.query)
+            status, (payload, content_type, extra) = 200, self.worker.route(url.path, url.query)
         except BadRequest as error:
             status, payload = 400, error_payload(str(error))
         except NotFound as error:
@@ -2583,11 +2604,6 @@ def busiest_day(index: Index) -> tuple[int, int]:
     return day, day + DAY
 
 
-def format_iso(micros: int) -> str:
-    """2021-03-01T00:00:00Z: the form a URL carries best (no space, no '+')."""
-    return format_seconds(from_micros(micros)).replace(" ", "T") + "Z"
-
-
 LONG_REPLY_SECONDS = 0.002  # a reply that took longer makes the next long window wait
 LONG_WINDOW_HOURS = 2000  # a window this long may take milliseconds to answer
 
@@ -2607,17 +2623,17 @@ class Worker:
         self.long_after = 0.0  # a long window is not answered before this (time.monotonic())
         self.customers: bytes | None = None  # the /customers reply, made on first request
 
-    def route(self, path: str, query: str) -> tuple[bytes, str]:
-        """The payload and its type for a GET of PATH?QUERY."""
+    def route(self, path: str, query: str) -> Reply:
+        """The reply to a GET of PATH?QUERY."""
         if path == "/counts":
-            return self.counts(query), JSON_TYPE
+            return self.counts(query)
         if path == "/healthz":
             document = health(self.index, self.reload, self.settings.workers)
-            return (json.dumps(document, indent=2) + "\n").encode("ascii"), JSON_TYPE
+            return Reply((json.dumps(document, indent=2) + "\n").encode("ascii"))
         if path == "/customers":
             if self.customers is None:
                 self.customers = (json.dumps(customer_summary(self.index), indent=2) + "\n").encode("ascii")
-            return self.customers, JSON_TYPE
+            return Reply(self.customers)
         if path == "/" and not query:
             start, end = busiest_day(self.index)
             raise Redirect("/?" + urlencode({"start": format_iso(start), "end": format_iso(end)}))
@@ -2625,7 +2641,7 @@ class Worker:
             return PAGE[path]
         raise NotFound(f"no such path {path!r}; try /, /counts, /customers or /healthz")
 
-    def counts(self, query: str) -> bytes:
+    def counts(self, query: str) -> Reply:
         """The /counts reply to QUERY, from the cache when it was asked before."""
         reply = self.cache.get(query)
         if reply is None:
@@ -2919,9 +2935,11 @@ PAGE_HTML = r"""<!doctype html>
 <span class="error" id="customer-error"></span> <button>Show</button>
 </form>
 <p class="error" id="error"></p>
+<p id="summary"></p>
 <svg id="chart" viewBox="0 0 960 320" role="img" aria-label="events per hour, stacked by customer"></svg>
 <ul id="legend"></ul>
 <table><thead><tr><th>hour (UTC)</th><th>customer</th><th>events</th></tr></thead><tbody id="numbers"></tbody></table>
+<p id="left-out"></p>
 <script src="/app.js"></script>
 </body>
 </html>
@@ -2929,20 +2947,26 @@ PAGE_HTML = r"""<!doctype html>
 PAGE_CSS = r"""body { font: 14px system-ui, sans-serif; margin: 1.5em; color: #222; }
 form { display: flex; flex-wrap: wrap; gap: 0.5em 1em; align-items: center; }
 .error { color: #b00020; }
+#summary { font-weight: bold; }
 #chart { width: 100%; max-width: 960px; height: auto; }
-#chart .axis, #chart .total { font-size: 10px; fill: #555; }
-#chart .total { text-anchor: middle; }
+#chart .axis { font-size: 10px; fill: #555; }
+#chart .grid { stroke: #ddd; stroke-width: 1; }
+#chart .total { font-size: 10px; fill: #555; text-anchor: middle; }
+#chart .value { text-anchor: end; }
 #legend { list-style: none; padding: 0; display: flex; flex-wrap: wrap; gap: 0.3em 1em; }
 .swatch { display: inline-block; width: 0.8em; height: 0.8em; margin-right: 0.3em; }
 table { border-collapse: collapse; margin-top: 1em; }
 td, th { border-bottom: 1px solid #ddd; padding: 0.2em 0.8em; text-align: left; }
+td.n { text-align: right; font-variant-numeric: tabular-nums; }
 """
 PAGE_JS = r""""use strict";
 // The chart reads /counts, the very JSON the command line prints, so the two never disagree.
 // Every customer id and message reaches the page through textContent or setAttribute: never as HTML.
 const $ = (id) => document.getElementById(id);
-const COLORS = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f"];
 const MAX_HOURS = 2000;
+const LISTED_DAYS = 3; // a longer window's table leaves out its empty buckets
+const NUMBER = new Intl.NumberFormat("en-US");
+const plural = (n, noun) => `${NUMBER.format(n)} ${noun}${n === 1 ? "" : "s"}`;
 
 // JSON.parse would reorder customer ids that look like integers; this keeps the server's order.
 function parseCounts(text) {
@@ -2958,6 +2982,29 @@ function parseCounts(text) {
     else if (/^\d/.test(t)) buckets[buckets.length - 1][1].push([name, Number(t)]);
   }
   return buckets;
+}
+
+// A customer's colour comes from its id (FNV-1a, its bits mixed as MurmurHash3 ends), so it is the same in
+// every window: a hue of 360 and one of three lightnesses.
+function colorOf(customer) {
+  let hash = 0x811c9dc5;
+  for (const c of customer) hash = Math.imul(hash ^ c.codePointAt(0), 0x01000193);
+  hash = Math.imul(hash ^ (hash >>> 16), 0x85ebca6b);
+  hash = Math.imul(hash ^ (hash >>> 13), 0xc2b2ae35);
+  hash = (hash ^ (hash >>> 16)) >>> 0;
+  return `hsl(${hash % 360}, 60%, ${[36, 48, 60][(hash >>> 9) % 3]}%)`;
+}
+
+// "2021-03-01 04:00:00 +0000", the label of a bucket, as milliseconds since the epoch.
+function instant(label) {
+  const [, date, time, hours, minutes] = /^(\S+) (\S+) ([+-]\d\d)(\d\d)$/.exec(label);
+  return Date.parse(`${date}T${time}${hours}:${minutes}`);
+}
+
+// Gridlines at 1, 2 or 5 times a power of ten, four or five of them.
+function gridStep(most) {
+  const power = 10 ** Math.floor(Math.log10(Math.max(1, most / 4)));
+  return [1, 2, 5, 10].map((m) => m * power).find((step) => step >= most / 5);
 }
 
 function node(namespace, tag, attributes, text) {
@@ -2977,52 +3024,82 @@ function showError(message) {
   document.body.dataset.state = "error";
 }
 
-function draw(buckets) {
-  const chart = $("chart"), width = 960, height = 320, left = 48, bottom = 28;
-  chart.replaceChildren();
-  const colors = new Map();
-  for (const [, rows] of buckets) {
-    for (const [customer] of rows) if (!colors.has(customer)) colors.set(customer, COLORS[colors.size % COLORS.length]);
+// Each bucket spans from its start (or the window's) to the next one's (or the window's end):
+// a bucket the window cuts is drawn as wide as the part of it the window holds.
+function spans(buckets, from, to) {
+  const starts = buckets.map(([label]) => instant(label));
+  return starts.map((start, i) => [Math.max(start, from), i + 1 < starts.length ? starts[i + 1] : to]);
+}
+
+function drawAxis(chart, most, box) {
+  const step = gridStep(most), ceiling = Math.ceil(most / step) * step;
+  for (let value = 0; value <= ceiling; value += step) {
+    const y = box.bottom - (value / ceiling) * (box.bottom - box.top);
+    chart.append(svg("line", { x1: box.left, x2: box.right, y1: y, y2: y, class: "grid" }));
+    chart.append(svg("text", { x: box.left - 4, y: y + 3, class: "axis value" }, NUMBER.format(value)));
   }
+  return (box.bottom - box.top) / ceiling;
+}
+
+function drawBucket(chart, [hour, rows], total, [x0, x1], scale, box) {
+  const column = svg("g", { "data-hour": hour, "data-total": total });
+  column.append(svg("title", {}, `${hour}: ${plural(total, "event")}`));
+  let y = box.bottom;
+  for (const [customer, n] of rows) {
+    const bar = svg("rect", {
+      x: x0, y: y - n * scale, width: Math.max(x1 - x0, 0.5), height: n * scale,
+      fill: colorOf(customer), "data-hour": hour, "data-customer": customer, "data-count": n,
+    });
+    bar.append(svg("title", {}, `${customer}: ${plural(n, "event")} in ${hour}`));
+    column.append(bar);
+    y -= n * scale;
+  }
+  return [column, y];
+}
+
+function draw(buckets, from, to) {
+  const chart = $("chart"), box = { left: 56, right: 952, top: 16, bottom: 292 };
+  chart.replaceChildren();
   const totals = buckets.map(([, rows]) => rows.reduce((sum, [, n]) => sum + n, 0));
-  const top = Math.max(1, ...totals), step = (width - left) / Math.max(1, buckets.length);
-  const scale = (height - bottom - 16) / top, every = Math.ceil(buckets.length / 12);
-  chart.append(svg("text", { x: 0, y: 12, class: "axis" }, `${top.toLocaleString()} events`));
-  buckets.forEach(([hour, rows], i) => {
-    const column = svg("g", { "data-hour": hour, "data-total": totals[i] });
-    column.append(svg("title", {}, `${hour}: ${totals[i].toLocaleString()} events`));
-    let y = height - bottom;
-    for (const [customer, n] of rows) {
-      const bar = svg("rect", {
-        x: left + i * step, y: y - n * scale, width: Math.max(step - 1, 1), height: n * scale,
-        fill: colors.get(customer), "data-hour": hour, "data-customer": customer, "data-count": n,
-      });
-      bar.append(svg("title", {}, `${customer}: ${n.toLocaleString()} events in ${hour}`));
-      column.append(bar);
-      y -= n * scale;
+  const total = totals.reduce((sum, n) => sum + n, 0);
+  $("summary").textContent = total ? `${plural(total, "event")} in this window (total)` : "no events in this window";
+  const scale = drawAxis(chart, Math.max(1, ...totals), box);
+  const x = (t) => box.left + ((t - from) / (to - from)) * (box.right - box.left);
+  const every = Math.ceil(buckets.length / 12), gap = buckets.length <= 200 ? 1 : 0;
+  spans(buckets, from, to).forEach(([start, end], i) => {
+    const [x0, x1] = [x(start), x(end) - gap];
+    const [column, top] = drawBucket(chart, buckets[i], totals[i], [x0, x1], scale, box);
+    if (buckets.length <= 48 && totals[i]) {
+      column.append(svg("text", { x: (x0 + x1) / 2, y: top - 3, class: "total" }, NUMBER.format(totals[i])));
     }
-    if (buckets.length <= 48) {
-      column.append(svg("text", { x: left + (i + 0.5) * step, y: y - 3, class: "total" }, totals[i].toLocaleString()));
-    }
-    if (i % every === 0) {
-      column.append(svg("text", { x: left + i * step, y: height - 10, class: "axis" }, hour.slice(5, 13) + "h"));
-    }
+    if (i % every === 0) column.append(svg("text", { x: x0, y: 310, class: "axis" }, buckets[i][0].slice(5, 16)));
     chart.append(column);
   });
-  const legend = $("legend");
-  legend.replaceChildren(...[...colors].map(([customer, color]) => {
+  drawLegend(buckets);
+  drawTable(buckets, to - from > LISTED_DAYS * 86400000);
+  document.body.dataset.state = "drawn";
+}
+
+function drawLegend(buckets) {
+  const customers = new Set(buckets.flatMap(([, rows]) => rows.map(([customer]) => customer)));
+  $("legend").replaceChildren(...[...customers].map((customer) => {
     const item = html("li", {}, customer), swatch = html("span", { class: "swatch" });
-    swatch.style.background = color; // through the CSSOM: the policy forbids style attributes
+    swatch.style.background = colorOf(customer); // through the CSSOM: the policy forbids style attributes
     item.prepend(swatch);
     return item;
   }));
-  const lines = buckets.flatMap(([hour, rows]) => (rows.length ? rows : [["", 0]]).map((row) => [hour, ...row]));
+}
+
+function drawTable(buckets, leaveOutEmpty) {
+  const shown = leaveOutEmpty ? buckets.filter(([, rows]) => rows.some(([, n]) => n)) : buckets;
+  const lines = shown.flatMap(([hour, rows]) => (rows.length ? rows : [["", 0]]).map((row) => [hour, ...row]));
   $("numbers").replaceChildren(...lines.map(([hour, customer, n]) => {
     const row = html("tr");
-    row.append(html("td", {}, hour), html("td", {}, customer), html("td", {}, String(n)));
+    row.append(html("td", {}, hour), html("td", {}, customer), html("td", { class: "n" }, NUMBER.format(n)));
     return row;
   }));
-  document.body.dataset.state = "drawn";
+  const left = buckets.length - shown.length;
+  $("left-out").textContent = left ? `${plural(left, "empty bucket")} of this window not listed` : "";
 }
 
 async function main() {
@@ -3032,7 +3109,7 @@ async function main() {
   $("end").value = end;
   const customers = await (await fetch("/customers")).json();
   $("customer").append(...customers.map(({ customer: id, events }) => {
-    const option = html("option", { value: id }, `${id} (${events.toLocaleString()})`);
+    const option = html("option", { value: id }, `${id} (${NUMBER.format(events)})`);
     option.selected = id === customer;
     return option;
   }));
@@ -3045,15 +3122,18 @@ async function main() {
   if (buckets.length > MAX_HOURS) {
     return showError(`end: the chart shows ${MAX_HOURS} hours at most; this window has ${buckets.length}`);
   }
-  draw(buckets);
+  // The window as the server read it; Date.parse takes three digits of a fraction at most.
+  const window = reply.headers.get("Totaler-Window").replace(/(\.\d{3})\d+/g, "$1");
+  const [from, to] = window.split("/").map(Date.parse);
+  draw(buckets, from, to);
 }
 
 main().catch((error) => showError(String(error)));
 """
 PAGE = {
-    "/": (PAGE_HTML.encode(), "text/html; charset=utf-8"),
-    "/app.css": (PAGE_CSS.encode(), "text/css; charset=utf-8"),
-    "/app.js": (PAGE_JS.encode(), "text/javascript; charset=utf-8"),
+    "/": Reply(PAGE_HTML.encode(), "text/html; charset=utf-8"),
+    "/app.css": Reply(PAGE_CSS.encode(), "text/css; charset=utf-8"),
+    "/app.js": Reply(PAGE_JS.encode(), "text/javascript; charset=utf-8"),
 }
 
 
@@ -3110,9 +3190,10 @@ def serve(host: str, port: int, settings: ServeSettings) -> int:
     for warning in warnings:
         log(f"warning: {warning}")
     name = f"[{host}]" if ":" in host else host
-    url = f"http://{name}:{sock.getsockname()[1]}"
-    example = "/counts?start=2021-03-01T04:00:00Z&end=2021-03-01T06:30:00Z"
-    log(f"{describe(index)}; {settings.workers} workers serving {url}{example}")
+    url = f"http://{name}:{sock.getsockname()[1]}/"
+    start, end = busiest_day(index)
+    example = f"{url}counts?start={format_iso(start)}&end={format_iso(end)}"
+    log(f"{describe(index)}; {settings.workers} workers serving {url} (the page), e.g. {example} (the busiest day)")
     master = Master(index, sock, settings)
     del index  # else this frame kept the first index, and its open files, for the server's life, past every reload
     return master.run()
@@ -3124,11 +3205,12 @@ def serve(host: str, port: int, settings: ServeSettings) -> int:
 EXAMPLES = """examples:
   totaler events.csv 2021-03-01T04:00:00Z 2021-03-01T06:30:00Z
   totaler events.csv 2021-03-01T04:00:00Z 2021-03-01T06:30:00Z 30330c9c4e7173ba9474c46ee5191570 --json
-  gzip -c events.csv | totaler - '2021-03-01 04:00:00 UTC' 2021-03-01T09:30:00+05:30
+  gzip -c events.csv | totaler - '2021-03-01 04:00:00 UTC' 2021-03-01T12:00:00+05:30
   totaler events.csv --serve --port 8000
 
 Buckets are UTC hours; an event counts when START <= time < END. Exit status:
-0 answered, 1 the input could not be read (or --strict met a bad row), 2 bad arguments."""
+0 answered, 1 the input could not be read (not one row of it, or --strict met a bad row),
+2 bad arguments; 130 or 143 when stopped by Ctrl-C or SIGTERM while counting (--serve: 0)."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -3188,7 +3270,7 @@ def build_parser() -> Parser:
     parser.add_argument("--jobs", type=whole_number(0), default=0, metavar="N", help="worker processes (default: CPUs)")
     scheduler = os.environ.get("TOTALER_SCHEDULER") or None
     cluster = "count on this Dask scheduler's workers, which see the same paths (env TOTALER_SCHEDULER; needs "
-    cluster += "pip install 'totaler[dask]')"
+    cluster += "pip install '.[dask]' in a clone of totaler)"
     parser.add_argument("--scheduler", default=scheduler, metavar="ADDRESS", help=cluster)
     parser.add_argument("--version", action="version", version=f"totaler {__version__}")
     add_http_arguments(parser)

@@ -110,3 +110,20 @@ def test_every_log_shape_agrees_with_duckdb_on_the_real_events(tmp_path, shape: 
         assert [row for row in ours if row[2]] == theirs, (start, end, customer)
         assert tally.skipped.count == 0
     con.close()
+
+
+def test_the_readme_sql_run_as_it_stands_gives_the_seed_answer(monkeypatch) -> None:
+    """The README's two SQL blocks, run in the clone's folder as a reader would: the seed window's counts."""
+    import re
+
+    from conftest import ROOT, SEED
+
+    load, query = re.findall(r"^```sql\n(.*?)^```\n", (ROOT / "README.md").read_text(), re.MULTILINE | re.DOTALL)
+    monkeypatch.chdir(ROOT)
+    con = duckdb.connect()
+    con.execute(load)
+    found = con.execute(query).fetchall()
+    con.close()
+    window = totaler.parse_window(*SEED, None, 1000)
+    counts = totaler.count_file(str(EVENTS), window, jobs=1).counts
+    assert found == [(totaler.format_bucket(bucket), customer, n) for (bucket, customer), n in counts.items()]

@@ -134,3 +134,60 @@ def test_the_page_without_a_window_opens_on_the_busiest_day(server) -> None:
         moment = line.rsplit(b",", 1)[1][:10].decode()
         days[moment] = days.get(moment, 0) + 1
     assert max(days, key=days.__getitem__) == "2021-03-01"
+
+
+RECT = re.compile(r"<rect ([^>]*)>")
+
+
+def rects(dom: str) -> list[dict[str, str]]:
+    """Every bar's attributes, in drawing order."""
+    return [{k: html.unescape(v) for k, v in re.findall(r'([\w-]+)="([^"]*)"', found)} for found in RECT.findall(dom)]
+
+
+def text_of(dom: str, element_id: str) -> str:
+    return html.unescape(re.search(rf'id="{element_id}"[^>]*>([^<]*)<', dom).group(1))
+
+
+@needs_browser
+def test_a_cut_bucket_is_drawn_as_wide_as_the_part_of_it_the_window_holds(server, tmp_path) -> None:
+    dom = dump_dom(page_url(server, "2021-03-01T04:20:00Z", "2021-03-01T06:30:00Z"), tmp_path / "profile")
+    widths = {}
+    for bar in rects(dom):
+        widths.setdefault(bar["data-hour"], float(bar["width"]) + 1)  # 1: the gap between columns
+    first, whole, last = widths.values()
+    assert first / whole == pytest.approx(40 / 60, rel=0.01) and last / whole == pytest.approx(30 / 60, rel=0.01)
+
+
+@needs_browser
+def test_the_window_total_the_axis_and_the_numbers_are_written_with_separators(server, tmp_path) -> None:
+    dom = dump_dom(page_url(server, *SEED), tmp_path / "profile")
+    assert text_of(dom, "summary") == "2,390 events in this window (total)"
+    labels = [html.unescape(t) for t in re.findall(r'class="axis value"[^>]*>([^<]*)<', dom)]
+    assert labels[0] == "0" and "1,000" in labels and len(labels) >= 3  # gridlines, not a lone maximum
+    assert '<td class="n">1,133</td>' in dom
+
+
+@needs_browser
+def test_an_empty_window_says_no_events(server, tmp_path) -> None:
+    dom = dump_dom(page_url(server, "2020-01-01T00:00:00Z", "2020-01-01T05:00:00Z"), tmp_path / "profile")
+    assert 'data-state="drawn"' in dom and text_of(dom, "summary") == "no events in this window"
+    assert not rects(dom)
+
+
+@needs_browser
+def test_a_customer_keeps_its_colour_from_window_to_window(server, tmp_path) -> None:
+    """In the seed window b4f9... is drawn after 3033...; from 05:00 it is drawn first: the same colour."""
+    colours = {}
+    for start, end in [SEED, ("2021-03-01T05:00:00Z", "2021-03-01T06:00:00Z"), ("2021-03-02", "2021-03-03")]:
+        for bar in rects(dump_dom(page_url(server, start, end), tmp_path / "profile")):
+            colours.setdefault(bar["data-customer"], set()).add(bar["fill"])
+    assert len(colours) >= 3 and all(len(fills) == 1 for fills in colours.values())
+    assert len({fill for fills in colours.values() for fill in fills}) == len(colours)  # no two alike here
+
+
+@needs_browser
+def test_a_window_of_days_lists_only_buckets_with_events_and_says_how_many_it_left_out(server, tmp_path) -> None:
+    dom = dump_dom(page_url(server, "2021-02-27T00:00:00Z", "2021-03-05T00:00:00Z"), tmp_path / "profile")
+    listed = set(re.findall(r"<tr><td>([^<]+)</td>", dom))
+    assert len(listed) == 72  # events.csv's three days, every hour of them busy
+    assert text_of(dom, "left-out") == "72 empty buckets of this window not listed"
