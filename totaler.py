@@ -58,7 +58,7 @@ from functools import lru_cache, partial
 from http import HTTPStatus
 from itertools import chain, compress, groupby, islice, pairwise, repeat, starmap
 from json.encoder import encode_basestring_ascii as quote
-from operator import add, itemgetter, le, lt, mod, sub
+from operator import add, ge, getitem, itemgetter, le, lt, mod, sub
 from typing import TYPE_CHECKING, BinaryIO, NamedTuple, TypeVar
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -69,9 +69,12 @@ __version__ = "1.0.0"
 
 # ---------------------------------------------------------------------------
 # Time: every instant is an int, microseconds since the Unix epoch, in UTC.
-# Integers compare exactly and floor to the hour with one modulo.
+# Integers compare exactly and floor to the hour with one modulo.  A bucket is
+# the interval of instants a question counts together: a UTC hour unless asked
+# otherwise (Buckets: a width of local wall time in a zone, below).
 
 MICROSECOND = timedelta(microseconds=1)
+MINUTE = 60_000_000
 HOUR = 3_600_000_000
 DAY = 24 * HOUR
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -149,20 +152,22 @@ def parse_event_time(text: str) -> int:
     return micros
 
 
-def parse_bound(text: str) -> int:
-    """A window bound: ISO 8601, or a form this tool prints; never a guess; within years 1 to 9999 in UTC."""
-    micros = parse_instant(text.strip())
+def parse_bound(text: str, zone: str = "UTC") -> int:
+    """A window bound: ISO 8601, or a form this tool prints; never a guess; within years 1 to 9999 in UTC.
+    Without an offset it is a wall time in ZONE (UTC unless told)."""
+    micros = parse_instant(text.strip(), zone)
     if not FIRST_INSTANT <= micros <= LAST_INSTANT:
         raise BadTimestamp(f"{text!r} falls outside the years 1 to 9999 in UTC")
     return micros
 
 
-def parse_instant(text: str) -> int:
+def parse_instant(text: str, zone: str = "UTC") -> int:
     """parse_bound without the range check."""
     try:
-        return to_micros(datetime.fromisoformat(text))
-    except ValueError:
-        pass
+        return instant_in(datetime.fromisoformat(text), zone, text)
+    except ValueError as error:
+        if isinstance(error, BadTimestamp):
+            raise
     # dateutil reads '... UTC' and '... +0000' but also guesses at '03/01/21' or
     # '4pm': insist on an ISO date first, so year, month and day are never guessed.
     if ZONE_WITH_OFFSET.search(text):  # 'UTC+3' means UTC-3 to POSIX: refuse to guess
@@ -176,13 +181,15 @@ def parse_instant(text: str) -> int:
     if name and name.upper() not in UTC_NAMES:  # dateutil would ignore a word ('Sat') or guess a zone ('EST')
         raise BadTimestamp(f"{text!r} ends in {name!r}: only UTC, Z or an offset like -05:00 may follow the time")
     try:  # the forms this tool prints itself, '2021-03-01 04:00:00 UTC' and '... +0000', need no dateutil
-        return to_micros(datetime.fromisoformat(shape["local"] + (shape["offset"] or "+00:00")))
-    except ValueError:
-        pass
-    return parse_with_dateutil(text)
+        offset = shape["offset"] or ("+00:00" if name else "")
+        return instant_in(datetime.fromisoformat(shape["local"] + offset), zone, text)
+    except ValueError as error:
+        if isinstance(error, BadTimestamp):
+            raise
+    return instant_in(parse_with_dateutil(text), zone, text)
 
 
-def parse_with_dateutil(text: str) -> int:
+def parse_with_dateutil(text: str) -> datetime:
     """What fromisoformat does not read of DATEUTIL_SHAPE (an hour of one digit, say), read by dateutil."""
     try:
         from dateutil import parser
@@ -191,7 +198,7 @@ def parse_with_dateutil(text: str) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         try:
-            return to_micros(parser.parse(text, tzinfos=utc_zone_only))
+            return parser.parse(text, tzinfos=utc_zone_only)
         except (ValueError, OverflowError, Warning) as error:
             reason = str(error) if isinstance(error, BadTimestamp) else "is not an ISO 8601 timestamp"
             raise BadTimestamp(f"{text!r} {reason}") from None
@@ -206,6 +213,178 @@ def utc_zone_only(name: str | None, offset: int | None) -> tzinfo:
     if name.upper() in UTC_NAMES and not offset:
         return UTC
     raise BadTimestamp(f"names a time zone ({name}); give an offset like -05:00")
+
+
+# Zones: an IANA name from the system's tz database (else from python-dateutil's own
+# copy, as in a slim container image), UTC, or a fixed offset like +05:30.
+FIXED_OFFSET = re.compile(r"([+-])([01]\d|2[0-3]):([0-5]\d)")
+ZONE_HELP = "an IANA name like America/New_York, UTC, or a fixed offset like +05:30"
+
+
+class BadZone(ValueError):
+    """A zone that is not one (exit status 2)."""
+
+
+@lru_cache(maxsize=64)
+def zone_named(name: str) -> tzinfo:
+    """The tzinfo NAME stands for; BadZone if none."""
+    if name == "UTC":
+        return UTC
+    if fixed := FIXED_OFFSET.fullmatch(name):
+        minutes = int(fixed[2]) * 60 + int(fixed[3])
+        return timezone(timedelta(minutes=-minutes if fixed[1] == "-" else minutes))
+    import zoneinfo  # here: a command line in UTC never needs it
+
+    with suppress(zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        return zoneinfo.ZoneInfo(name)
+    with suppress(ImportError, OSError, ValueError):
+        from dateutil.zoneinfo import get_zonefile_instance
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # dateutil warns that its copy may be older than the system's
+            if (bundled := get_zonefile_instance().get(name)) is not None:
+                return bundled
+    raise BadZone(f"{name!r} is not a time zone: give {ZONE_HELP}")
+
+
+def local_wall(micros: int, zone: tzinfo) -> tuple[int, int]:
+    """The wall time ZONE's clocks show at MICROS, as microseconds since 1970-01-01 00:00 on such a clock, and
+    ZONE's offset from UTC then."""
+    offset = from_micros(micros).astimezone(zone).utcoffset() // MICROSECOND
+    return micros + offset, offset
+
+
+def instant_in(moment: datetime, zone: str, text: str) -> int:
+    """MOMENT as an instant: itself if it has an offset, else a wall time in ZONE; BadTimestamp (naming TEXT)
+    if that wall time does not exist there or exists twice."""
+    if moment.tzinfo is not None or zone == "UTC":
+        return to_micros(moment)
+    tz = zone_named(zone)
+    found = set()
+    for fold in (0, 1):
+        micros = to_micros(moment.replace(tzinfo=tz, fold=fold))
+        if from_micros(micros).astimezone(tz).replace(tzinfo=None) == moment:
+            found.add(micros)
+    if not found:
+        raise BadTimestamp(f"{text!r} does not exist in {zone} (the clocks skip it): give an offset")
+    if len(found) > 1:
+        offsets = " and ".join(format_offset(local_wall(micros, tz)[1]) for micros in sorted(found))
+        raise BadTimestamp(f"{text!r} happens twice in {zone} (at {offsets}): give an offset")
+    return found.pop()
+
+
+def format_offset(offset: int) -> str:
+    """+0530, as strftime's %z writes an offset of microseconds OFFSET (seconds too, if any)."""
+    sign, offset = ("-", -offset) if offset < 0 else ("+", offset)
+    minutes, seconds = divmod(offset // 1_000_000, 60)
+    return f"{sign}{minutes // 60:02d}{minutes % 60:02d}" + (f"{seconds:02d}" if seconds else "")
+
+
+# Buckets of any width in any zone.  An instant's bucket is its local wall time
+# floored to the width, counted from local midnight; a bucket is the interval of
+# instants that share it, so a bucket that holds a change of offset is longer or
+# shorter than its width.  Its boundaries are the instants at which the clock shows
+# a multiple of the width, and the changes of offset across which the floored wall
+# time differs: after a skipped wall time a bucket starts at the first instant after
+# the gap, and when the clock goes back to a wall time it showed before, that begins
+# a bucket of its own.  A bucket is named by its first instant.  The tz database
+# never changes a zone's offset twice within four days, and a bucket is at most a
+# day and a few hours, so one change at most bears on any bucket.
+WIDTH = re.compile(r"([1-9]\d{0,2})([mhd])")
+WIDTHS = {"m": (MINUTE, 60), "h": (HOUR, 24), "d": (DAY, 1)}  # unit, and what N must divide
+WIDTH_HELP = "Nm with N dividing 60 (1m, 5m, 15m, 30m), Nh with N dividing 24 (1h, 2h, 6h, 12h), or 1d"
+
+
+def parse_width(text: str) -> int:
+    """A bucket width like 15m, 6h or 1d, in microseconds; ValueError saying what is accepted."""
+    found = WIDTH.fullmatch(text)
+    if found is None or WIDTHS[found[2]][1] % int(found[1]):
+        raise ValueError(f"{text!r} is not a bucket width: give {WIDTH_HELP}")
+    return int(found[1]) * WIDTHS[found[2]][0]
+
+
+def format_width(width: int) -> str:
+    """15m, 6h or 1d: a width as parse_width reads it."""
+    for letter, (unit, _) in reversed(WIDTHS.items()):
+        if width % unit == 0:
+            return f"{width // unit}{letter}"
+    raise ValueError(width)
+
+
+@lru_cache(maxsize=64)
+def fixed_offset(zone: str) -> int | None:
+    """ZONE's offset from UTC in microseconds if it never changes (UTC, +05:30), else None."""
+    offset = zone_named(zone).utcoffset(None)
+    return None if offset is None else offset // MICROSECOND
+
+
+def change_before(micros: int, zone: tzinfo) -> int | None:
+    """The first instant of ZONE's offset in force at MICROS, if it began within the two days before."""
+    low, high = micros - 2 * DAY, micros
+    before, now = local_wall(low, zone)[1], local_wall(high, zone)[1]
+    if before == now:
+        return None
+    while high - low > 1:  # offset(low) is the old one, offset(high) the new one
+        middle = (low + high) // 2
+        low, high = (middle, high) if local_wall(middle, zone)[1] == before else (low, middle)
+    return high
+
+
+class Buckets(NamedTuple):
+    """How a question cuts time: buckets WIDTH microseconds wide in local wall time, in ZONE (a name)."""
+
+    width: int = HOUR
+    zone: str = "UTC"
+
+    def floor(self, micros: int) -> int:
+        """The first instant of the bucket that holds MICROS."""
+        if (fixed := fixed_offset(self.zone)) is not None:  # the epoch is a midnight: buckets count from it
+            return micros - (micros + fixed) % self.width
+        zone = zone_named(self.zone)
+        wall, offset = local_wall(micros, zone)
+        floored = wall - wall % self.width
+        start = floored - offset  # the clock showed FLOORED then, if its offset has held since
+        change = change_before(micros, zone)
+        if change is None or change <= start:
+            return start
+        # The offset changed after the clock last showed a multiple of the width: the change
+        # begins this bucket, unless the floored wall time is the same on both sides of it.
+        wall_before = local_wall(change - 1, zone)[0]
+        return self.floor(change - 1) if wall_before - wall_before % self.width == floored else change
+
+    def following(self, bucket: int) -> int:
+        """The first instant of the bucket after BUCKET (which must be a bucket's first instant)."""
+        if fixed_offset(self.zone) is not None:
+            return bucket + self.width
+        later = bucket + self.width
+        while (start := self.floor(later)) == bucket:  # a bucket longer than its width (clocks went back)
+            later += self.width
+        return start
+
+    def label(self, bucket: int) -> str:
+        """A bucket as totaler prints it: its first instant's wall time and offset, 2021-03-01 09:30:00 +0530."""
+        if self.zone == "UTC":
+            return format_bucket(bucket)  # cached: the default answer prints many
+        moment = from_micros(bucket).astimezone(zone_named(self.zone))
+        return f"{format_seconds(moment)} {format_offset(moment.utcoffset() // MICROSECOND)}"
+
+    def starts(self, start: int, end: int) -> Iterator[int]:
+        """The first instant of every bucket an instant of [START, END) falls in, in time order."""
+        if fixed_offset(self.zone) is not None:
+            yield from range(self.floor(start), end, self.width)
+            return
+        bucket = self.floor(start)
+        while bucket < end:
+            yield bucket
+            bucket = self.following(bucket)
+
+    def whole(self, first: int, span: int) -> int | None:
+        """The bucket that holds all of [FIRST, FIRST + SPAN), if one does."""
+        bucket = self.floor(first)
+        return bucket if self.floor(first + span - 1) == bucket else None
+
+
+UTC_HOURS = Buckets()
 
 
 # ---------------------------------------------------------------------------
@@ -327,8 +506,9 @@ def likely_cause(text: bytes) -> str:
     return ""
 
 
-def parse_row(line: bytes) -> tuple[str, int]:
-    """The plain reader: one line (no newline) to (customer_id, UTC microseconds), by the csv module."""
+def parse_row(line: bytes) -> tuple[str, int, str, str]:
+    """The plain reader: one line (no newline) to (customer_id, UTC microseconds, event_type, transaction_id),
+    by the csv module; every field stripped of the whitespace around it."""
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -342,7 +522,7 @@ def parse_row(line: bytes) -> tuple[str, int]:
     if not customer:
         raise Malformed("empty customer_id")
     try:
-        return customer, parse_event_time(fields[3].strip())
+        return customer, parse_event_time(fields[3].strip()), fields[1].strip(), fields[2].strip()
     except BadTimestamp as error:
         raise Malformed(str(error)) from None
 
@@ -510,8 +690,8 @@ def block_lines(block: Block) -> int:
     return block.data.count(b"\n", block.lo + 1, block.hi) if block.lines is None else block.lines
 
 
-def block_events(block: Block, first_line: int, skipped: Skipped) -> Iterator[tuple[str, int]]:
-    """The plain path: every countable (customer, time) of BLOCK, whose first line is FIRST_LINE, in file order."""
+def block_events(block: Block, first_line: int, skipped: Skipped) -> Iterator[tuple[str, int, str, str]]:
+    """The plain path: every countable event of BLOCK, whose first line is FIRST_LINE, in file order."""
     if block.too_long:
         skipped.add(first_line, f"line of {block.too_long:,} bytes, longer than any row ({MAX_LINE:,} bytes at most)")
         return
@@ -527,35 +707,47 @@ def block_events(block: Block, first_line: int, skipped: Skipped) -> Iterator[tu
 
 
 # ---------------------------------------------------------------------------
-# The contract: count events per (hour bucket, customer) inside [start, end).  The whole
-# specification is count_events(plain_events(stream), window); everything after this
-# section (the fast path, workers, the cluster, the index) must give exactly that.
+# The contract: count events per (bucket, customer) inside [start, end).  The whole
+# specification is count_events(plain_events(stream), window): wanted() is the one
+# filter (customer, event types) and Buckets.floor the one bucket of an instant;
+# everything after this section (the fast path, workers, the cluster, the index)
+# must give exactly what they give.
 
 
 class Window(NamedTuple):
-    """The question: [start, end) in UTC microseconds, and optionally one customer."""
+    """The question: [start, end) in UTC microseconds; optionally one customer and some event types; and the
+    buckets it counts in (UTC hours unless asked otherwise)."""
 
     start: int
     end: int
     customer: str | None = None
+    buckets: Buckets = UTC_HOURS
+    event_types: frozenset[str] | None = None
 
 
+Event = tuple[str, int, str, str]  # customer_id, instant (UTC microseconds), event_type, transaction_id
 Counts = dict[tuple[int, str], int]
 T = TypeVar("T")
 
 
-def count_events(events: Iterable[tuple[str, int]], window: Window) -> Counts:
-    """Count events per (hour bucket, customer) in WINDOW, in order of first counted event."""
+def wanted(window: Window, customer: str, event_type: str) -> bool:
+    """Whether WINDOW asks about events of CUSTOMER and EVENT_TYPE, their time aside."""
+    return window.customer in (None, customer) and (window.event_types is None or event_type in window.event_types)
+
+
+def count_events(events: Iterable[Event], window: Window) -> Counts:
+    """Count events per (bucket, customer) in WINDOW, in order of first counted event."""
     counts: Counts = {}
-    for customer, moment in events:
-        if window.start <= moment < window.end and window.customer in (None, customer):
-            key = (hour_floor(moment), customer)
+    floor = window.buckets.floor
+    for customer, moment, event_type, _ in events:
+        if window.start <= moment < window.end and wanted(window, customer, event_type):
+            key = (floor(moment), customer)
             counts[key] = counts.get(key, 0) + 1
     return counts
 
 
-def plain_events(stream: BinaryIO, skipped: Skipped | None = None) -> Iterator[tuple[str, int]]:
-    """Every countable (customer, time) of STREAM in file order, row by row; bad rows go to SKIPPED."""
+def plain_events(stream: BinaryIO, skipped: Skipped | None = None) -> Iterator[Event]:
+    """Every countable event of STREAM in file order, row by row; bad rows go to SKIPPED."""
     skipped = Skipped() if skipped is None else skipped
     line = 1
     for block in read_blocks(stream):
@@ -570,12 +762,12 @@ def merge_counts(total: Counts, part: Counts) -> None:
 
 
 # ---------------------------------------------------------------------------
-# Rendering: the reference program's text, and its JSON.
+# Rendering: the reference program's text, its JSON, and CSV.
 
 
-def bucket_starts(window: Window) -> range:
-    """Every bucket from the hour containing start to the last hour beginning before end."""
-    return range(hour_floor(window.start), window.end, HOUR)
+def bucket_starts(window: Window) -> Iterable[int]:
+    """Every bucket an instant of the window falls in, in time order, by its first instant."""
+    return window.buckets.starts(window.start, window.end)
 
 
 def by_bucket(counts: Counts, window: Window) -> list[tuple[int, list[tuple[str, int]]]]:
@@ -589,13 +781,24 @@ def by_bucket(counts: Counts, window: Window) -> list[tuple[int, list[tuple[str,
     return list(table.items())
 
 
+def format_bound(micros: int, buckets: Buckets) -> str:
+    """A bound as the text report prints it: 2021-03-01 04:00:00 UTC, or in the buckets' zone with its offset
+    (2021-03-01 09:30:00 +0530); a fraction if any."""
+    if buckets.zone == "UTC":
+        return format_utc(micros)
+    label, fraction = buckets.label(micros), micros % 1_000_000
+    return f"{label[:19]}.{fraction:06d}{label[19:]}" if fraction else label  # after the seconds
+
+
 def render_text(path: str, window: Window, counts: Counts) -> str:
     """The reference's text report."""
-    lines = [f"Input file: {path}", f"Start time: {format_utc(window.start)}", f"End time: {format_utc(window.end)}"]
+    start, end = format_bound(window.start, window.buckets), format_bound(window.end, window.buckets)
+    lines = [f"Input file: {path}", f"Start time: {start}", f"End time: {end}"]
     if window.customer is not None:
         lines.append(f"Customer ID: {window.customer}")
+    label = window.buckets.label
     for bucket, rows in by_bucket(counts, window):
-        lines += ["", f"Timebucket: {format_bucket(bucket)}"]
+        lines += ["", f"Timebucket: {label(bucket)}"]
         lines += [f"Customer ID: {customer} Calls: {n}" for customer, n in rows]
     return "\n".join(lines) + "\n"
 
@@ -605,40 +808,68 @@ def render_json(window: Window, counts: Counts) -> str:
 
     Exactly json.dumps(document, indent=2) plus a newline, written out by hand:
     with indent, json falls back to its pure-Python encoder, half of an HTTP reply's time.
-    Whole days without events are written from one template each: a window of
-    100,000 hours then costs milliseconds, not a loop of 100,000 formatted keys.
+    Whole days without events are written from one template each where a day's buckets
+    are alike (a zone that never changes its offset): a window of 100,000 hours then
+    costs milliseconds, not a loop of 100,000 formatted keys.
     """
+    table = rows_by_bucket(counts)
+    buckets = window.buckets
+    fixed = fixed_offset(buckets.zone)
+    busy_days = {bucket - (bucket + fixed) % DAY for bucket in table} if fixed is not None else set()
+    empty = "{}" if window.customer is None else f"{{\n    {quote(window.customer)}: 0\n  }}"
+    pieces = []
+    bucket = buckets.floor(window.start)
+    while bucket < window.end:
+        if fixed is not None and (bucket + fixed) % DAY == 0 and bucket + DAY <= window.end and bucket not in busy_days:
+            pieces.append(empty_day(empty, buckets).replace("\0", buckets.label(bucket)[:10]))
+            bucket += DAY
+            continue
+        # A list, not a generator, and a dict a bucket, not tuples: 26-35 ms, not 48-56, for 62,000 pairs.
+        row = table.get(bucket)
+        inner = ",\n".join([f"    {quote(customer)}: {n}" for customer, n in row.items()]) if row else ""
+        pieces.append(f'  "{buckets.label(bucket)}": ' + (f"{{\n{inner}\n  }}" if row else empty))
+        bucket = buckets.following(bucket)
+    return "{\n" + ",\n".join(pieces) + "\n}\n"
+
+
+def rows_by_bucket(counts: Counts) -> dict[int, dict[str, int]]:
+    """COUNTS as {bucket: {customer: count}}, customers in their order."""
     table: dict[int, dict[str, int]] = {}
     for (bucket, customer), n in counts.items():
         if (row := table.get(bucket)) is None:
             row = table[bucket] = {}
         row[customer] = n
-    busy_days = {bucket - bucket % DAY for bucket in table}
-    empty = "{}" if window.customer is None else f"{{\n    {quote(window.customer)}: 0\n  }}"
-    pieces = []
-    hour = hour_floor(window.start)
-    while hour < window.end:
-        if hour % DAY == 0 and hour + DAY <= window.end and hour not in busy_days:
-            pieces.append(empty_day(empty).replace("\0", format_bucket(hour)[:10]))
-            hour += DAY
-            continue
-        # A list, not a generator, and a dict a bucket, not tuples: 26-35 ms, not 48-56, for 62,000 pairs.
-        row = table.get(hour)
-        inner = ",\n".join([f"    {quote(customer)}: {n}" for customer, n in row.items()]) if row else ""
-        pieces.append(f'  "{format_bucket(hour)}": ' + (f"{{\n{inner}\n  }}" if row else empty))
-        hour += HOUR
-    return "{\n" + ",\n".join(pieces) + "\n}\n"
+    return table
 
 
 @lru_cache(maxsize=16)
-def empty_day(empty: str) -> str:
-    """A day of 24 buckets holding EMPTY, its date left as NUL (which quote() never writes) to fill in."""
-    return ",\n".join(f'  "\0 {hour:02d}:00:00 +0000": {empty}' for hour in range(24))
+def empty_day(empty: str, buckets: Buckets) -> str:
+    """A day of empty buckets holding EMPTY in a zone of fixed offset, its date left as NUL (which quote()
+    never writes) to fill in."""
+    offset = format_offset(fixed_offset(buckets.zone) or 0)
+    times = [f"{start // HOUR:02d}:{start % HOUR // MINUTE:02d}:00" for start in range(0, DAY, buckets.width)]
+    return ",\n".join(f'  "\0 {time} {offset}": {empty}' for time in times)
+
+
+def render_csv(window: Window, counts: Counts) -> str:
+    """The answer as CSV (RFC 4180 quoting, \n line ends): bucket,customer_id,count, a row per customer of
+    each bucket in the JSON's order; an empty bucket has no row unless one customer is asked about."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["bucket", "customer_id", "count"])
+    for bucket, rows in by_bucket(counts, window):
+        label = window.buckets.label(bucket)
+        writer.writerows([(label, customer, n) for customer, n in rows])
+    return out.getvalue()
+
+
+RENDERINGS = {"json": render_json, "csv": render_csv}
 
 
 # ---------------------------------------------------------------------------
-# The question as a person types it: a window [START, END) and maybe one customer,
-# checked the same way on the command line and in an HTTP query.
+# The question as a person types it: a window [START, END), maybe one customer and
+# some event types, and the buckets, checked the same way on the command line and
+# in an HTTP query.
 
 
 class UsageError(Exception):
@@ -651,21 +882,29 @@ def parse_window(
     customer: str | None,
     max_hours: int,
     names: tuple[str, str, str] = ("START", "END", "CUSTOMER_ID"),
+    buckets: Buckets = UTC_HOURS,
+    event_types: Iterable[str] | None = None,
 ) -> Window:
-    """Check and convert the window arguments; raise UsageError naming the bad one as NAMES does."""
+    """Check and convert the window arguments (bounds without an offset are wall times in the buckets' zone);
+    raise UsageError naming the bad one as NAMES does."""
     if customer is not None and not customer.strip():
         raise UsageError(f"{names[2]} is empty: leave it out to count every customer")
     bounds = []
     for name, text in zip(names[:2], (start, end), strict=True):
         try:
-            bounds.append(parse_bound(text))
+            bounds.append(parse_bound(text, buckets.zone))
         except BadTimestamp as error:
             raise UsageError(f"{name} {error}") from None
-    window = Window(bounds[0], bounds[1], customer)
+    types = None if event_types is None else frozenset(event_types)
+    window = Window(bounds[0], bounds[1], customer, buckets, types)
     if window.start >= window.end:
         raise UsageError(f"{names[0]} {start!r} is not before {names[1]} {end!r}")
     if window.end - window.start > max_hours * HOUR:
         raise UsageError(f"window {start!r} to {end!r} is longer than --max-hours {max_hours}")
+    try:  # the first and last buckets must be printable: their local dates within the years 1 to 9999
+        buckets.label(buckets.floor(window.start)) and buckets.label(buckets.floor(window.end - 1))
+    except (OverflowError, ValueError):
+        raise UsageError(f"window {start!r} to {end!r} falls outside the years 1 to 9999 in {buckets.zone}") from None
     return window
 
 
@@ -774,12 +1013,23 @@ def late_minutes(zone: bytes) -> bytes:
     return rb"(?:%d[%d-9]" % (tens, units) + (rb"|[%d-5]\d)" % (tens + 1) if tens < 5 else rb")")
 
 
-def row_shape(quoted: bool, loose: bool = False) -> tuple[bytes, bytes]:
-    """The pattern of a row up to its timestamp, capturing the customer, and of what follows the zone; LOOSE,
-    its two middle fields any bytes but a comma."""
-    q = b'"' if quoted else b""
-    field = _LOOSE_FIELD if loose else _FIELD
-    start = rb"\n" + q + rb"(" + _CUSTOMER + rb")" + q + (rb"," + q + field + q) * 2 + rb"," + q
+class RowShape(NamedTuple):
+    """How the rows of a block are matched: QUOTED, every field in double quotes; LOOSE, the two middle fields
+    any bytes but a comma (in a block plain_bytes passed); TYPED, the event type captured with the customer
+    (a question about some event types): "customer,type" as one capture, so every pattern keeps its groups."""
+
+    quoted: bool
+    loose: bool = False
+    typed: bool = False
+
+
+def row_shape(shape: RowShape) -> tuple[bytes, bytes]:
+    """The pattern of a row up to its timestamp, capturing the customer (and event type, if TYPED), and of what
+    follows the zone."""
+    q = b'"' if shape.quoted else b""
+    field = _LOOSE_FIELD if shape.loose else _FIELD
+    customer = rb"(" + _CUSTOMER + (q + rb"," + q + field + rb")" if shape.typed else rb")")
+    start = rb"\n" + q + customer + q + (rb"," + q + field + q) * (1 if shape.typed else 2) + rb"," + q
     return start, q + rb"\r?"
 
 
@@ -795,10 +1045,10 @@ _TIME_IN_HOUR = rb"([0-5]\d:[0-5]\d)(?:\.(\d{1,3}+)(\d{0,3}+))?+"  # "MM:SS", fr
 
 
 @lru_cache(maxsize=64)
-def timed_pattern(hours: bytes, quoted: bool, loose: bool = False) -> re.Pattern[bytes]:
+def timed_pattern(hours: bytes, shape: RowShape) -> re.Pattern[bytes]:
     """Rows whose hour key matches HOURS: customer, hour key, "MM:SS", a fraction's first three digits and the
     rest, zone."""
-    start, end = row_shape(quoted, loose)
+    start, end = row_shape(shape)
     exact_time = rb"(" + hours + rb"):" + _TIME_IN_HOUR + rb"(" + _ZONE + rb")"
     return re.compile(start + exact_time + end + rb"(?=\n)")
 
@@ -816,14 +1066,32 @@ def offsets_in_hour(minute_seconds: Iterable[bytes], millis: Iterable[bytes], mi
     return list(map(add, in_hour, map(MICROS.__getitem__, micros)))
 
 
-def decoded(customers: tuple[bytes, ...]) -> list[str]:
-    """CUSTOMERS as text, each distinct one decoded once."""
-    names = {customer: customer.decode() for customer in set(customers)}
+def decoded(customers: Iterable[bytes], shape: RowShape, window: Window | None) -> list[str | None]:
+    """The customers captured as text, each distinct one decoded once; None for those of a customer or event
+    type WINDOW does not ask about (None: every one is wanted)."""
+    customers = tuple(customers)
+    if window is None or not (shape.typed or window.customer):
+        names = {customer: customer.decode() for customer in set(customers)}
+    else:
+        names = {captured: wanted_name(captured.decode(), shape, window) for captured in set(customers)}
     return list(map(names.__getitem__, customers))
 
 
-def row_columns(rows: list[tuple[bytes, ...]]) -> tuple[list[str], list[int], list[int]]:
-    """Customers, UTC buckets and offsets in the bucket of timed_pattern's ROWS: each column a map that C runs."""
+def wanted_name(captured: str, shape: RowShape, window: Window) -> str | None:
+    """The customer of CAPTURED ("customer,type" if TYPED, with the quotes between), if WINDOW wants its events."""
+    customer, event_type = captured, ""
+    if shape.typed:
+        customer, _, event_type = captured.partition(",")
+        if shape.quoted:
+            customer, event_type = customer[:-1], event_type[1:]
+    return customer if wanted(window, customer, event_type.strip()) else None
+
+
+def row_columns(
+    rows: list[tuple[bytes, ...]], shape: RowShape, window: Window | None = None
+) -> tuple[list[str | None], list[int], list[int]]:
+    """Customers (None: not asked about by WINDOW), UTC hours and offsets in the hour of timed_pattern's ROWS:
+    each column a map that C runs."""
     # Plainly: for each row, moment = hour_bucket(key) - zone + minutes, seconds and fraction;
     # bucket = hour_floor(moment).  Map chains and dict lookups do it in C, each customer is
     # decoded once, and a whole-hour zone's hour start is the bucket: a 2 MiB block of the
@@ -834,21 +1102,21 @@ def row_columns(rows: list[tuple[bytes, ...]]) -> tuple[list[str], list[int], li
     in_hour = offsets_in_hour(minute_seconds, millis, micros)
     starts = list(map(hour_start, keys, zones))
     if not any(zone_micros(zone) % HOUR for zone in set(zones)):
-        return decoded(customers), starts, in_hour
+        return decoded(customers, shape, window), starts, in_hour
     moments = list(map(add, starts, in_hour))
     offsets = list(map(mod, moments, repeat(HOUR)))
-    return decoded(customers), list(map(sub, moments, offsets)), offsets
+    return decoded(customers, shape, window), list(map(sub, moments, offsets)), offsets
 
 
 @lru_cache(maxsize=64)
-def row_pattern(rows: int, zone: bytes | None, quoted: bool, loose: bool = False) -> re.Pattern[bytes]:
+def row_pattern(rows: int, zone: bytes | None, shape: RowShape) -> re.Pattern[bytes]:
     """ROWS consecutive rows of a fast shape, capturing customer, hour key and (unless ZONE is given) zone of each.
 
     ZONE, when known, is the one zone every row ends with: a literal is cheaper than
     the alternatives, and leaves one capture fewer (capturing it anyway made shuffled
     rows of few customers 8% slower, and saved a loop a key only where keys rarely repeat).
     """
-    start, end = row_shape(quoted, loose)
+    start, end = row_shape(shape)
     if zone is None:
         stamp = _MINUTES + rb"(" + _ZONE + rb")"
     elif zone_micros(zone) % HOUR:  # capture a late minute's first digit instead, and nothing for an early one
@@ -872,22 +1140,22 @@ def shared_zone(data: bytes, lo: int, hi: int) -> bytes | None:
 
 
 def match_rows(
-    data: bytes, lo: int, hi: int, lines: int, zone: bytes | None, quoted: bool, group: int = GROUP, loose: bool = False
+    data: bytes, lo: int, hi: int, lines: int, zone: bytes | None, shape: RowShape, group: int = GROUP
 ) -> tuple[Pairs, int]:
     """Rows per (customer, hour key, zone) of the fast-shaped rows of DATA[LO:HI], first-seen order; and how many.
 
-    GROUP rows a match where neighbours repeat, else one: Counter then counts in C.  LOOSE: middle fields
-    of any bytes but a comma; one that ran across a newline would leave fewer rows than lines.
+    GROUP rows a match where neighbours repeat, else one: Counter then counts in C.  A LOOSE middle field
+    that ran across a newline would leave fewer rows than lines.
     """
     # The first lines % GROUP lines go one by one, the rest GROUP at a time: the
     # groups can then only account for all their lines if every line has a fast shape.
     split = lo if group > 1 else hi - 1  # one row a match: all of them go one by one
     for _ in range(lines % group):
         split = data.find(b"\n", split + 1)
-    keys: Counter[tuple[bytes, ...]] = Counter(row_pattern(1, zone, quoted, loose).findall(data, lo, split + 1))
+    keys: Counter[tuple[bytes, ...]] = Counter(row_pattern(1, zone, shape).findall(data, lo, split + 1))
     rows = keys.total()
     if group > 1:
-        groups = Counter(row_pattern(group, zone, quoted, loose).findall(data, split, hi))
+        groups = Counter(row_pattern(group, zone, shape).findall(data, split, hi))
         rows += group * groups.total()
         # Plainly: for each group, n times, for each of its rows, keys[row] += 1.
         # zip(*[flat] * width) cuts the flattened groups into rows without a Python loop a row.
@@ -912,17 +1180,18 @@ def with_zones(keys: Counter[tuple[bytes, ...]], zone: bytes | None) -> Pairs:
     return {(customer, hour, zone): n for (customer, hour), n in keys.items()}
 
 
-@lru_cache(maxsize=4)
-def run_pattern(quoted: bool, zones: bytes = _WHOLE_HOUR_ZONE) -> re.Pattern[bytes]:
-    """A run of rows that share customer, hour key and a zone of ZONES (whole-hour ones unless told): captures
-    the run, customer, hour key and zone."""
+@lru_cache(maxsize=8)
+def run_pattern(shape: RowShape, zones: bytes = _WHOLE_HOUR_ZONE) -> re.Pattern[bytes]:
+    """A run of rows that share customer (and event type, if TYPED), hour key and a zone of ZONES (whole-hour ones
+    unless told): captures the run, customer, hour key and zone.  Middle fields are never loose here."""
     # Most logs come in runs (events.csv averages 36 rows of one customer in one
     # hour): the backreferences check the rows after the first without making a
     # string for any of them, so a run costs one match and one tuple.
-    start, end = row_shape(quoted)
-    q = b'"' if quoted else b""
+    start, end = row_shape(shape._replace(loose=False))
+    q = b'"' if shape.quoted else b""
     first = start + rb"(" + _DATE_HOUR + rb")" + _MINUTES + rb"(" + zones + rb")" + end
-    same = rb"\n" + q + rb"\2" + q + (rb"," + q + _FIELD + q) * 2 + rb"," + q + rb"\3" + _MINUTES + rb"\4" + end
+    fields = (rb"," + q + _FIELD + q) * (1 if shape.typed else 2)
+    same = rb"\n" + q + rb"\2" + q + fields + rb"," + q + rb"\3" + _MINUTES + rb"\4" + end
     return re.compile(rb"(" + first + rb"(?:" + same + rb")*+)(?=\n)")
 
 
@@ -932,19 +1201,19 @@ SHORT_RUN = 1.5  # below this average, neighbours rarely repeat: one row a match
 # 19.8 ms a 2 MiB block against 22.6 by fours; with 100,000 customers 15.7 against 31.8)
 
 
-def run_length(data: bytes, lo: int, hi: int, quoted: bool, zones: bytes = _WHOLE_HOUR_ZONE) -> float:
+def run_length(data: bytes, lo: int, hi: int, shape: RowShape, zones: bytes = _WHOLE_HOUR_ZONE) -> float:
     """The average run (rows that share customer, hour and a zone of ZONES) among the first rows of DATA[LO:HI]."""
     end = data.rfind(b"\n", lo + 1, lo + RUN_PROBE) + 1 or hi
-    runs = len(run_pattern(quoted, zones).findall(data, lo, end))
+    runs = len(run_pattern(shape, zones).findall(data, lo, end))
     return data.count(b"\n", lo, end) / runs if runs else 0.0  # lines a run: odd lines only make it longer
 
 
 Proved = tuple[tuple[bytes, ...], tuple[bytes, ...], tuple[bytes, ...], tuple[int, ...]]
 
 
-def proved_runs(data: bytes, lo: int, hi: int, quoted: bool) -> Proved | None:
+def proved_runs(data: bytes, lo: int, hi: int, shape: RowShape) -> Proved | None:
     """The customer, hour key, zone and rows of each run of DATA[LO:HI]; None unless every line has a fast shape."""
-    runs = run_pattern(quoted).findall(data, lo, hi)
+    runs = run_pattern(shape).findall(data, lo, hi)
     # The runs cover every byte but the last newline exactly when every line has a fast shape.
     if sum(len(run) for run, _, _, _ in runs) != hi - lo - 1:
         return None
@@ -952,9 +1221,9 @@ def proved_runs(data: bytes, lo: int, hi: int, quoted: bool) -> Proved | None:
     return customers, hours, zones, tuple(map(bytes.count, texts, repeat(b"\n")))
 
 
-def run_pairs(data: bytes, lo: int, hi: int, quoted: bool) -> Pairs | None:
+def run_pairs(data: bytes, lo: int, hi: int, shape: RowShape) -> Pairs | None:
     """Rows per (customer, hour key, zone) of DATA[LO:HI], first-seen order; None unless every line has a fast shape."""
-    if (runs := proved_runs(data, lo, hi, quoted)) is None:
+    if (runs := proved_runs(data, lo, hi, shape)) is None:
         return None
     customers, hours, zones, sizes = runs
     pairs: Pairs = {}
@@ -970,18 +1239,18 @@ def read_by_runs(runs: float, zone: bytes | None) -> bool:
 
 
 def fast_pairs(
-    data: bytes, lo: int, hi: int, lines: int | None, quoted: bool, runs: float | None = None, loose: bool = False
+    data: bytes, lo: int, hi: int, lines: int | None, shape: RowShape, runs: float | None = None
 ) -> tuple[Pairs | None, int, int]:
     """DATA[LO:HI]'s Pairs if every line has a fast shape (else None), its lines, and how many had one.
 
     RUNS, run_length's average (measured here if not given), says whether to match by runs, fours or rows;
-    LOOSE (a block plain_bytes passed), whether rows not read by runs may have middle fields of any bytes.
+    SHAPE.loose (a block plain_bytes passed), whether rows not read by runs may have middle fields of any bytes.
     """
     if runs is None:
-        runs = run_length(data, lo, hi, quoted, _ZONE)
+        runs = run_length(data, lo, hi, shape, _ZONE)
     zone = shared_zone(data, lo, hi)
     if read_by_runs(runs, zone):
-        pairs = run_pairs(data, lo, hi, quoted)
+        pairs = run_pairs(data, lo, hi, shape)
         if pairs is not None:
             rows = sum(pairs.values())
             return pairs, rows, rows
@@ -990,15 +1259,75 @@ def fast_pairs(
     # Groups of four where neighbours repeat, in any zone: +05:30 rows in time order take 470 ns a row by
     # fours, 561 one by one (a 2 MiB block).
     group = GROUP if runs >= SHORT_RUN else 1
-    pairs, rows = match_rows(data, lo, hi, lines, zone, quoted, group, loose)
+    pairs, rows = match_rows(data, lo, hi, lines, zone, shape, group)
     if rows != lines and zone is not None:  # the first and last lines agreed, others differ
-        pairs, rows = match_rows(data, lo, hi, lines, None, quoted, group, loose)
+        pairs, rows = match_rows(data, lo, hi, lines, None, shape, group)
     return (pairs if rows == lines else None), lines, rows
 
 
-def cut_buckets(window: Window) -> set[int]:
-    """The (at most two) buckets WINDOW cuts: those of its ends, unless an end falls on the hour."""
+def cut_hours(window: Window) -> set[int]:
+    """The (at most two) UTC hours WINDOW cuts: those of its ends, unless an end falls on the hour."""
     return {hour_floor(edge) for edge in (window.start, window.end) if edge % HOUR}
+
+
+def cut_buckets(window: Window) -> set[int]:
+    """The (at most two) buckets WINDOW cuts: those of its ends, unless an end is a bucket's first instant."""
+    floor = window.buckets.floor
+    return {bucket for edge in (window.start, window.end) if (bucket := floor(edge)) != edge}
+
+
+class Memo(dict):
+    """FUNCTION's value for each key asked, worked out the first time: map(memo.__getitem__, keys) runs in C."""
+
+    def __init__(self, function: Callable[[int], int | None]) -> None:
+        super().__init__()
+        self.function = function
+
+    def __missing__(self, key: int) -> int | None:
+        value = self[key] = self.function(key)
+        return value
+
+
+@lru_cache(maxsize=8)
+def hour_memos(buckets: Buckets) -> tuple[Memo, Memo, Memo]:
+    """For each UTC hour: the bucket of BUCKETS that holds all of it (None if a bucket begins inside it), the
+    zone's offset all through it (None if it changes inside), and the bucket of its first instant."""
+    zone = zone_named(buckets.zone)
+
+    def steady_offset(hour: int) -> int | None:
+        offset = local_wall(hour, zone)[1]
+        return offset if local_wall(hour + HOUR - 1, zone)[1] == offset else None
+
+    return Memo(lambda hour: buckets.whole(hour, HOUR)), Memo(steady_offset), Memo(buckets.floor)
+
+
+def bucket_of_hour(window: Window) -> Callable[[int], int | None]:
+    """The bucket of WINDOW's buckets that holds a whole UTC hour (None if none does), looked up in C."""
+    return hour_memos(window.buckets)[0].__getitem__
+
+
+def bucket_column(hours: list[int], moments: list[int], buckets: Buckets) -> list[int]:
+    """buckets.floor of each of MOMENTS (in the UTC hour HOURS gives), worked out in C.
+
+    Where the zone's offset holds through an hour, its clocks show a multiple of the width
+    at the instants congruent to minus the offset, modulo the width: an instant's bucket
+    begins at the latest of those at or before it, if that is in its hour, else where
+    the hour's first instant's bucket begins.  Where the offset changes inside an hour (an
+    hour or two a year), its rows are floored one by one.
+    """
+    if buckets == UTC_HOURS:
+        return hours
+    width = buckets.width
+    if (fixed := fixed_offset(buckets.zone)) is not None:
+        return list(map(sub, moments, map(mod, map(add, moments, repeat(fixed)), repeat(width))))
+    _, steady, floors = hour_memos(buckets)
+    offsets = list(map(steady.__getitem__, hours))
+    if None in offsets:
+        return [buckets.floor(moment) for moment in moments]
+    latest = list(map(sub, moments, map(mod, map(add, moments, offsets), repeat(width))))
+    # Plainly: latest if latest >= hour else floors[hour]; a pair indexed by the comparison.
+    choices = zip(map(floors.__getitem__, hours), latest, strict=True)
+    return list(map(getitem, choices, map(ge, latest, hours)))
 
 
 def hours_of(pairs: Pairs) -> Iterator[tuple[bytes, bytes]]:
@@ -1006,30 +1335,63 @@ def hours_of(pairs: Pairs) -> Iterator[tuple[bytes, bytes]]:
     return map(itemgetter(1, 2), pairs)
 
 
-Hours = dict[tuple[bytes, bytes], int | None]  # (hour key, zone) -> its UTC bucket (utc_bucket)
+Hours = dict[tuple[bytes, bytes], int | None]  # (hour key, zone) -> its UTC hour (utc_bucket)
 
 
 def hour_buckets(pairs: Pairs) -> Hours:
-    """The UTC bucket of each (hour key, zone) of PAIRS, looked up once: a block of rows in no order has a
+    """The UTC hour of each (hour key, zone) of PAIRS, looked up once: a block of rows in no order has a
     thousand hours, and as many pairs again as customers."""
     hours = dict.fromkeys(hours_of(pairs))
     return dict(zip(hours, starmap(utc_bucket, hours), strict=True))
 
 
+def hour_buckets_in(hours: Hours, window: Window) -> Hours:
+    """The bucket of WINDOW's buckets that holds all of each UTC hour of HOURS (None: none does, or the hour has
+    no instant in the window)."""
+    if window.buckets == UTC_HOURS:
+        return hours  # an hour is its own bucket
+    bucket_of = bucket_of_hour(window)
+    return {key: bucket_of(hour) if overlaps(hour, window) else None for key, hour in hours.items()}
+
+
 def timed_hours(hours: Hours, window: Window) -> set[tuple[bytes, bytes]]:
     """The (hour key, unmarked zone) of HOURS whose rows must be timed one by one."""
-    # The rows of a zone with minutes and no mark (no bucket), of an hour the window
-    # cuts, and then of every hour that shares a UTC bucket with timed rows, until none
-    # is left to add, so that every row of a timed bucket is counted in file order, once.
-    needs_time = {None} | cut_buckets(window)
-    timed = {(key, unmarked(zone)) for key, zone in compress(hours, map(needs_time.__contains__, hours.values()))}
+    # The rows of a zone with minutes and no mark (no UTC hour), of an hour the window
+    # cuts or that no bucket holds whole, and then of every hour whose bucket timed rows
+    # reach, until none is left to add: so that every row of a bucket with timed rows is
+    # counted in file order, once.
+    buckets = hour_buckets_in(hours, window)
+    cut = cut_hours(window)
+    if buckets is hours:  # UTC hours: no UTC hour, or cut
+        needs_time: Iterable[bool] = map({None, *cut}.__contains__, hours.values())
+    else:  # ... or in the window, and no bucket holds it whole
+        pairs = zip(hours.values(), buckets.values(), strict=True)
+        needs_time = [hour is None or hour in cut or (not bucket and overlaps(hour, window)) for hour, bucket in pairs]
+    timed = {(key, unmarked(zone)) for key, zone in compress(hours, needs_time)}
     while timed:
-        timed_buckets = {bucket for key, zone in timed for bucket in reach(key, zone)}
-        more = {(key, unmarked(zone)) for (key, zone), bucket in hours.items() if bucket in timed_buckets} - timed
+        reached = {bucket for key, zone in timed for bucket in buckets_reached(key, zone, window)}
+        more = {(key, unmarked(zone)) for (key, zone), bucket in buckets.items() if bucket in reached} - timed
         if not more:
             break
         timed |= more
     return timed
+
+
+def overlaps(hour: int | None, window: Window) -> bool:
+    """Whether the UTC hour HOUR has an instant in WINDOW."""
+    return hour is not None and window.start < hour + HOUR and hour < window.end
+
+
+def buckets_reached(key: bytes, zone: bytes, window: Window) -> set[int]:
+    """The buckets of WINDOW that the rows of an hour key and (unmarked) zone can fall in."""
+    if window.buckets == UTC_HOURS:
+        return set(reach(key, zone))
+    reached = set()
+    for hour in reach(key, zone):
+        if overlaps(hour, window):
+            bucket = bucket_of_hour(window)(hour)
+            reached |= {bucket} if bucket is not None else set(window.buckets.starts(hour, hour + HOUR))
+    return reached
 
 
 def whole_hours(hours: Hours, timed: set, window: Window) -> set[tuple[bytes, bytes]]:
@@ -1038,29 +1400,33 @@ def whole_hours(hours: Hours, timed: set, window: Window) -> set[tuple[bytes, by
     return {(key, zone) for key, zone in inside if (key, unmarked(zone)) not in timed} if timed else inside
 
 
-def count_timed(names: list[str], buckets: list[int], offsets: list[int], window: Window) -> Counts:
-    """count_events for rows of NAMES at BUCKETS + OFFSETS (row_columns' columns), customers of each bucket in
-    file order: buckets the window holds whole by a Counter, in C; the two at most it cuts, row by row."""
+def count_timed(names: list[str | None], hours: list[int], offsets: list[int], window: Window) -> Counts:
+    """count_events for rows of NAMES (None: not asked about) at HOURS + OFFSETS (row_columns' columns),
+    customers of each bucket in file order: buckets the window holds whole by a Counter, in C; the two at
+    most it cuts, row by row."""
     # count_events costs 0.32 us a row; the Counter 0.13 (19,064 rows of a 2 MiB block timed one by one,
     # window of a year).
+    moments = hours if window.buckets == UTC_HOURS else list(map(add, hours, offsets))
+    buckets = bucket_column(hours, moments, window.buckets)
     distinct = set(buckets)
-    whole = {b for b in distinct if window.start <= b and b + HOUR <= window.end}
+    following = window.buckets.following
+    whole = {b for b in distinct if window.start <= b < window.end and following(b) <= window.end}
     cut = distinct & cut_buckets(window)
     pairs = zip(buckets, names, strict=True)
-    counts: Counts = dict(Counter(pairs if whole == distinct else compress(pairs, map(whole.__contains__, buckets))))
+    counted = Counter(pairs if whole == distinct else compress(pairs, map(whole.__contains__, buckets)))
+    counts: Counts = {key: n for key, n in counted.items() if key[1] is not None}
     if cut:
-        timed = zip(names, map(add, buckets, offsets), strict=True)
-        merge_counts(counts, count_events(compress(timed, map(cut.__contains__, buckets)), window))
-    if window.customer is None:
-        return counts
-    return {key: n for key, n in counts.items() if key[1] == window.customer}
+        if moments is hours:
+            moments = list(map(add, hours, offsets))
+        timed = compress(zip(names, moments, strict=True), map(cut.__contains__, buckets))
+        asked = window._replace(customer=None, event_types=None)  # NAMES are those asked about
+        merge_counts(counts, count_events(((name, moment, "", "") for name, moment in timed if name), asked))
+    return counts
 
 
-def count_canonical(
-    data: bytes, lo: int, hi: int, pairs: Pairs, window: Window, quoted: bool, loose: bool = False
-) -> Counts:
-    """Count PAIRS, from the fast-shaped rows of DATA[LO:HI] (LOOSE: as fast_pairs read them): whole hours by key,
-    the other hours row by row."""
+def count_canonical(data: bytes, lo: int, hi: int, pairs: Pairs, window: Window, shape: RowShape) -> Counts:
+    """Count PAIRS, from the fast-shaped rows of DATA[LO:HI] (read as SHAPE says): whole hours by key, the other
+    hours row by row."""
     hours = hour_buckets(pairs)
     timed = timed_hours(hours, window)
     whole = whole_hours(hours, timed, window)
@@ -1068,17 +1434,18 @@ def count_canonical(
     # 100,000 customers, most pairs fall outside a window of one day), and each of their
     # customers is decoded once.
     chosen = list(compress(pairs.items(), map(whole.__contains__, hours_of(pairs))))
-    names = decoded(tuple(customer for (customer, _, _), _ in chosen))
+    names = decoded((customer for (customer, _, _), _ in chosen), shape, window)
+    buckets = hour_buckets_in(hours, window)
     counts: Counts = {}
     for ((_, key, zone), n), name in zip(chosen, names, strict=True):
-        bucket = hours[key, zone]
-        if window.customer in (None, name):
-            counts[(bucket, name)] = counts.get((bucket, name), 0) + n  # b"... 04" and b"...T04" share a bucket
+        if name is not None:
+            bucket = buckets[key, zone]  # b"... 04" and b"...T04" share a bucket, as the hours of a day may
+            counts[(bucket, name)] = counts.get((bucket, name), 0) + n
     if timed:
         alternatives = b"|".join(re.escape(key) for key in dict.fromkeys(key for key, _ in timed))
-        rows = timed_pattern(alternatives, quoted, loose).findall(data, lo, hi)
+        rows = timed_pattern(alternatives, shape).findall(data, lo, hi)
         rows = list(compress(rows, map(timed.__contains__, map(itemgetter(1, 5), rows))))
-        merge_counts(counts, count_timed(*row_columns(rows), window))
+        merge_counts(counts, count_timed(*row_columns(rows, shape, window), window))
     return counts
 
 
@@ -1134,12 +1501,12 @@ def date_search(first: int, last: int, quoted: bool) -> re.Pattern[bytes] | None
 
 
 @lru_cache(maxsize=64)
-def sparse_pattern(dates: bytes, zone: bytes | None, quoted: bool) -> re.Pattern[bytes]:
+def sparse_pattern(dates: bytes, zone: bytes | None, shape: RowShape) -> re.Pattern[bytes]:
     """Valid rows off DATES, in ZONE (None: any), then one on them captured as timed_pattern captures, or the
     block's last newline."""
-    start, end = row_shape(quoted)
+    start, end = row_shape(shape._replace(loose=False))
     zone_pattern = _ZONE if zone is None else re.escape(zone)
-    off_start = start.replace(b"(", b"(?:", 1) if quoted else _LOOSE_START
+    off_start = row_shape(RowShape(quoted=True))[0].replace(b"(", b"(?:", 1) if shape.quoted else _LOOSE_START
     off = off_start + rb"(?!" + dates + rb"[ T])" + _CALENDAR_HOUR + _MINUTES + zone_pattern + end
     on_stamp = rb"(" + dates + rb"[ T](?:[01]\d|2[0-3])):" + _TIME_IN_HOUR + rb"(" + zone_pattern + rb")"
     return re.compile(rb"(?:" + off + rb")*+(?:" + start + on_stamp + end + rb"|\n\Z)")
@@ -1153,7 +1520,7 @@ def loose_rows(data: bytes, lo: int, hi: int, lines: int) -> bool:
     return data.count(b",", lo, hi) == 3 * lines
 
 
-def sparse_counts(data: bytes, lo: int, hi: int, lines: int, window: Window, quoted: bool) -> Counts | None:
+def sparse_counts(data: bytes, lo: int, hi: int, lines: int, window: Window, shape: RowShape) -> Counts | None:
     """Count DATA[LO:HI], of LINES lines, by its rows on a date WINDOW can reach; None unless few and every row
     valid."""
     # Local time is UTC plus the zone's offset.  When the first and last rows agree on a
@@ -1161,21 +1528,21 @@ def sparse_counts(data: bytes, lo: int, hi: int, lines: int, window: Window, quo
     # date of [start, end) shifted by its offset; else any zone, less than a day from UTC.
     zone = shared_zone(data, lo, hi)
     early, late = (-DAY, DAY) if zone is None else (zone_micros(zone), zone_micros(zone))
-    search = date_search(window.start + early, window.end + late, quoted)
+    search = date_search(window.start + early, window.end + late, shape.quoted)
     if search is None:
         return None
     probe = data.rfind(b"\n", lo + 1, lo + RUN_PROBE) + 1 or hi
     if len(search.findall(data, lo, probe)) * SPARSE_SHARE > data.count(b"\n", lo, probe):
         return None
-    if not quoted and not loose_rows(data, lo, hi, lines):
+    if not shape.quoted and not loose_rows(data, lo, hi, lines):
         return None
-    step = sparse_pattern(reachable_dates(window.start + early, window.end + late), zone, quoted)
+    step = sparse_pattern(reachable_dates(window.start + early, window.end + late), zone, shape)
     rows, at = [], lo
     while (found := step.match(data, at, hi)) is not None and (at := found.end()) < hi:
         rows.append(found.groups(b""))
     if at != hi:
         return None
-    return count_timed(*row_columns(rows), window)
+    return count_timed(*row_columns(rows, shape, window), window)
 
 
 def count_segment(
@@ -1200,17 +1567,18 @@ def count_fast(
 ) -> tuple[Counts | None, int, int | None]:
     """Count DATA[LO:HI] by the fast shapes: counts (None unless every row has one), its lines, and how many
     rows had one (None when a row's date does not exist: the segment is then cut to find it)."""
-    quoted = data.startswith(b'\n"', lo)
-    runs = run_length(data, lo, hi, quoted, _ZONE)
+    shape = RowShape(quoted=data.startswith(b'\n"', lo), typed=window.event_types is not None)
+    runs = run_length(data, lo, hi, shape, _ZONE)
     by_runs = read_by_runs(runs, shared_zone(data, lo, hi))
     try:
         if not by_runs:
             lines = data.count(b"\n", lo + 1, hi) if lines is None else lines
-            if (counts := sparse_counts(data, lo, hi, lines, window, quoted)) is not None:
+            if (counts := sparse_counts(data, lo, hi, lines, window, shape)) is not None:
                 return counts, lines, lines
-        loose = not (by_runs or quoted) and plain_bytes(data, lo, hi)
-        pairs, lines, fast_rows = fast_pairs(data, lo, hi, lines, quoted, runs, loose)
-        counts = None if pairs is None else count_canonical(data, lo, hi, pairs, window, quoted, loose)
+        if not (by_runs or shape.quoted) and plain_bytes(data, lo, hi):
+            shape = shape._replace(loose=True)
+        pairs, lines, fast_rows = fast_pairs(data, lo, hi, lines, shape, runs)
+        counts = None if pairs is None else count_canonical(data, lo, hi, pairs, window, shape)
         return counts, lines, fast_rows
     except NotCanonical:  # from either: an hour key is checked when first met
         return None, data.count(b"\n", lo + 1, hi) if lines is None else lines, None
@@ -1551,7 +1919,9 @@ def count_on_cluster(paths: list[str], window: Window, address: str, strict: boo
     tasks = [(os.path.abspath(path), lo, hi) for path, lo, hi in pieces]  # workers have another directory
     with client:
         client.upload_file(module.__file__)  # the workers run this very version
-        futures = client.map(module.count_piece, *zip(*tasks, strict=True), [window] * len(tasks), pure=False)
+        # The window as the imported module's classes: those of __main__ would be pickled by value, code and all.
+        asked = module.Window(*window[:3], module.Buckets(*window.buckets), *window[4:])
+        futures = client.map(module.count_piece, *zip(*tasks, strict=True), [asked] * len(tasks), pure=False)
         try:
             results = zip(pieces, (future.result() for future in futures), strict=True)
             return merge_pieces(results, len(paths) > 1, strict)
@@ -1745,19 +2115,19 @@ def block_times(block: Block, first_line: int, skipped: Skipped) -> tuple[Runs, 
     BLOCK's lines."""
     lines = block_lines(block)
     data, lo, hi = block.data, block.lo, block.hi
-    quoted = data.startswith(b'\n"', lo)
+    shape = RowShape(quoted=data.startswith(b'\n"', lo))
     with suppress(NotCanonical):
-        long_runs = not block.too_long and run_length(data, lo, hi, quoted) >= LONG_RUN
-        if long_runs and (found := run_times(data, lo, hi, quoted, lines)):
+        long_runs = not block.too_long and run_length(data, lo, hi, shape) >= LONG_RUN
+        if long_runs and (found := run_times(data, lo, hi, shape, lines)):
             return found[0], found[1], lines
-        rows = [] if block.too_long else timed_pattern(_DATE_HOUR, quoted).findall(data, lo, hi)
+        rows = [] if block.too_long else timed_pattern(_DATE_HOUR, shape).findall(data, lo, hi)
         if rows and len(rows) == lines:
-            customers, buckets, offsets = row_columns(rows)
+            customers, buckets, offsets = row_columns(rows, shape)
             return runs_of(customers, buckets), offsets, lines
     events = list(block_events(block, first_line, skipped))
-    buckets = [hour_floor(moment) for _, moment in events]
-    offsets = [moment - bucket for (_, moment), bucket in zip(events, buckets, strict=True)]
-    return runs_of([customer for customer, _ in events], buckets), offsets, lines
+    buckets = [hour_floor(moment) for _, moment, _, _ in events]
+    offsets = [moment - bucket for (_, moment, _, _), bucket in zip(events, buckets, strict=True)]
+    return runs_of([customer for customer, _, _, _ in events], buckets), offsets, lines
 
 
 def runs_of(customers: list[str], buckets: list[int]) -> Runs:
@@ -1775,18 +2145,18 @@ def time_pattern(quoted: bool) -> re.Pattern[bytes]:
     return re.compile(rb":" + _TIME_IN_HOUR + _WHOLE_HOUR_ZONE + q + rb"\r?(?=\n)")
 
 
-def run_times(data: bytes, lo: int, hi: int, quoted: bool, lines: int) -> tuple[Runs, list[int]] | None:
+def run_times(data: bytes, lo: int, hi: int, shape: RowShape, lines: int) -> tuple[Runs, list[int]] | None:
     """DATA[LO:HI]'s runs of one customer, hour key and whole-hour zone, and each row's offset in its hour; None
     unless every line is in a run.  The columns are per run, not per row (1,100 ns a row down to 680)."""
-    if (runs := proved_runs(data, lo, hi, quoted)) is None:
+    if (runs := proved_runs(data, lo, hi, shape)) is None:
         return None
     customers, hours, zones, sizes = runs
-    times = time_pattern(quoted).findall(data, lo, hi)
+    times = time_pattern(shape.quoted).findall(data, lo, hi)
     if len(times) != lines:
         return None
     minute_seconds, millis, micros = zip(*times, strict=True) if times else ((), (), ())
     buckets = map(hour_start, hours, zones)  # a whole-hour zone: the hour's start is its UTC bucket
-    keys = list(zip(decoded(customers), buckets, strict=True))
+    keys = list(zip(decoded(customers, shape, None), buckets, strict=True))
     return (keys, list(sizes)), offsets_in_hour(minute_seconds, millis, micros)
 
 

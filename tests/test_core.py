@@ -106,9 +106,14 @@ def test_hour_floor_and_formats() -> None:
 # --- count_events -----------------------------------------------------------
 
 
+def full(events) -> list[totaler.Event]:
+    """(customer, instant) pairs as the events plain_events yields: every one an INGEST, of its own transaction."""
+    return [(customer, moment, "INGEST", f"t{number}") for number, (customer, moment) in enumerate(events)]
+
+
 def test_the_exercise_2022_example() -> None:
     events = [("a", t(f"2022-01-01T{hm}:00Z")) for hm in ("03:01", "04:29", "04:15", "05:08")]
-    counts = count_events(events, window("2022-01-01T03:00:00Z", "2022-01-01T06:00:00Z", "a"))
+    counts = count_events(full(events), window("2022-01-01T03:00:00Z", "2022-01-01T06:00:00Z", "a"))
     assert counts == {
         (t("2022-01-01T03:00Z"), "a"): 1,
         (t("2022-01-01T04:00Z"), "a"): 2,
@@ -120,12 +125,12 @@ def test_start_is_inclusive_and_end_exclusive_to_the_microsecond() -> None:
     w = window("2021-03-01T04:10:00Z", "2021-03-01T04:20:00Z")
     inside = [t("2021-03-01T04:10:00Z"), t("2021-03-01T04:19:59.999999Z")]
     outside = [t("2021-03-01T04:09:59.999999Z"), t("2021-03-01T04:20:00Z")]
-    assert count_events([("a", m) for m in inside + outside], w) == {(t("2021-03-01T04:00Z"), "a"): 2}
+    assert count_events(full(("a", m) for m in inside + outside), w) == {(t("2021-03-01T04:00Z"), "a"): 2}
 
 
 def test_mid_hour_edges_hold_only_events_inside() -> None:
     events = [("a", t(f"2021-03-01T{hms}Z")) for hms in ("04:29:59", "04:30:00", "05:00:00", "06:29:59", "06:30:00")]
-    counts = count_events(events, window("2021-03-01T04:30:00Z", "2021-03-01T06:30:00Z"))
+    counts = count_events(full(events), window("2021-03-01T04:30:00Z", "2021-03-01T06:30:00Z"))
     assert counts == {
         (t("2021-03-01T04:00Z"), "a"): 1,
         (t("2021-03-01T05:00Z"), "a"): 1,
@@ -141,7 +146,7 @@ def test_customers_keep_their_order_of_first_counted_event_per_bucket() -> None:
         ("b", t("2021-03-01T05:00:00Z")),
         ("a", t("2021-03-01T05:10:00Z")),
     ]
-    counts = count_events(events, window("2021-03-01T04:00:00Z", "2021-03-01T06:00:00Z"))
+    counts = count_events(full(events), window("2021-03-01T04:00:00Z", "2021-03-01T06:00:00Z"))
     assert list(counts.items()) == [
         ((t("2021-03-01T04:00Z"), "a"), 1),
         ((t("2021-03-01T04:00Z"), "b"), 1),
@@ -152,7 +157,7 @@ def test_customers_keep_their_order_of_first_counted_event_per_bucket() -> None:
 
 def test_across_midnight_and_month_end() -> None:
     events = [("a", t("2021-02-28T23:59:59Z")), ("a", t("2021-03-01T00:00:00Z")), ("a", t("2020-12-31T23:30:00Z"))]
-    counts = count_events(events, window("2020-12-31T23:00:00Z", "2021-03-01T01:00:00Z"))
+    counts = count_events(full(events), window("2020-12-31T23:00:00Z", "2021-03-01T01:00:00Z"))
     assert counts == {
         (t("2021-02-28T23:00Z"), "a"): 1,
         (t("2021-03-01T00:00Z"), "a"): 1,
@@ -162,9 +167,9 @@ def test_across_midnight_and_month_end() -> None:
 
 def test_empty_window_absent_customer_and_no_events() -> None:
     events = [("a", t("2021-03-01T04:10:00Z"))]
-    assert count_events(events, window("2021-03-01T05:00:00Z", "2021-03-01T06:00:00Z")) == {}
-    assert count_events(events, window("2021-03-01T04:00:00Z", "2021-03-01T05:00:00Z", "zzz")) == {}
-    assert count_events([], window("2021-03-01T04:00:00Z", "2021-03-01T05:00:00Z")) == {}
+    assert count_events(full(events), window("2021-03-01T05:00:00Z", "2021-03-01T06:00:00Z")) == {}
+    assert count_events(full(events), window("2021-03-01T04:00:00Z", "2021-03-01T05:00:00Z", "zzz")) == {}
+    assert count_events(full([]), window("2021-03-01T04:00:00Z", "2021-03-01T05:00:00Z")) == {}
 
 
 def test_offsets_count_in_their_utc_hour() -> None:
@@ -172,7 +177,7 @@ def test_offsets_count_in_their_utc_hour() -> None:
         ("a", parse_event_time("2021-03-01 09:45:00+05:30")),
         ("a", parse_event_time("2021-02-28 20:15:00-08:00")),
     ]
-    assert count_events(events, window("2021-03-01T00:00:00Z", "2021-03-02T00:00:00Z")) == {
+    assert count_events(full(events), window("2021-03-01T00:00:00Z", "2021-03-02T00:00:00Z")) == {
         (t("2021-03-01T04:00Z"), "a"): 2
     }
 
@@ -218,7 +223,7 @@ def test_count_events_matches_brute_force(events, data) -> None:
     moments = [totaler.to_micros(when) for _, when in events]
     w = Window(*data.draw(edge_windows(moments, [None, "a", "b"])))
     start, end, customer = totaler.from_micros(w.start), totaler.from_micros(w.end), w.customer
-    counts = count_events([(who, totaler.to_micros(when)) for who, when in events], w)
+    counts = count_events(full((who, totaler.to_micros(when)) for who, when in events), w)
     rendered = {totaler.format_bucket(b): dict(rows) for b, rows in totaler.by_bucket(counts, w)}
     expected = brute_force(events, start, end, customer)
     assert rendered == expected

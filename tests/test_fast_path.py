@@ -11,6 +11,9 @@ from hypothesis import strategies as st
 
 import totaler
 
+BARE, QUOTED = totaler.RowShape(quoted=False), totaler.RowShape(quoted=True)
+LOOSE_BARE = totaler.RowShape(quoted=False, loose=True)
+
 # Whole seconds often, and an hour's first and last microseconds, so that events fall on
 # and beside the bounds edge_windows draws; any microsecond otherwise.
 hour_edges = st.builds(
@@ -200,7 +203,7 @@ def test_the_index_answers_like_the_command_line(tmp_path_factory, lines, data, 
             tally = totaler.count_file(str(path), w, jobs=1)
             assert totaler.by_bucket(index.counts(w), w) == totaler.by_bucket(tally.counts, w)
         with open(path, "rb") as stream:
-            first_seen = tuple(dict.fromkeys(customer for customer, _ in totaler.plain_events(stream)))
+            first_seen = tuple(dict.fromkeys(event[0] for event in totaler.plain_events(stream)))
         assert index.customer_order() == first_seen
         assert totaler.customer_summary(index) == totaler.customer_summary(
             totaler.build_index(str(path), 1, None, True)
@@ -236,19 +239,19 @@ def test_every_fast_shape_reaches_the_fast_path() -> None:
     for quoted in (False, True):
         data = stamps_with(ZONES, quoted)
         lines = data.count(b"\n") - 1
-        pairs, seen, fast = totaler.fast_pairs(data, 0, len(data), lines, quoted)
+        pairs, seen, fast = totaler.fast_pairs(data, 0, len(data), lines, totaler.RowShape(quoted))
         assert pairs is not None and seen == fast == lines == 2 * 7 * len(ZONES) * 2  # LF and CRLF
         for zone in ZONES:  # each zone, by the pattern made for it
             data = stamps_with((zone,), quoted)
             assert totaler.shared_zone(data, 0, len(data)) == zone.encode()
             rows = 2 * 7 * 2
-            assert totaler.match_rows(data, 0, len(data), rows, zone.encode(), quoted)[1] == rows
+            assert totaler.match_rows(data, 0, len(data), rows, zone.encode(), totaler.RowShape(quoted))[1] == rows
 
 
 @pytest.mark.parametrize("zone", ["+24:00", "+05:60", "+5", "+053", " +05:00", "z", "+05:30:00"])
 def test_zones_the_fast_path_does_not_read_go_to_the_plain_path(zone: str) -> None:
     data = f"\na,INGEST,t,2021-03-01 04:05:06{zone}\n".encode()
-    pairs, _, fast = totaler.fast_pairs(data, 0, len(data), 1, False)
+    pairs, _, fast = totaler.fast_pairs(data, 0, len(data), 1, BARE)
     assert pairs is None and fast == 0
 
 
@@ -292,11 +295,11 @@ def test_parallel_path_is_taken_and_splits_at_newlines(tmp_path) -> None:
 def test_a_real_log_goes_by_runs_and_every_row_is_accounted_for() -> None:
     data = b"\n" + EVENTS.read_bytes()[: 1 << 20]
     data = data[: data.rfind(b"\n") + 1]
-    assert totaler.run_length(data, 0, len(data), False) >= totaler.LONG_RUN
-    pairs = totaler.run_pairs(data, 0, len(data), False)
+    assert totaler.run_length(data, 0, len(data), BARE) >= totaler.LONG_RUN
+    pairs = totaler.run_pairs(data, 0, len(data), BARE)
     assert pairs is not None and data.count(b"\n") - 1 == sum(pairs.values())
     broken = data.replace(b"\n", b"\nbroken\n", 1)
-    assert totaler.run_pairs(broken, 0, len(broken), False) is None
+    assert totaler.run_pairs(broken, 0, len(broken), BARE) is None
 
 
 def test_one_hour_written_two_ways_is_one_bucket() -> None:
@@ -354,12 +357,12 @@ def test_loose_middle_fields_are_read_alike_and_a_row_cut_in_two_is_not_one() ->
     lines is not matched as one; a quote, NUL, lone CR or byte not ASCII keeps a block from being loose."""
     data = b"\nc1,I\x01N\tG\x7f,t\x1c,2021-03-01 04:00:00+00\nc2,INGEST,t2,2021-03-01 05:10:00+00\n"
     assert totaler.plain_bytes(data, 0, len(data))
-    pairs, lines, fast = totaler.fast_pairs(data, 0, len(data), 2, False, 1.0, loose=True)
+    pairs, lines, fast = totaler.fast_pairs(data, 0, len(data), 2, LOOSE_BARE, 1.0)
     assert pairs == {(b"c1", b"2021-03-01 04", b"+00"): 1, (b"c2", b"2021-03-01 05", b"+00"): 1}
     assert lines == fast == 2
-    assert totaler.fast_pairs(data, 0, len(data), 2, False, 1.0)[0] is None  # the strict classes refuse them
+    assert totaler.fast_pairs(data, 0, len(data), 2, BARE, 1.0)[0] is None  # the strict classes refuse them
     cut = b"\nc1,INGEST\nt1,x,2021-03-01 04:00:00+00\n"  # one row in two lines of 1 and 2 commas
-    assert totaler.fast_pairs(cut, 0, len(cut), 2, False, 1.0, loose=True)[:2] == (None, 2)
+    assert totaler.fast_pairs(cut, 0, len(cut), 2, LOOSE_BARE, 1.0)[:2] == (None, 2)
     # Each read otherwise by the plain path, or refused: '"I,N"' is one field there, two loose ones.
     bad = [b'"I,N"', b'IN"GEST,t1', b"IN\0GEST,t1", b"IN\rGEST,t1", b"IN\xffGEST,t1", "INGÉST,t1".encode()]
     rows = [b"\nc1," + field + b",2021-03-01 05:00:00+00\n" for field in bad]
@@ -437,14 +440,14 @@ def test_a_sparse_block_counts_only_the_rows_on_the_dates_it_can_reach() -> None
     w = totaler.Window(start, start + totaler.DAY)
     plain = totaler.count_events(totaler.plain_events(io.BytesIO(data)), w)
     assert sum(plain.values()) == sum(1 for s in stamps if start <= totaler.to_micros(s) < start + totaler.DAY) > 0
-    assert totaler.sparse_counts(data, 0, len(data), 100, w, False) == plain  # every row in +00: one date
+    assert totaler.sparse_counts(data, 0, len(data), 100, w, BARE) == plain  # every row in +00: one date
     mixed = data.replace(b"+00\n", b"Z\n", 1)  # the first row's zone differs: any zone, three dates
-    assert totaler.sparse_counts(mixed, 0, len(mixed), 100, w, False) == plain
+    assert totaler.sparse_counts(mixed, 0, len(mixed), 100, w, BARE) == plain
     quoted = b"\n".join(b'"' + line.replace(b",", b'","') + b'"' for line in data.split(b"\n")[1:-1])
-    assert totaler.sparse_counts(b"\n" + quoted + b"\n", 0, len(quoted) + 2, 100, w, True) == plain
+    assert totaler.sparse_counts(b"\n" + quoted + b"\n", 0, len(quoted) + 2, 100, w, QUOTED) == plain
     assert answer(data[1:], w, fast=True) == answer(data[1:], w, fast=False)
     broken = data.replace(b"\nc1,", b"\nc1,x,", 1)  # one row of five fields: not sparse, counted the usual way
-    assert totaler.sparse_counts(broken, 0, len(broken), 100, w, False) is None
+    assert totaler.sparse_counts(broken, 0, len(broken), 100, w, BARE) is None
 
 
 @pytest.mark.parametrize("loose", range(len(LOOSE)))
@@ -459,7 +462,7 @@ def test_a_loose_field_takes_in_only_what_the_plain_path_reads_alike(loose: int)
     w = totaler.Window(start, start + totaler.DAY)
     skipped = totaler.Skipped()
     plain = totaler.count_events(totaler.plain_events(io.BytesIO(data), skipped), w)
-    sparse = totaler.sparse_counts(data, 0, len(data), data.count(b"\n") - 1, w, False)
+    sparse = totaler.sparse_counts(data, 0, len(data), data.count(b"\n") - 1, w, BARE)
     assert (sparse is not None) == (loose >= 9)  # the last three are read alike
     assert skipped.count == (1 if loose in (0, 3, 5, 6) else 2 if loose == 8 else 0)
     assert sparse is None or sparse == plain
@@ -499,7 +502,7 @@ def test_a_window_at_the_ends_of_time_searches_the_dates_it_can_reach() -> None:
 def test_row_columns_time_every_fraction_and_zone_to_the_microsecond(fraction: str, zone: str) -> None:
     stamp = f"2021-03-01 10:59:58{fraction}{zone}"
     data = f"\nc,INGEST,t,{stamp}\n".encode()
-    rows = totaler.timed_pattern(totaler._DATE_HOUR, False).findall(data)
+    rows = totaler.timed_pattern(totaler._DATE_HOUR, BARE).findall(data)
     moment = totaler.parse_event_time(stamp)
-    names, buckets, offsets = totaler.row_columns(rows)
+    names, buckets, offsets = totaler.row_columns(rows, BARE)
     assert (names, buckets, offsets) == (["c"], [totaler.hour_floor(moment)], [moment % totaler.HOUR])

@@ -108,7 +108,7 @@ def test_runs_of_rows_are_indexed_by_their_times_alone(tmp_path: Path, monkeypat
         with open(path, "rb") as stream:
             events = list(totaler.plain_events(stream))
         assert index.events == len(events) == len(rows)
-        assert index.first_seen == tuple(dict.fromkeys(customer for customer, _ in events))
+        assert index.first_seen == tuple(dict.fromkeys(event[0] for event in events))
         for _ in range(60):  # bounds on an event's microsecond, or one beside it
             start = rng.choice(events)[1] + rng.choice([-1, 0, 1])
             window = totaler.Window(start, rng.choice(events)[1] + rng.choice([-1, 0, 1]) + 3600 * 10**6)
