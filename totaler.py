@@ -237,13 +237,12 @@ def zone_named(name: str) -> tzinfo:
 
     with suppress(zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
         return zoneinfo.ZoneInfo(name)
-    with suppress(ImportError, OSError, ValueError):
+    with suppress(ImportError, OSError, ValueError), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # dateutil warns that its copy may be older than the system's
         from dateutil.zoneinfo import get_zonefile_instance
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # dateutil warns that its copy may be older than the system's
-            if (bundled := get_zonefile_instance().get(name)) is not None:
-                return bundled
+        if (bundled := get_zonefile_instance().get(name)) is not None:
+            return bundled
     raise BadZone(f"{name!r} is not a time zone: give {ZONE_HELP}")
 
 
@@ -854,13 +853,20 @@ def empty_day(empty: str, buckets: Buckets) -> str:
 def render_csv(window: Window, counts: Counts) -> str:
     """The answer as CSV (RFC 4180 quoting, \n line ends): bucket,customer_id,count, a row per customer of
     each bucket in the JSON's order; an empty bucket has no row unless one customer is asked about."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["bucket", "customer_id", "count"])
+    lines = ["bucket,customer_id,count"]
     for bucket, rows in by_bucket(counts, window):
         label = window.buckets.label(bucket)
-        writer.writerows([(label, customer, n) for customer, n in rows])
-    return out.getvalue()
+        lines += [f"{label},{csv_field(customer)},{n}" for customer, n in rows]
+    return "\n".join(lines) + "\n"
+
+
+NEEDS_QUOTES = re.compile(r'[,"\r\n]')
+
+
+def csv_field(text: str) -> str:
+    """TEXT as a CSV field: quoted, its quotes doubled, if it holds a comma, a quote, CR or LF (RFC 4180; the
+    csv module, told of \n line ends, would leave a CR bare)."""
+    return '"' + text.replace('"', '""') + '"' if NEEDS_QUOTES.search(text) else text
 
 
 RENDERINGS = {"json": render_json, "csv": render_csv}
@@ -1366,7 +1372,7 @@ def timed_hours(hours: Hours, window: Window) -> set[tuple[bytes, bytes]]:
         needs_time: Iterable[bool] = map({None, *cut}.__contains__, hours.values())
     else:  # ... or in the window, and no bucket holds it whole
         pairs = zip(hours.values(), buckets.values(), strict=True)
-        needs_time = [hour is None or hour in cut or (not bucket and overlaps(hour, window)) for hour, bucket in pairs]
+        needs_time = [hour is None or hour in cut or (b is None and overlaps(hour, window)) for hour, b in pairs]
     timed = {(key, unmarked(zone)) for key, zone in compress(hours, needs_time)}
     while timed:
         reached = {bucket for key, zone in timed for bucket in buckets_reached(key, zone, window)}
@@ -3622,17 +3628,19 @@ def build_parser() -> Parser:
     """The command line's arguments."""
     parser = Parser(
         prog="totaler",
-        description="Count each customer's events per UTC hour in [START, END) of a CSV log\n"
-        "(customer_id,event_type,transaction_id,timestamp), or serve the same answers over HTTP.",
+        description="Count each customer's events per UTC hour (or buckets of any width in any zone) in\n"
+        "[START, END) of a CSV log (customer_id,event_type,transaction_id,timestamp), or serve the\n"
+        "same answers over HTTP.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     files = "the CSV log (plain, gzip, bzip2 or xz), a directory of them, a quoted glob, or '-' for standard input"
     parser.add_argument("file", metavar="FILE", help=files)
-    parser.add_argument("start", metavar="START", nargs="?", help="window start, ISO 8601 (no offset means UTC)")
+    start = "window start, ISO 8601 (no offset: UTC, or a wall time in --tz)"
+    parser.add_argument("start", metavar="START", nargs="?", help=start)
     parser.add_argument("end", metavar="END", nargs="?", help="window end, exclusive")
     parser.add_argument("customer", metavar="CUSTOMER_ID", nargs="?", help="count only this customer")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    add_question_arguments(parser)
     parser.add_argument("--strict", action="store_true", help="fail on the first malformed row")
     parser.add_argument(
         "--max-hours", type=whole_number(1), default=100_000, metavar="N", help="longest window allowed (100000)"
@@ -3645,6 +3653,44 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action="version", version=f"totaler {__version__}")
     add_http_arguments(parser)
     return parser
+
+
+def argument_type(convert: Callable[[str], T]) -> Callable[[str], T]:
+    """An argparse type: CONVERT, its ValueError the message argparse shows."""
+
+    def checked(text: str) -> T:
+        try:
+            return convert(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return checked
+
+
+def checked_zone(name: str) -> str:
+    """A zone's name, if it is one (BadZone, a ValueError, if not)."""
+    zone_named(name)
+    return name
+
+
+def add_question_arguments(parser: Parser) -> None:
+    """How the answer is cut and written: --bucket, --tz, --event-type, --format (--json)."""
+    parser.add_argument(
+        "--bucket", type=argument_type(parse_width), default=HOUR, metavar="WIDTH", help=f"bucket width: {WIDTH_HELP}"
+    )
+    zone = f"buckets' and bounds' time zone: {ZONE_HELP} (default UTC)"
+    parser.add_argument("--tz", type=argument_type(checked_zone), default="UTC", metavar="ZONE", help=zone)
+    types = "count only rows of this event_type (repeat it for several)"
+    parser.add_argument("--event-type", action="append", metavar="TYPE", dest="event_types", help=types)
+    parser.add_argument("--format", choices=["text", "json", "csv"], help="how to print the answer (default text)")
+    parser.add_argument("--json", action="store_true", help="print JSON: --format json")
+
+
+def answer_format(args: argparse.Namespace) -> str:
+    """text, json or csv, as --format (or --json) asks; UsageError if they disagree."""
+    if args.json and args.format not in (None, "json"):
+        raise UsageError(f"--json and --format {args.format} ask for two formats: give one")
+    return "json" if args.json else args.format or "text"
 
 
 def add_http_arguments(parser: Parser) -> None:
@@ -3682,24 +3728,37 @@ def main(argv: list[str] | None = None) -> int:
         check_unquoted_glob(argv)
         args = parser.parse_intermixed_args(argv)
         if args.serve:
-            if args.start is not None:
-                raise UsageError("--serve takes only FILE: the window comes with each request")
-            limits = Limits(args.header_timeout, args.idle_timeout, args.max_connections)
-            workers = args.workers or default_jobs()
-            settings = ServeSettings(args.file, args.max_hours, args.quiet, args.jobs, workers, limits)
-            return serve(args.host, args.port, settings)
-        missing = [name for name, value in (("START", args.start), ("END", args.end)) if value is None]
-        if missing:
-            raise UsageError(f"the following arguments are required: {', '.join(missing)} (see --help)")
-        window = parse_window(args.start, args.end, args.customer, args.max_hours)
+            return serve_command(args)
+        form, window = answer_format(args), question(args)
         tally = count_files(input_files(args.file), window, args.strict, args.jobs, args.scheduler)
         for warning in read_warnings(args.file, tally.rows, tally.skipped):
             log(f"warning: {warning}")
     except (UsageError, InputError) as error:
         log(f"error: {error}")
         return 2 if isinstance(error, UsageError) else 1
-    output = render_json(window, tally.counts) if args.json else render_text(args.file, window, tally.counts)
-    return write_answer(output)
+    if form == "text":
+        return write_answer(render_text(args.file, window, tally.counts))
+    return write_answer(RENDERINGS[form](window, tally.counts))
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    """totaler FILE --serve: the server's settings from ARGS, then serve."""
+    if args.start is not None:
+        raise UsageError("--serve takes only FILE: the window comes with each request")
+    limits = Limits(args.header_timeout, args.idle_timeout, args.max_connections)
+    workers = args.workers or default_jobs()
+    return serve(args.host, args.port, ServeSettings(args.file, args.max_hours, args.quiet, args.jobs, workers, limits))
+
+
+def question(args: argparse.Namespace) -> Window:
+    """The window, customer, event types and buckets the command line's ARGS ask about."""
+    missing = [name for name, value in (("START", args.start), ("END", args.end)) if value is None]
+    if missing:
+        raise UsageError(f"the following arguments are required: {', '.join(missing)} (see --help)")
+    buckets = Buckets(args.bucket, args.tz)
+    return parse_window(
+        args.start, args.end, args.customer, args.max_hours, buckets=buckets, event_types=args.event_types
+    )
 
 
 def check_unquoted_glob(argv: list[str]) -> None:

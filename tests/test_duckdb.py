@@ -127,3 +127,43 @@ def test_the_readme_sql_run_as_it_stands_gives_the_seed_answer(monkeypatch) -> N
     window = totaler.parse_window(*SEED, None, 1000)
     counts = totaler.count_file(str(EVENTS), window, jobs=1).counts
     assert found == [(totaler.format_bucket(bucket), customer, n) for (bucket, customer), n in counts.items()]
+
+
+ZONED = """
+SELECT strftime(timezone('{zone}', b), '%Y-%m-%d %H:%M:%S'), customer_id, calls FROM (
+  SELECT time_bucket(INTERVAL '{width}', ts, '{zone}') AS b, customer_id, count(*) AS calls, min(line) AS first
+  FROM events_shifted
+  WHERE ts >= ?::TIMESTAMPTZ AND ts < ?::TIMESTAMPTZ
+  GROUP BY ALL
+) ORDER BY b, first
+"""
+
+
+@pytest.fixture(scope="module")
+def shifted(db, tmp_path_factory):
+    """events.csv moved to the days New York's clocks change (copies 250 and 1 days later), in one table."""
+    path = tmp_path_factory.mktemp("shifted") / "events.csv"
+    lines = EVENTS.read_bytes().splitlines(keepends=True)
+    with open(path, "wb") as out:
+        for days in (250, 12):  # 2021-11-06..08 and 2021-03-13..15
+            for line in lines:
+                head, stamp = line.rsplit(b",", 1)
+                moment = datetime.fromisoformat(stamp.decode().strip()) + timedelta(days=days)
+                out.write(head + b"," + moment.isoformat(sep=" ").encode() + b"\n")
+    db.execute(LOAD.replace("TABLE events", "TABLE events_shifted"), [str(path)])
+    return path
+
+
+@pytest.mark.parametrize("zone, width", [("America/New_York", "1 day"), ("America/New_York", "1 hour"),
+                                         ("Asia/Tokyo", "1 hour"), ("Europe/Berlin", "1 day")])  # fmt: skip
+def test_days_and_hours_in_a_zone_agree_with_duckdbs_time_bucket(db, shifted, zone: str, width: str) -> None:
+    """DuckDB computes the same buckets where it can: days in any zone, hours in whole-hour zones (it too keeps
+    New York's two 01:00 hours apart).  Its labels carry no offset; ours do, and are compared without it."""
+    buckets = totaler.Buckets(totaler.DAY if width == "1 day" else totaler.HOUR, zone)
+    for start, end in [("2021-11-06T00:00:00-04:00", "2021-11-09T00:00:00-05:00"),
+                       ("2021-03-13T00:00:00-05:00", "2021-03-16T00:00:00-04:00")]:  # fmt: skip
+        window = totaler.Window(totaler.parse_bound(start), totaler.parse_bound(end), None, buckets)
+        counts = totaler.count_file(str(shifted), window, jobs=1).counts
+        ours = [(buckets.label(b)[:19], c, n) for b, rows in totaler.by_bucket(counts, window) for c, n in rows if n]
+        theirs = db.execute(ZONED.format(width=width, zone=zone), [start, end]).fetchall()
+        assert ours == theirs

@@ -1,0 +1,373 @@
+"""Buckets of any width in any zone, event types and CSV: against a model written the obvious way.
+
+The model walks back from an instant a minute at a time, asking zoneinfo for the wall
+clock at each, until it meets a bucket's boundary: an instant at which the clock shows a
+multiple of the width, or across which the floored wall time changes.  (Every zone tried
+here has whole-minute offsets, so boundaries fall on whole UTC minutes.)  The plain path,
+the fast path and every way a file is read must give the model's answer.
+"""
+
+import gzip
+import io
+import json
+import random
+import zoneinfo
+from datetime import UTC, datetime, timedelta, timezone
+from unittest import mock
+
+import pytest
+from conftest import run_cli, sizes
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import totaler
+
+MINUTE, HOUR, DAY = 60_000_000, 3_600_000_000, 86_400_000_000
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ZONES = ["UTC", "America/New_York", "Australia/Lord_Howe", "America/Santiago", "Asia/Kolkata", "Asia/Kathmandu"]
+ZONES += ["+05:45", "-03:30"]
+WIDTHS = ["1m", "5m", "15m", "30m", "1h", "2h", "6h", "12h", "1d"]
+# The days the clocks change, and a day of each zone that never changes its offset.
+CHANGE_DAYS = {
+    "America/New_York": ["2021-03-14", "2021-11-07"],
+    "Australia/Lord_Howe": ["2021-04-04", "2021-10-03"],  # a change of 30 minutes
+    "America/Santiago": ["2021-04-04", "2021-09-05"],  # a change at midnight
+}
+
+
+def tzinfo_of(zone: str):
+    if zone == "UTC":
+        return UTC
+    if zone[0] in "+-":
+        hours, minutes = int(zone[1:3]), int(zone[4:6])
+        sign = -1 if zone[0] == "-" else 1
+        return timezone(sign * timedelta(hours=hours, minutes=minutes))
+    return zoneinfo.ZoneInfo(zone)
+
+
+def wall(micros: int, tz) -> int:
+    """The zone's clock at MICROS, as microseconds since 1970-01-01 00:00 on that clock."""
+    local = (EPOCH + timedelta(microseconds=micros)).astimezone(tz)
+    return (local.replace(tzinfo=UTC) - EPOCH) // timedelta(microseconds=1)
+
+
+def is_boundary(micros: int, width: int, tz) -> bool:
+    """Whether a bucket begins at MICROS: the clock shows a multiple of the width, or the floored wall time jumps."""
+    now = wall(micros, tz)
+    before = wall(micros - 1, tz)
+    return now % width == 0 or now - now % width != before - before % width
+
+
+def model_floor(micros: int, width: int, tz) -> int:
+    """The first instant of MICROS's bucket: back a minute at a time to the last boundary."""
+    moment = micros - micros % MINUTE
+    while not is_boundary(moment, width, tz):
+        moment -= MINUTE
+    return moment
+
+
+def model_label(micros: int, tz) -> str:
+    local = (EPOCH + timedelta(microseconds=micros)).astimezone(tz)
+    return f"{local.year:04d}-{local:%m-%d %H:%M:%S %z}"
+
+
+def model_answer(rows, start: int, end: int, width: int, tz, customer=None, types=None) -> dict:
+    """{label: {customer: count}}: every bucket an instant of [start, end) is in, customers in file order."""
+    buckets = [model_floor(start, width, tz)]
+    moment = start - start % MINUTE + MINUTE
+    while moment < end:
+        if is_boundary(moment, width, tz):
+            buckets.append(moment)
+        moment += MINUTE
+    answer = {bucket: {} for bucket in buckets}
+    for who, when, event_type in rows:
+        if start <= when < end and customer in (None, who) and (types is None or event_type in types):
+            row = answer[model_floor(when, width, tz)]
+            row[who] = row.get(who, 0) + 1
+    if customer is not None:
+        answer = {bucket: {customer: row.get(customer, 0)} for bucket, row in answer.items()}
+    return {model_label(bucket, tz): row for bucket, row in answer.items()}
+
+
+def micros_of(text: str) -> int:
+    return totaler.to_micros(datetime.fromisoformat(text))
+
+
+def ours(data: bytes, window: totaler.Window, fast: bool = True) -> dict:
+    """The answer totaler gives for DATA, as a document (the JSON it would print)."""
+    counts = totaler.count_stream(io.BytesIO(data), window, fast=fast).counts
+    return json.loads(totaler.render_json(window, counts))
+
+
+def stamp(micros: int, writing: str) -> str:
+    """An instant written as a log might: in UTC (Z, +00, none) or with another offset."""
+    moment = EPOCH + timedelta(microseconds=micros)
+    if writing in ("Z", "+00", ""):
+        return moment.strftime("%Y-%m-%d %H:%M:%S.%f") + writing
+    hours, minutes = int(writing[1:3]), int(writing[4:6])
+    offset = timedelta(hours=hours, minutes=minutes) * (-1 if writing[0] == "-" else 1)
+    return moment.astimezone(timezone(offset)).isoformat(sep="T", timespec="microseconds")
+
+
+# --- the rule, on the days the clocks change --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "zone, width, start, end, labels",
+    [
+        ("America/New_York", "1h", "2021-11-07T00:00-04:00", "2021-11-07T03:00-05:00",
+         ["00:00:00 -0400", "01:00:00 -0400", "01:00:00 -0500", "02:00:00 -0500"]),
+        ("America/New_York", "1h", "2021-03-14T00:00-05:00", "2021-03-14T04:00-04:00",
+         ["00:00:00 -0500", "01:00:00 -0500", "03:00:00 -0400"]),
+        ("America/New_York", "6h", "2021-03-14T00:00-05:00", "2021-03-14T12:00-04:00",
+         ["00:00:00 -0500", "06:00:00 -0400"]),  # the first holds 5 hours
+        ("America/New_York", "2h", "2021-11-07T00:00-04:00", "2021-11-07T04:00-05:00",
+         ["00:00:00 -0400", "02:00:00 -0500"]),  # the first holds 3 hours
+        ("Australia/Lord_Howe", "1h", "2021-10-03T00:00+10:30", "2021-10-03T04:00+11:00",
+         ["00:00:00 +1030", "01:00:00 +1030", "02:30:00 +1100", "03:00:00 +1100"]),
+        ("Australia/Lord_Howe", "30m", "2021-04-04T01:00+11:00", "2021-04-04T02:30+10:30",
+         ["01:00:00 +1100", "01:30:00 +1100", "01:30:00 +1030", "02:00:00 +1030"]),
+        ("Australia/Lord_Howe", "1h", "2021-04-04T00:00+11:00", "2021-04-04T03:00+10:30",
+         ["00:00:00 +1100", "01:00:00 +1100", "02:00:00 +1030"]),  # 01:00 +1100 holds 90 minutes
+        ("Asia/Kolkata", "1h", "2021-03-01T09:00+05:30", "2021-03-01T11:00+05:30",
+         ["09:00:00 +0530", "10:00:00 +0530"]),
+        ("Asia/Kathmandu", "15m", "2021-03-01T09:00+05:45", "2021-03-01T09:30+05:45",
+         ["09:00:00 +0545", "09:15:00 +0545"]),
+    ],
+)  # fmt: skip
+def test_the_buckets_of_a_day_the_clocks_change(zone, width, start, end, labels) -> None:
+    buckets = totaler.Buckets(totaler.parse_width(width), zone)
+    found = [buckets.label(b) for b in buckets.starts(micros_of(start), micros_of(end))]
+    assert [label[11:] for label in found] == labels
+
+
+def test_days_in_santiago_whose_midnight_comes_twice_or_not_at_all() -> None:
+    days = totaler.Buckets(DAY, "America/Santiago")
+    found = [
+        days.label(b) for b in days.starts(micros_of("2021-04-03T00:00-03:00"), micros_of("2021-04-06T00:00-04:00"))
+    ]
+    assert found == ["2021-04-03 00:00:00 -0300", "2021-04-04 00:00:00 -0400", "2021-04-05 00:00:00 -0400"]
+    assert days.following(micros_of("2021-04-03T00:00-03:00")) - micros_of("2021-04-03T00:00-03:00") == 25 * HOUR
+    found = [
+        days.label(b) for b in days.starts(micros_of("2021-09-04T00:00-04:00"), micros_of("2021-09-06T12:00-03:00"))
+    ]
+    assert found == ["2021-09-04 00:00:00 -0400", "2021-09-05 01:00:00 -0300", "2021-09-06 00:00:00 -0300"]
+
+
+@pytest.mark.parametrize("zone", [z for z in ZONES if z in CHANGE_DAYS])
+@pytest.mark.parametrize("width", WIDTHS)
+def test_a_microsecond_either_side_of_each_change(zone: str, width: str) -> None:
+    """Rows at every change instant and a microsecond either side; windows with bounds on and beside them."""
+    tz, size = zoneinfo.ZoneInfo(zone), totaler.parse_width(width)
+    buckets = totaler.Buckets(size, zone)
+    for day in CHANGE_DAYS[zone]:
+        first = micros_of(f"{day}T00:00:00+00:00") - DAY
+        changes = [m for m in range(first, first + 3 * DAY, MINUTE) if wall(m, tz) - wall(m - 1, tz) != 1]
+        assert len(changes) == 1, (zone, day)
+        moments = [changes[0] + delta for delta in (-1, 0, 1)]
+        for moment in moments:
+            assert buckets.floor(moment) == model_floor(moment, size, tz), (zone, day, moment)
+        rows = [
+            (f"c{i % 3}", m, "INGEST") for i, m in enumerate(m + k * MINUTE for m in moments for k in range(-90, 90, 7))
+        ]
+        data = "".join(f"{who},INGEST,t,{stamp(when, 'Z')}\n" for who, when, _ in rows).encode()
+        for start, end in [(moments[0], moments[2] + 1), (moments[1], moments[2]), (first, first + 3 * DAY)]:
+            window = totaler.Window(start, end, None, buckets)
+            want = model_answer(rows, start, end, size, tz)
+            assert ours(data, window) == want == ours(data, window, fast=False)
+
+
+# --- the fast path, the plain path and the model, on generated rows -----------------------------------
+
+
+@st.composite
+def logs(draw) -> tuple:
+    """Rows near a change of offset of a zone (or any day), written in one or several offsets, in runs or not."""
+    zone = draw(st.sampled_from(ZONES))
+    width = draw(st.sampled_from(WIDTHS))
+    day = draw(st.sampled_from(CHANGE_DAYS.get(zone, ["2021-03-01"])))
+    center = micros_of(f"{day}T12:00:00+00:00")
+    near = st.integers(center - 40 * HOUR, center + 40 * HOUR)
+    writings = draw(st.lists(st.sampled_from(["Z", "+00", "", "+05:30", "-08:00", "+05:45", "-03:30"]), min_size=1))
+    times = sorted(draw(st.lists(near, min_size=1, max_size=80))) if draw(st.booleans()) else None
+    times = times or draw(st.lists(near, min_size=1, max_size=80))
+    rows = []
+    for moment in times:
+        who, event_type = draw(st.sampled_from(["a", "b", "c"])), draw(st.sampled_from(["INGEST", "SEND"]))
+        repeat = draw(st.integers(1, 6))  # runs of one customer and hour, which the fast path reads by key
+        rows += [(who, moment + k, event_type) for k in range(repeat)]
+    q = '"' if draw(st.booleans()) else ""  # every field quoted, as csv.QUOTE_ALL writes, or none
+    written = [
+        f"{q}{who}{q},{q}{t}{q},{q}x{q},{q}{stamp(when, draw(st.sampled_from(writings)))}{q}\n" for who, when, t in rows
+    ]
+    start = draw(near)
+    end = draw(st.integers(start + 1, center + 41 * HOUR))
+    return zone, width, rows, "".join(written).encode(), start, end
+
+
+@settings(max_examples=150, deadline=None)
+@given(log=logs(), customer=st.sampled_from([None, "a"]), types=st.sampled_from([None, ("SEND",)]))
+def test_fast_and_plain_paths_give_the_models_answer(log, customer, types) -> None:
+    zone, width, rows, data, start, end = log
+    size = totaler.parse_width(width)
+    window = totaler.Window(
+        start, end, customer, totaler.Buckets(size, zone), None if types is None else frozenset(types)
+    )
+    want = model_answer(rows, start, end, size, tzinfo_of(zone), customer, types)
+    with sizes(1 << 12, 1 << 10, segment=1 << 8):  # many small blocks: runs, groups, sparse and cut pieces
+        fast = ours(data, window)
+    assert fast == want  # counts, buckets, labels
+    assert list(map(list, fast.values())) == list(map(list, want.values()))  # and customers' order
+    assert ours(data, window, fast=False) == want
+
+
+@pytest.mark.parametrize("zone", ZONES)
+@pytest.mark.parametrize("width", WIDTHS)
+def test_the_fast_path_equals_the_plain_path_on_events_csv_shifted_into_each_zone(zone: str, width: str) -> None:
+    """events.csv's first 20,000 rows in runs, as they are: every width and zone, fast against plain."""
+    with open(totaler.__file__.replace("totaler.py", "events.csv"), "rb") as stream:
+        data = b"".join(stream.readline() for _ in range(20_000))
+    start, end = micros_of("2021-03-01T00:20:00+00:00"), micros_of("2021-03-01T08:50:00+00:00")
+    window = totaler.Window(start, end, None, totaler.Buckets(totaler.parse_width(width), zone))
+    fast = ours(data, window)
+    assert fast == ours(data, window, fast=False) and list(map(list, fast.values())) == list(
+        map(list, ours(data, window, fast=False).values())
+    )
+
+
+# --- the command line: bounds in the zone, formats, bad values -----------------------------------------
+
+
+def test_bounds_without_an_offset_are_wall_times_in_the_zone_and_printed_there() -> None:
+    result = run_cli("events.csv", "2021-03-01T09:30", "2021-03-01T12:00", "--tz", "Asia/Kolkata")
+    lines = result.stdout.decode().splitlines()
+    assert lines[1:3] == ["Start time: 2021-03-01 09:30:00 +0530", "End time: 2021-03-01 12:00:00 +0530"]
+    assert lines[4] == "Timebucket: 2021-03-01 09:00:00 +0530"
+    utc = run_cli("events.csv", "2021-03-01T04:00:00Z", "2021-03-01T06:30:00Z", "--tz", "Asia/Kolkata")
+    assert utc.stdout == result.stdout  # the same instants, written with Z
+
+
+@pytest.mark.parametrize(
+    "bound, message",
+    [
+        ("2021-03-14T02:30", "START '2021-03-14T02:30' does not exist in America/New_York (the clocks skip it)"),
+        ("2021-11-07T01:30", "START '2021-11-07T01:30' happens twice in America/New_York (at -0400 and -0500)"),
+    ],
+)
+def test_a_wall_time_that_does_not_exist_or_exists_twice_asks_for_an_offset(bound: str, message: str) -> None:
+    result = run_cli("events.csv", bound, "2021-11-08", "--tz", "America/New_York")
+    assert result.returncode == 2 and result.stderr.decode() == f"totaler: error: {message}: give an offset\n"
+    with_offset = run_cli("events.csv", bound + "-04:00", "2021-11-08", "--tz", "America/New_York")
+    assert with_offset.returncode == 0
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--bucket", "7m"], "argument --bucket: '7m' is not a bucket width: give Nm with N dividing 60"),
+        (["--bucket", "0h"], "argument --bucket: '0h' is not a bucket width"),
+        (["--bucket", "2d"], "argument --bucket: '2d' is not a bucket width"),
+        (["--tz", "Mars/Olympus"], "argument --tz: 'Mars/Olympus' is not a time zone: give an IANA name"),
+        (["--tz", "+05:60"], "argument --tz: '+05:60' is not a time zone"),
+        (["--format", "xml"], "argument --format: invalid choice: 'xml'"),
+        (["--format", "csv", "--json"], "--json and --format csv ask for two formats: give one"),
+    ],
+)
+def test_bad_values_are_one_line_and_status_2(args: list[str], message: str) -> None:
+    result = run_cli("events.csv", "2021-03-01", "2021-03-02", *args)
+    lines = result.stderr.decode().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"totaler: error: {message}")
+
+
+def test_a_fixed_offset_is_a_zone_too() -> None:
+    fixed = run_cli("events.csv", "2021-03-01T09:30", "2021-03-01T12:00", "--tz", "+05:30", "--json")
+    named = run_cli("events.csv", "2021-03-01T09:30", "2021-03-01T12:00", "--tz", "Asia/Kolkata", "--json")
+    assert fixed.returncode == 0 and fixed.stdout == named.stdout
+
+
+def test_csv_is_the_json_answer_row_by_row_rfc_4180_quoted(tmp_path) -> None:
+    log = tmp_path / "log.csv"
+    log.write_bytes(
+        b'"a,b",INGEST,t1,2021-03-01T04:05:00Z\n"say ""hi""",INGEST,t2,2021-03-01T04:06:00Z\n'
+        b'"line\rbreak",INGEST,t3,2021-03-01T05:06:00Z\nplain,INGEST,t4,2021-03-01T05:07:00Z\n'
+    )
+    window = ["2021-03-01T04:00:00Z", "2021-03-01T07:00:00Z"]
+    result = run_cli(str(log), *window, "--format", "csv")
+    assert result.stdout.decode() == (
+        "bucket,customer_id,count\n"
+        '2021-03-01 04:00:00 +0000,"a,b",1\n'
+        '2021-03-01 04:00:00 +0000,"say ""hi""",1\n'
+        '2021-03-01 05:00:00 +0000,"line\rbreak",1\n'
+        "2021-03-01 05:00:00 +0000,plain,1\n"
+    )  # the empty 06:00 bucket has no row
+    one = run_cli(str(log), *window, "plain", "--format", "csv")
+    assert one.stdout.decode() == (
+        "bucket,customer_id,count\n2021-03-01 04:00:00 +0000,plain,0\n"
+        "2021-03-01 05:00:00 +0000,plain,1\n2021-03-01 06:00:00 +0000,plain,0\n"
+    )
+    document = json.loads(run_cli(str(log), *window, "--json").stdout)
+    rows = result.stdout.decode().split("\n")[1:-1]  # one line a row: a CR inside a field is quoted
+    assert len(rows) == sum(len(row) for row in document.values())
+
+
+def test_event_types_are_exact_after_spaces_and_repeatable(tmp_path) -> None:
+    log = tmp_path / "log.csv"
+    log.write_bytes(
+        b"a, INGEST ,t1,2021-03-01T04:05:00Z\na,ingest,t2,2021-03-01T04:06:00Z\n"
+        b'b,"SEND",t3,2021-03-01T04:07:00Z\nc,INGEST-WITH-PROXY,t4,2021-03-01T04:08:00Z\n'
+    )
+    window = ["2021-03-01T04:00:00Z", "2021-03-01T05:00:00Z", "--json"]
+    answer = json.loads(run_cli(str(log), *window, "--event-type", "INGEST").stdout)
+    assert answer == {"2021-03-01 04:00:00 +0000": {"a": 1}}
+    both = json.loads(run_cli(str(log), *window, "--event-type", "INGEST", "--event-type", "SEND").stdout)
+    assert both == {"2021-03-01 04:00:00 +0000": {"a": 1, "b": 1}}
+
+
+def test_every_way_a_log_is_read_gives_the_same_answer(tmp_path) -> None:
+    """Standard input, gzip, a directory and parts on workers, for a zone, a width and an event type."""
+    rng = random.Random(5)
+    rows = [
+        f"c{rng.randrange(4)},{rng.choice(['INGEST', 'SEND'])},t{i},"
+        f"{stamp(micros_of('2021-11-06T12:00:00+00:00') + rng.randrange(2 * DAY), rng.choice(['Z', '+05:30']))}\n"
+        for i in range(30_000)
+    ]
+    data = "".join(sorted(rows, key=lambda row: row[-30:])).encode()
+    (tmp_path / "log.csv").write_bytes(data)
+    (tmp_path / "log.csv.gz").write_bytes(gzip.compress(data))
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "a.csv").write_bytes(data[: len(data) // 2].rsplit(b"\n", 1)[0] + b"\n")
+    (tmp_path / "dir" / "b.csv").write_bytes(data[len(data[: len(data) // 2].rsplit(b"\n", 1)[0] + b"\n") :])
+    args = ["2021-11-06T20:00", "2021-11-07T22:00", "--tz", "America/New_York", "--bucket", "30m"]
+    args += ["--event-type", "SEND", "--json"]
+    answers = {
+        "file": run_cli(str(tmp_path / "log.csv"), *args, "--jobs", "1").stdout,
+        "stdin": run_cli("-", *args, stdin=data).stdout,
+        "gzip": run_cli(str(tmp_path / "log.csv.gz"), *args).stdout,
+        "dir": run_cli(str(tmp_path / "dir"), *args).stdout,
+    }
+    with sizes(1 << 16, 1 << 12, part=1 << 18):
+        window = totaler.parse_window(*args[:2], None, 1000, buckets=totaler.Buckets(30 * MINUTE, "America/New_York"),
+                                      event_types=["SEND"])  # fmt: skip
+        parts = totaler.count_file(str(tmp_path / "log.csv"), window, jobs=3)
+    answers["parts"] = totaler.render_json(window, parts.counts).encode()
+    assert len(set(answers.values())) == 1, {k: v[:200] for k, v in answers.items()}
+    assert json.loads(answers["file"])["2021-11-07 01:00:00 -0500"] is not None
+
+
+def test_zones_come_from_dateutils_copy_where_the_system_has_none() -> None:
+    """A slim container image has no tz database: python-dateutil's own copy gives the same buckets."""
+    window = ("2021-11-07T00:00:00-04:00", "2021-11-07T04:00:00-05:00")
+    with_system = [totaler.Buckets(HOUR, "America/New_York").label(b) for b in totaler.Buckets(
+        HOUR, "America/New_York").starts(*map(micros_of, window))]  # fmt: skip
+    totaler.zone_named.cache_clear()
+    totaler.fixed_offset.cache_clear()
+    totaler.hour_memos.cache_clear()
+    try:
+        with mock.patch.object(zoneinfo, "ZoneInfo", side_effect=zoneinfo.ZoneInfoNotFoundError("none here")):
+            assert type(totaler.zone_named("America/New_York")).__module__.startswith("dateutil")
+            buckets = totaler.Buckets(HOUR, "America/New_York")
+            assert [buckets.label(b) for b in buckets.starts(*map(micros_of, window))] == with_system
+    finally:
+        totaler.zone_named.cache_clear()
+        totaler.fixed_offset.cache_clear()
+        totaler.hour_memos.cache_clear()
