@@ -996,8 +996,12 @@ def hour_start(key: bytes, zone: bytes) -> int:
 
 @lru_cache(maxsize=1 << 16)
 def utc_bucket(key: bytes, zone: bytes) -> int | None:
-    """The UTC bucket of every row with this hour key and zone; None when the zone has minutes and no mark."""
+    """The UTC hour (or, for a slot key like b'2021-03-01 04:3' and a marked zone, the five minutes) of every row
+    with this key and zone; None for an hour key when the zone has minutes and no mark."""
     mark = zone[-1:]
+    if len(key) > 13:
+        minutes = int(key[14:15]) * 10 + (5 if mark == LATE else 0)
+        return hour_start(key[:13], unmarked(zone)) + minutes * MINUTE
     start = hour_start(key, unmarked(zone))
     if mark in (EARLY, LATE):
         return hour_floor(start) + (HOUR if mark == LATE else 0)
@@ -1005,7 +1009,10 @@ def utc_bucket(key: bytes, zone: bytes) -> int | None:
 
 
 def reach(key: bytes, zone: bytes) -> tuple[int, ...]:
-    """The UTC buckets the rows of an hour key and (unmarked) zone can fall in: two when the zone has minutes."""
+    """The UTC hours (or minute) the rows of a key and (unmarked) zone can fall in: two hours when the zone has
+    minutes."""
+    if len(key) > 13:  # a slot key, and its two halves
+        return tuple(utc_bucket(key, zone + mark) for mark in (EARLY, LATE))  # type: ignore[misc]
     first = hour_floor(hour_start(key, zone))
     return (first,) if zone_micros(zone) % HOUR == 0 else (first, first + HOUR)
 
@@ -1022,11 +1029,32 @@ def late_minutes(zone: bytes) -> bytes:
 class RowShape(NamedTuple):
     """How the rows of a block are matched: QUOTED, every field in double quotes; LOOSE, the two middle fields
     any bytes but a comma (in a block plain_bytes passed); TYPED, the event type captured with the customer
-    (a question about some event types): "customer,type" as one capture, so every pattern keeps its groups."""
+    (a question about some event types): "customer,type" as one capture, so every pattern keeps its groups;
+    SLOTS, rows keyed by the five minutes they fall in, not their hour (buckets whose boundaries are not on UTC
+    hours): the key takes the minute's first digit, and the colon after it is captured by one group for the
+    minutes 0-4 of that ten and by another for 5-9, so that a backreference keeps a run in its five minutes."""
 
     quoted: bool
     loose: bool = False
     typed: bool = False
+    slots: bool = False
+
+
+SLOT = 5 * MINUTE
+
+
+def key_pattern(shape: RowShape) -> tuple[bytes, bytes]:
+    """The pattern of a row's key (date and hour; and the minute's first digit, then the two colon groups, if
+    SLOTS), and of the rest of its time up to the zone."""
+    if shape.slots:
+        return _DATE_HOUR + rb":[0-5]", rb"(?:[0-4](:)|[5-9](:))[0-5]\d(?:\.\d{1,6}+)?+"
+    return _DATE_HOUR, _MINUTES
+
+
+def slot_zone(zone: bytes, early: bytes) -> bytes:
+    """ZONE marked with the half of its ten minutes a slot key's row is in: EARLY (0-4, the first colon group
+    matched) or LATE (5-9)."""
+    return zone + (EARLY if early else LATE)
 
 
 def row_shape(shape: RowShape) -> tuple[bytes, bytes]:
@@ -1123,13 +1151,14 @@ def row_pattern(rows: int, zone: bytes | None, shape: RowShape) -> re.Pattern[by
     rows of few customers 8% slower, and saved a loop a key only where keys rarely repeat).
     """
     start, end = row_shape(shape)
+    key, rest = key_pattern(shape)
     if zone is None:
-        stamp = _MINUTES + rb"(" + _ZONE + rb")"
-    elif zone_micros(zone) % HOUR:  # capture a late minute's first digit instead, and nothing for an early one
+        stamp = rest + rb"(" + _ZONE + rb")"
+    elif zone_micros(zone) % HOUR and not shape.slots:  # a late minute's first digit, nothing for an early one
         stamp = rb":(?:(?=" + late_minutes(zone) + rb")(\d)\d|[0-5]\d)" + _SECONDS + re.escape(zone)
     else:
-        stamp = _MINUTES + re.escape(zone)
-    return re.compile((start + rb"(" + _DATE_HOUR + rb")" + stamp + end) * rows + rb"(?=\n)")
+        stamp = rest + re.escape(zone)
+    return re.compile((start + rb"(" + key + rb")" + stamp + end) * rows + rb"(?=\n)")
 
 
 def line_zone(line: bytes) -> bytes | None:
@@ -1165,16 +1194,23 @@ def match_rows(
         rows += group * groups.total()
         # Plainly: for each group, n times, for each of its rows, keys[row] += 1.
         # zip(*[flat] * width) cuts the flattened groups into rows without a Python loop a row.
-        width = 2 if zone is not None and not zone_micros(zone) % HOUR else 3
+        width = (3 if zone is None or (zone_micros(zone) % HOUR and not shape.slots) else 2) + 2 * shape.slots
         flat = iter(chain.from_iterable(groups))
         weights = chain.from_iterable(repeat(n, group) for n in groups.values())
         for key, n in zip(zip(*[flat] * width, strict=True), weights, strict=True):
             keys[key] += n
-    return with_zones(keys, zone), rows
+    return with_zones(keys, zone, shape.slots), rows
 
 
-def with_zones(keys: Counter[tuple[bytes, ...]], zone: bytes | None) -> Pairs:
-    """Pairs from match_rows' KEYS: as they are when each row's zone was captured, else with ZONE (marked)."""
+def with_zones(keys: Counter[tuple[bytes, ...]], zone: bytes | None, slots: bool = False) -> Pairs:
+    """Pairs from match_rows' KEYS: as they are when each row's zone was captured, else with ZONE; marked for an
+    hour key in a zone with minutes, and for a slot key (its half of the ten minutes)."""
+    if slots:
+        pairs: Pairs = {}
+        for (customer, key, early, *_, captured), n in keys.items():  # the zone ZONE, or the one captured
+            pair = (customer, key, slot_zone(captured if zone is None else zone, early))
+            pairs[pair] = pairs.get(pair, 0) + n
+        return pairs
     if zone is None:
         return keys  # type: ignore[return-value]
     if zone_micros(zone) % HOUR:
@@ -1194,10 +1230,15 @@ def run_pattern(shape: RowShape, zones: bytes = _WHOLE_HOUR_ZONE) -> re.Pattern[
     # hour): the backreferences check the rows after the first without making a
     # string for any of them, so a run costs one match and one tuple.
     start, end = row_shape(shape._replace(loose=False))
+    key, rest = key_pattern(shape)
     q = b'"' if shape.quoted else b""
-    first = start + rb"(" + _DATE_HOUR + rb")" + _MINUTES + rb"(" + zones + rb")" + end
+    first = start + rb"(" + key + rb")" + rest + rb"(" + zones + rb")" + end
     fields = (rb"," + q + _FIELD + q) * (1 if shape.typed else 2)
-    same = rb"\n" + q + rb"\2" + q + fields + rb"," + q + rb"\3" + _MINUTES + rb"\4" + end
+    if shape.slots:  # the same key, and the colon group of the same half of its ten minutes
+        rest, zone = rb"(?:[0-4]\4|[5-9]\5)[0-5]\d(?:\.\d{1,6}+)?+", rb"\6"
+    else:
+        zone = rb"\4"
+    same = rb"\n" + q + rb"\2" + q + fields + rb"," + q + rb"\3" + rest + zone + end
     return re.compile(rb"(" + first + rb"(?:" + same + rb")*+)(?=\n)")
 
 
@@ -1218,12 +1259,16 @@ Proved = tuple[tuple[bytes, ...], tuple[bytes, ...], tuple[bytes, ...], tuple[in
 
 
 def proved_runs(data: bytes, lo: int, hi: int, shape: RowShape) -> Proved | None:
-    """The customer, hour key, zone and rows of each run of DATA[LO:HI]; None unless every line has a fast shape."""
-    runs = run_pattern(shape).findall(data, lo, hi)
+    """The customer, key, zone and rows of each run of DATA[LO:HI]; None unless every line has a fast shape."""
+    runs = run_pattern(shape, _ZONE if shape.slots else _WHOLE_HOUR_ZONE).findall(data, lo, hi)
     # The runs cover every byte but the last newline exactly when every line has a fast shape.
-    if sum(len(run) for run, _, _, _ in runs) != hi - lo - 1:
+    if sum(map(len, map(itemgetter(0), runs))) != hi - lo - 1:
         return None
-    texts, customers, hours, zones = zip(*runs, strict=True) if runs else ((), (), (), ())
+    if not runs:
+        return (), (), (), ()
+    texts, customers, hours, *marks, zones = zip(*runs, strict=True)
+    if shape.slots:  # the zones marked with each run's half of its ten minutes
+        zones = tuple(map(slot_zone, zones, marks[0]))
     return customers, hours, zones, tuple(map(bytes.count, texts, repeat(b"\n")))
 
 
@@ -1238,10 +1283,11 @@ def run_pairs(data: bytes, lo: int, hi: int, shape: RowShape) -> Pairs | None:
     return pairs
 
 
-def read_by_runs(runs: float, zone: bytes | None) -> bool:
+def read_by_runs(runs: float, zone: bytes | None, slots: bool = False) -> bool:
     """Whether a block whose average run is RUNS and whose first and last rows share ZONE is read by runs: long
-    ones, in a zone of whole hours (a run is counted by its key; a zone with minutes splits a local hour)."""
-    return runs >= LONG_RUN and not (zone and zone_micros(zone) % HOUR)
+    ones, keyed by slot or in a zone of whole hours (a run is counted by its key; a zone with minutes splits
+    a local hour)."""
+    return runs >= LONG_RUN and (slots or not (zone and zone_micros(zone) % HOUR))
 
 
 def fast_pairs(
@@ -1255,7 +1301,7 @@ def fast_pairs(
     if runs is None:
         runs = run_length(data, lo, hi, shape, _ZONE)
     zone = shared_zone(data, lo, hi)
-    if read_by_runs(runs, zone):
+    if read_by_runs(runs, zone, shape.slots):
         pairs = run_pairs(data, lo, hi, shape)
         if pairs is not None:
             rows = sum(pairs.values())
@@ -1271,9 +1317,10 @@ def fast_pairs(
     return (pairs if rows == lines else None), lines, rows
 
 
-def cut_hours(window: Window) -> set[int]:
-    """The (at most two) UTC hours WINDOW cuts: those of its ends, unless an end falls on the hour."""
-    return {hour_floor(edge) for edge in (window.start, window.end) if edge % HOUR}
+def cut_units(window: Window, unit: int = HOUR) -> set[int]:
+    """The (at most two) UTC hours (or minutes: UNIT) WINDOW cuts: those of its ends, unless an end falls on one's
+    start."""
+    return {edge - edge % unit for edge in (window.start, window.end) if edge % unit}
 
 
 def cut_buckets(window: Window) -> set[int]:
@@ -1283,33 +1330,61 @@ def cut_buckets(window: Window) -> set[int]:
 
 
 class Memo(dict):
-    """FUNCTION's value for each key asked, worked out the first time: map(memo.__getitem__, keys) runs in C."""
+    """FUNCTION's value for each key asked, worked out the first time: map(memo.__getitem__, keys) runs in C.
+    None for the key None, and where the value is past what a datetime can hold (a bucket after 9999)."""
 
     def __init__(self, function: Callable[[int], int | None]) -> None:
         super().__init__()
         self.function = function
 
-    def __missing__(self, key: int) -> int | None:
-        value = self[key] = self.function(key)
+    def __missing__(self, key: int | None) -> int | None:
+        try:
+            value = None if key is None else self.function(key)
+        except OverflowError:
+            value = None
+        self[key] = value  # type: ignore[index]
         return value
 
 
 @lru_cache(maxsize=8)
-def hour_memos(buckets: Buckets) -> tuple[Memo, Memo, Memo]:
-    """For each UTC hour: the bucket of BUCKETS that holds all of it (None if a bucket begins inside it), the
-    zone's offset all through it (None if it changes inside), and the bucket of its first instant."""
+def hour_memos(buckets: Buckets) -> tuple[Memo, Memo]:
+    """For each UTC hour: the zone's offset all through it (None if it changes inside), and the bucket of its first
+    instant."""
     zone = zone_named(buckets.zone)
 
     def steady_offset(hour: int) -> int | None:
         offset = local_wall(hour, zone)[1]
         return offset if local_wall(hour + HOUR - 1, zone)[1] == offset else None
 
-    return Memo(lambda hour: buckets.whole(hour, HOUR)), Memo(steady_offset), Memo(buckets.floor)
+    return Memo(steady_offset), Memo(buckets.floor)
 
 
-def bucket_of_hour(window: Window) -> Callable[[int], int | None]:
-    """The bucket of WINDOW's buckets that holds a whole UTC hour (None if none does), looked up in C."""
-    return hour_memos(window.buckets)[0].__getitem__
+@lru_cache(maxsize=16)
+def whole_units(buckets: Buckets, unit: int) -> Memo:
+    """For each UTC hour (or minute: UNIT), the bucket of BUCKETS that holds all of it; None if one begins inside."""
+    if unit == HOUR or fixed_offset(buckets.zone) is not None:
+        return Memo(lambda start: buckets.whole(start, unit))
+    steady, floors = hour_memos(buckets)
+
+    def floor(moment: int) -> int:  # as bucket_column floors, an hour's offset and first bucket found once
+        hour = moment - moment % HOUR
+        if (offset := steady[hour]) is None:
+            return buckets.floor(moment)
+        latest = moment - (moment + offset) % buckets.width
+        return latest if latest >= hour else floors[hour]
+
+    return Memo(lambda start: bucket if (bucket := floor(start)) == floor(start + unit - 1) else None)
+
+
+@lru_cache(maxsize=64)
+def slot_keys(window: Window) -> bool:
+    """Whether the fast path keys rows by five minutes for WINDOW: its buckets' boundaries are not all on UTC
+    hours (a width under an hour, or a zone whose offset at the window's ends has minutes)."""
+    buckets = window.buckets
+    if buckets.width % HOUR:
+        return True
+    zone = zone_named(buckets.zone)
+    return any(local_wall(edge, zone)[1] % HOUR for edge in (window.start, window.end - 1))
 
 
 def bucket_column(hours: list[int], moments: list[int], buckets: Buckets) -> list[int]:
@@ -1326,7 +1401,7 @@ def bucket_column(hours: list[int], moments: list[int], buckets: Buckets) -> lis
     width = buckets.width
     if (fixed := fixed_offset(buckets.zone)) is not None:
         return list(map(sub, moments, map(mod, map(add, moments, repeat(fixed)), repeat(width))))
-    _, steady, floors = hour_memos(buckets)
+    steady, floors = hour_memos(buckets)
     offsets = list(map(steady.__getitem__, hours))
     if None in offsets:
         return [buckets.floor(moment) for moment in moments]
@@ -1337,45 +1412,44 @@ def bucket_column(hours: list[int], moments: list[int], buckets: Buckets) -> lis
 
 
 def hours_of(pairs: Pairs) -> Iterator[tuple[bytes, bytes]]:
-    """The (hour key, zone) of each pair, in order."""
+    """The (key, zone) of each pair, in order."""
     return map(itemgetter(1, 2), pairs)
 
 
-Hours = dict[tuple[bytes, bytes], int | None]  # (hour key, zone) -> its UTC hour (utc_bucket)
+Hours = dict[tuple[bytes, bytes], int | None]  # (key, zone) -> its UTC hour or minute (utc_bucket)
 
 
 def hour_buckets(pairs: Pairs) -> Hours:
-    """The UTC hour of each (hour key, zone) of PAIRS, looked up once: a block of rows in no order has a
+    """The UTC hour (or minute) of each (key, zone) of PAIRS, looked up once: a block of rows in no order has a
     thousand hours, and as many pairs again as customers."""
     hours = dict.fromkeys(hours_of(pairs))
     return dict(zip(hours, starmap(utc_bucket, hours), strict=True))
 
 
-def hour_buckets_in(hours: Hours, window: Window) -> Hours:
-    """The bucket of WINDOW's buckets that holds all of each UTC hour of HOURS (None: none does, or the hour has
-    no instant in the window)."""
+def hour_buckets_in(hours: Hours, window: Window, unit: int) -> Hours:
+    """The bucket of WINDOW's buckets that holds all of each UTC hour (or minute: UNIT) of HOURS (None: none
+    does)."""
     if window.buckets == UTC_HOURS:
         return hours  # an hour is its own bucket
-    bucket_of = bucket_of_hour(window)
-    return {key: bucket_of(hour) if overlaps(hour, window) else None for key, hour in hours.items()}
+    return dict(zip(hours, map(whole_units(window.buckets, unit).__getitem__, hours.values()), strict=True))
 
 
-def timed_hours(hours: Hours, window: Window) -> set[tuple[bytes, bytes]]:
-    """The (hour key, unmarked zone) of HOURS whose rows must be timed one by one."""
-    # The rows of a zone with minutes and no mark (no UTC hour), of an hour the window
-    # cuts or that no bucket holds whole, and then of every hour whose bucket timed rows
+def timed_hours(hours: Hours, window: Window, unit: int = HOUR) -> set[tuple[bytes, bytes]]:
+    """The (key, unmarked zone) of HOURS (hours or minutes: UNIT) whose rows must be timed one by one."""
+    # The rows of a zone with minutes and no mark (no UTC hour), of a unit the window
+    # cuts or that no bucket holds whole, and then of every unit whose bucket timed rows
     # reach, until none is left to add: so that every row of a bucket with timed rows is
     # counted in file order, once.
-    buckets = hour_buckets_in(hours, window)
-    cut = cut_hours(window)
+    buckets = hour_buckets_in(hours, window, unit)
+    cut = cut_units(window, unit)
     if buckets is hours:  # UTC hours: no UTC hour, or cut
         needs_time: Iterable[bool] = map({None, *cut}.__contains__, hours.values())
     else:  # ... or in the window, and no bucket holds it whole
         pairs = zip(hours.values(), buckets.values(), strict=True)
-        needs_time = [hour is None or hour in cut or (b is None and overlaps(hour, window)) for hour, b in pairs]
+        needs_time = [u is None or u in cut or (b is None and overlaps(u, window, unit)) for u, b in pairs]
     timed = {(key, unmarked(zone)) for key, zone in compress(hours, needs_time)}
     while timed:
-        reached = {bucket for key, zone in timed for bucket in buckets_reached(key, zone, window)}
+        reached = {bucket for key, zone in timed for bucket in buckets_reached(key, zone, window, unit)}
         more = {(key, unmarked(zone)) for (key, zone), bucket in buckets.items() if bucket in reached} - timed
         if not more:
             break
@@ -1383,26 +1457,26 @@ def timed_hours(hours: Hours, window: Window) -> set[tuple[bytes, bytes]]:
     return timed
 
 
-def overlaps(hour: int | None, window: Window) -> bool:
-    """Whether the UTC hour HOUR has an instant in WINDOW."""
-    return hour is not None and window.start < hour + HOUR and hour < window.end
+def overlaps(start: int | None, window: Window, unit: int = HOUR) -> bool:
+    """Whether the UTC hour (or minute: UNIT) from START has an instant in WINDOW."""
+    return start is not None and window.start < start + unit and start < window.end
 
 
-def buckets_reached(key: bytes, zone: bytes, window: Window) -> set[int]:
-    """The buckets of WINDOW that the rows of an hour key and (unmarked) zone can fall in."""
+def buckets_reached(key: bytes, zone: bytes, window: Window, unit: int) -> set[int]:
+    """The buckets of WINDOW that the rows of a key and (unmarked) zone can fall in."""
     if window.buckets == UTC_HOURS:
         return set(reach(key, zone))
-    reached = set()
-    for hour in reach(key, zone):
-        if overlaps(hour, window):
-            bucket = bucket_of_hour(window)(hour)
-            reached |= {bucket} if bucket is not None else set(window.buckets.starts(hour, hour + HOUR))
+    reached, whole = set(), whole_units(window.buckets, unit)
+    for start in reach(key, zone):
+        if overlaps(start, window, unit):
+            bucket = whole[start]
+            reached |= {bucket} if bucket is not None else set(window.buckets.starts(start, start + unit))
     return reached
 
 
-def whole_hours(hours: Hours, timed: set, window: Window) -> set[tuple[bytes, bytes]]:
-    """The (hour key, zone) of HOURS counted by key: not TIMED, and inside WINDOW."""
-    inside = {hour for hour, bucket in hours.items() if bucket is not None and window.start <= bucket < window.end}
+def whole_hours(hours: Hours, timed: set, window: Window, unit: int = HOUR) -> set[tuple[bytes, bytes]]:
+    """The (key, zone) of HOURS (hours or minutes: UNIT) counted by key: not TIMED, and inside WINDOW."""
+    inside = {key for key, start in hours.items() if start is not None and window.start <= start < window.end}
     return {(key, zone) for key, zone in inside if (key, unmarked(zone)) not in timed} if timed else inside
 
 
@@ -1433,26 +1507,37 @@ def count_timed(names: list[str | None], hours: list[int], offsets: list[int], w
 def count_canonical(data: bytes, lo: int, hi: int, pairs: Pairs, window: Window, shape: RowShape) -> Counts:
     """Count PAIRS, from the fast-shaped rows of DATA[LO:HI] (read as SHAPE says): whole hours by key, the other
     hours row by row."""
+    unit = SLOT if shape.slots else HOUR
     hours = hour_buckets(pairs)
-    timed = timed_hours(hours, window)
-    whole = whole_hours(hours, timed, window)
+    timed = timed_hours(hours, window, unit)
+    whole = whole_hours(hours, timed, window, unit)
     # Plainly: each pair whose hour is whole and inside; compress picks them in C (with
     # 100,000 customers, most pairs fall outside a window of one day), and each of their
     # customers is decoded once.
     chosen = list(compress(pairs.items(), map(whole.__contains__, hours_of(pairs))))
     names = decoded((customer for (customer, _, _), _ in chosen), shape, window)
-    buckets = hour_buckets_in(hours, window)
+    buckets = hour_buckets_in(hours, window, unit)
     counts: Counts = {}
     for ((_, key, zone), n), name in zip(chosen, names, strict=True):
         if name is not None:
             bucket = buckets[key, zone]  # b"... 04" and b"...T04" share a bucket, as the hours of a day may
             counts[(bucket, name)] = counts.get((bucket, name), 0) + n
     if timed:
-        alternatives = b"|".join(re.escape(key) for key in dict.fromkeys(key for key, _ in timed))
+        alternatives = b"|".join(re.escape(key) for key in dict.fromkeys(key[:13] for key, _ in timed))
         rows = timed_pattern(alternatives, shape).findall(data, lo, hi)
-        rows = list(compress(rows, map(timed.__contains__, map(itemgetter(1, 5), rows))))
+        rows = list(compress(rows, map(timed.__contains__, row_keys(rows, shape))))
         merge_counts(counts, count_timed(*row_columns(rows, shape, window), window))
     return counts
+
+
+def row_keys(rows: list[tuple[bytes, ...]], shape: RowShape) -> Iterable[tuple[bytes, bytes]]:
+    """The (key, zone) of each of timed_pattern's ROWS: an hour key, or with SLOTS "hour key:M" (the minute's
+    first digit), made in C."""
+    if not shape.slots:
+        return map(itemgetter(1, 5), rows)
+    tens = map(itemgetter(slice(0, 1)), map(itemgetter(2), rows))  # "M" of "MM:SS"
+    keys = map(add, map(add, map(itemgetter(1), rows), repeat(b":")), tens)
+    return zip(keys, map(itemgetter(5), rows), strict=True)
 
 
 # Sparse blocks: a window of a few days over a log whose rows come in no order.
@@ -1573,9 +1658,10 @@ def count_fast(
 ) -> tuple[Counts | None, int, int | None]:
     """Count DATA[LO:HI] by the fast shapes: counts (None unless every row has one), its lines, and how many
     rows had one (None when a row's date does not exist: the segment is then cut to find it)."""
-    shape = RowShape(quoted=data.startswith(b'\n"', lo), typed=window.event_types is not None)
+    quoted, typed = data.startswith(b'\n"', lo), window.event_types is not None
+    shape = RowShape(quoted, typed=typed, slots=window.buckets != UTC_HOURS and slot_keys(window))
     runs = run_length(data, lo, hi, shape, _ZONE)
-    by_runs = read_by_runs(runs, shared_zone(data, lo, hi))
+    by_runs = read_by_runs(runs, shared_zone(data, lo, hi), shape.slots)
     try:
         if not by_runs:
             lines = data.count(b"\n", lo + 1, hi) if lines is None else lines
