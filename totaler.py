@@ -49,16 +49,16 @@ import time
 import warnings
 import zlib
 from array import array
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from functools import lru_cache, partial
 from http import HTTPStatus
-from itertools import chain, compress, groupby, islice, pairwise, repeat, starmap
+from itertools import chain, compress, pairwise, repeat, starmap
 from json.encoder import encode_basestring_ascii as quote
-from operator import add, ge, getitem, itemgetter, le, lt, mod, sub
+from operator import add, eq, ge, getitem, gt, itemgetter, le, mod, sub
 from typing import TYPE_CHECKING, BinaryIO, NamedTuple, TypeVar
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -1132,14 +1132,26 @@ def row_columns(
     # 10-million-row file in 0.37 us a row instead of 0.69.
     if not rows:
         return [], [], []
-    customers, keys, minute_seconds, millis, micros, zones = zip(*rows, strict=True)
+    customers, *times = zip(*rows, strict=True)
+    return decoded(customers, shape, window), *row_times(*times)  # type: ignore[return-value]
+
+
+def row_times(
+    keys: tuple[bytes, ...],
+    minute_seconds: tuple[bytes, ...],
+    millis: tuple[bytes, ...],
+    micros: tuple[bytes, ...],
+    zones: tuple[bytes, ...],
+) -> tuple[list[int], list[int]]:
+    """The UTC hour and microseconds into it of each row, from the columns of its hour key, "MM:SS", fraction's
+    first three digits and the rest, and zone (as timed_pattern captures them)."""
     in_hour = offsets_in_hour(minute_seconds, millis, micros)
     starts = list(map(hour_start, keys, zones))
     if not any(zone_micros(zone) % HOUR for zone in set(zones)):
-        return decoded(customers, shape, window), starts, in_hour
+        return starts, in_hour
     moments = list(map(add, starts, in_hour))
     offsets = list(map(mod, moments, repeat(HOUR)))
-    return decoded(customers, shape, window), list(map(sub, moments, offsets)), offsets
+    return list(map(sub, moments, offsets)), offsets
 
 
 @lru_cache(maxsize=64)
@@ -2093,277 +2105,347 @@ def count_file(path: str, window: Window, strict: bool = False, jobs: int = 0, f
 
 
 # ---------------------------------------------------------------------------
-# The index: the log is read once into an index by hour and customer; a query is
-# answered from it, in time that grows with the buckets and customers in its
-# answer, never with the events in the log.  Whole hours are precomputed counts;
-# an hour cut by the window bisects each customer's sorted times in it, and their
-# file positions order its customers (HourIndex says how, in 8 bytes an event).
+# The index: the log read once into columns by UTC hour, so that a question is
+# answered from the hours its window reaches, in time that grows with their events
+# (with their customers, for whole hours of the default question), never with the
+# log.  Each hour keeps its events in file order: offset in the hour, customer code,
+# event type code and position in the file, 13 bytes an event; each customer id is
+# stored once, in one table, and an hour where few customers send many events keeps
+# their counts too.  Answers come from count_hours, whichever way the hours came.
 
 
-def in_time_order(times: array[int], positions: array[int]) -> tuple[array[int], array[int]]:
-    """TIMES sorted, and POSITIONS in the same order (ties keep file order); as they are if already sorted."""
-    if all(map(le, times, islice(times, 1, None))):
-        return times, positions
-    order = sorted(range(len(times)), key=times.__getitem__)  # stable
-    return array("I", map(times.__getitem__, order)), array(positions.typecode, map(positions.__getitem__, order))
-
-
-def whole_counts(counts: dict[str, int], customer: str | None) -> list[tuple[str, int]]:
-    """COUNTS, an hour's by customer in first-seen order, as (customer, count) pairs; or CUSTOMER's alone."""
-    if customer is None:
-        return list(counts.items())
-    return [(customer, counts[customer])] if customer in counts else []
-
-
-class HourIndex:
-    """One UTC hour of the log: its whole-hour counts, and each customer's times for partial hours.
-
-    Per customer: its offsets in the hour, sorted, 4 bytes each (an hour has 3.6e9
-    microseconds: they fit 32 bits); and, to list customers by their first event inside
-    a partial hour, its file positions in the same order, 4 bytes each while the log has
-    fewer than 2**32 events.  Where a customer's events come in time order the first
-    position in a range is the range's first; where they do not, block minima (one per
-    64 events) find the least.  An hour of one customer needs no order at all.
-    """
-
-    __slots__ = ("counts", "minima", "positions", "times")
-
-    def __init__(self, events: dict[str, tuple[array[int], array[int]]]) -> None:
-        """EVENTS: customer -> (offsets in the hour, positions in the file), in file order, customers first-seen."""
-        self.counts = {customer: len(times) for customer, (times, _) in events.items()}
-        self.times: dict[str, array[int]] = {}
-        self.positions: dict[str, array[int]] = {}  # in time order
-        self.minima: dict[str, array[int]] = {}  # block minima of positions, where they do not rise with the times
-        for customer, (times, positions) in events.items():
-            times, positions = in_time_order(times, positions)
-            self.times[customer] = array("I", times)  # an exact-size copy: extend() over-allocates
-            if len(events) == 1:
-                continue
-            self.positions[customer] = array("I" if max(positions) < 1 << 32 else "q", positions)
-            if not all(map(lt, positions, islice(positions, 1, None))):
-                self.minima[customer] = block_minima(self.positions[customer])
-
-    def first(self, customer: str, i: int, j: int) -> int:
-        """The least file position among CUSTOMER's events i to j - 1 (in time order)."""
-        if customer in self.minima:
-            return range_min(self.positions[customer], self.minima[customer], i, j)
-        if customer in self.positions:
-            return self.positions[customer][i]  # rising with the times: the first is the least
-        return 0  # the hour's only customer
-
-    def whole(self, customer: str | None) -> list[tuple[str, int]]:
-        """Every customer's count for the whole hour, in first-seen order (or CUSTOMER's)."""
-        return whole_counts(self.counts, customer)
-
-    def earliest(self, customer: str) -> int:
-        """CUSTOMER's first offset in the hour."""
-        return self.times[customer][0]
-
-    def latest(self, customer: str) -> int:
-        """CUSTOMER's last offset in the hour."""
-        return self.times[customer][-1]
-
-    def part(self, lo: int, hi: int, customer: str | None) -> list[tuple[str, int]]:
-        """Counts of events with LO <= offset < HI, customers in order of their first such event."""
-        found = []
-        for name in self.counts if customer is None else [customer] if customer in self.counts else []:
-            times = self.times[name]
-            i, j = bisect_left(times, lo), bisect_left(times, hi)
-            if i < j:
-                found.append((self.first(name, i, j), name, j - i))
-        return [(name, n) for _, name, n in sorted(found)]
-
-
-RUN_MINIMA = 64  # positions a block minimum stands for
-
-
-def block_minima(positions: array[int]) -> array[int]:
-    """The least of each run of RUN_MINIMA positions: with them, range_min reads at most 2 * RUN_MINIMA values."""
-    # A segment tree answers in log(n) steps but costs two to four values an event; these
-    # minima cost one sixty-fourth of one, and min() over slices runs in C.
-    return array(
-        positions.typecode, map(min, (positions[k : k + RUN_MINIMA] for k in range(0, len(positions), RUN_MINIMA)))
-    )
-
-
-def range_min(positions: array[int], minima: array[int], i: int, j: int) -> int:
-    """The least of positions[i:j] (i < j)."""
-    first, last = -(-i // RUN_MINIMA), j // RUN_MINIMA  # the whole runs inside [i, j)
-    if first >= last:
-        return min(positions[i:j])
-    least = min(minima[first:last])
-    if i < first * RUN_MINIMA:
-        least = min(least, min(positions[i : first * RUN_MINIMA]))
-    if last * RUN_MINIMA < j:
-        least = min(least, min(positions[last * RUN_MINIMA : j]))
-    return least
-
-
-Runs = tuple[list[tuple[str, int]], list[int]]  # (customer, bucket) of each run of rows, and its rows
-
-
-def block_times(block: Block, first_line: int, skipped: Skipped) -> tuple[Runs, list[int], int]:
-    """The runs of one customer and bucket among BLOCK's countable rows, each row's offset in its hour, and
-    BLOCK's lines."""
-    lines = block_lines(block)
-    data, lo, hi = block.data, block.lo, block.hi
-    shape = RowShape(quoted=data.startswith(b'\n"', lo))
-    with suppress(NotCanonical):
-        long_runs = not block.too_long and run_length(data, lo, hi, shape) >= LONG_RUN
-        if long_runs and (found := run_times(data, lo, hi, shape, lines)):
-            return found[0], found[1], lines
-        rows = [] if block.too_long else timed_pattern(_DATE_HOUR, shape).findall(data, lo, hi)
-        if rows and len(rows) == lines:
-            customers, buckets, offsets = row_columns(rows, shape)
-            return runs_of(customers, buckets), offsets, lines
-    events = list(block_events(block, first_line, skipped))
-    buckets = [hour_floor(moment) for _, moment, _, _ in events]
-    offsets = [moment - bucket for (_, moment, _, _), bucket in zip(events, buckets, strict=True)]
-    return runs_of([customer for customer, _, _, _ in events], buckets), offsets, lines
-
-
-def runs_of(customers: list[str], buckets: list[int]) -> Runs:
-    """The runs of one customer and bucket in two columns of rows."""
-    runs = [(key, len(list(run))) for key, run in groupby(zip(customers, buckets, strict=True))]
-    return [key for key, _ in runs], [size for _, size in runs]
-
-
-@lru_cache(maxsize=2)
-def time_pattern(quoted: bool) -> re.Pattern[bytes]:
-    """The end of a row whose shape run_pattern proved: "MM:SS", a fraction's first three digits and the rest."""
-    # From the colon after the hour to the line's end: in a proved row only the timestamp
-    # can end a line like this, so each row gives exactly one match.
-    q = b'"' if quoted else b""
-    return re.compile(rb":" + _TIME_IN_HOUR + _WHOLE_HOUR_ZONE + q + rb"\r?(?=\n)")
-
-
-def run_times(data: bytes, lo: int, hi: int, shape: RowShape, lines: int) -> tuple[Runs, list[int]] | None:
-    """DATA[LO:HI]'s runs of one customer, hour key and whole-hour zone, and each row's offset in its hour; None
-    unless every line is in a run.  The columns are per run, not per row (1,100 ns a row down to 680)."""
-    if (runs := proved_runs(data, lo, hi, shape)) is None:
-        return None
-    customers, hours, zones, sizes = runs
-    times = time_pattern(shape.quoted).findall(data, lo, hi)
-    if len(times) != lines:
-        return None
-    minute_seconds, millis, micros = zip(*times, strict=True) if times else ((), (), ())
-    buckets = map(hour_start, hours, zones)  # a whole-hour zone: the hour's start is its UTC bucket
-    keys = list(zip(decoded(customers, shape, None), buckets, strict=True))
-    return (keys, list(sizes)), offsets_in_hour(minute_seconds, millis, micros)
-
-
-MAX_INDEXED = (1 << 32) - 1  # events --serve indexes: 4-byte file positions (a log of about 400 GB)
-
-
-class IndexPart(Part):
-    """A part of the log, read for the index: its events by hour and customer, in file order."""
+class Codes(dict):
+    """A table of names: each name's code (by its UTF-8), given in the order names are first asked for; NAMES,
+    by code."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.hours: dict[int, dict[str, tuple[array[int], array[int]]]] = {}  # (offsets, positions)
+        self.names: list[str] = []
+
+    def __missing__(self, name: bytes) -> int:
+        code = self[name] = len(self.names)
+        self.names.append(name.decode())
+        return code
+
+
+class Columns(NamedTuple):
+    """Events of a piece of the log, in file order, as columns."""
+
+    names: list[bytes]  # each customer_id, as UTF-8
+    hours: list[int]  # each event's UTC hour
+    offsets: list[int]  # and its microseconds into it
+    types: list[bytes]  # each event type, as UTF-8, stripped
+
+
+@lru_cache(maxsize=2)
+def index_pattern(quoted: bool) -> re.Pattern[bytes]:
+    """A row of a fast shape (middle fields strict), capturing customer, event type, hour key, "MM:SS", a
+    fraction's first three digits and the rest, and zone."""
+    q = b'"' if quoted else b""
+    fields = rb"(" + _CUSTOMER + rb")" + q + rb"," + q + rb"(" + _FIELD + rb")" + q + rb"," + q + _FIELD + q
+    stamp = rb"(" + _DATE_HOUR + rb"):" + _TIME_IN_HOUR + rb"(" + _ZONE + rb")"
+    return re.compile(rb"\n" + q + fields + rb"," + q + stamp + q + rb"\r?(?=\n)")
+
+
+def block_columns(block: Block, first_line: int, skipped: Skipped) -> tuple[Columns, int]:
+    """BLOCK's events as columns, by the fast shapes where every row has one, else row by row; and its lines."""
+    lines = block_lines(block)
+    data, lo, hi = block.data, block.lo, block.hi
+    with suppress(NotCanonical):
+        rows = [] if block.too_long else index_pattern(data.startswith(b'\n"', lo)).findall(data, lo, hi)
+        if rows and len(rows) == lines:
+            names, types, *times = zip(*rows, strict=True)
+            stripped = {raw: raw.strip() for raw in set(types)}  # spaces around a field are no part of it
+            hours, offsets = row_times(*times)  # type: ignore[arg-type]
+            return Columns(names, hours, offsets, list(map(stripped.__getitem__, types))), lines
+    events = list(block_events(block, first_line, skipped))
+    hours = [moment - moment % HOUR for _, moment, _, _ in events]
+    offsets = [moment - hour for (_, moment, _, _), hour in zip(events, hours, strict=True)]
+    return Columns([e[0].encode() for e in events], hours, offsets, [e[2].encode() for e in events]), lines
+
+
+MAX_INDEXED = (1 << 32) - 1  # events --serve indexes: 4-byte file positions (a log of about 400 GB)
+Chunk = tuple[array, array, array, array]  # codes, offsets, event type codes, positions: events of one hour
+
+
+class IndexPart(Part):
+    """A part of the log, read for the index: its events by UTC hour, in file order, as chunks of columns:
+    customer and event type codes (of this part's tables), offsets in the hour, and positions (events before
+    them in the part); once read (finish), each hour's counts where dense (None where not), and each customer's
+    events."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.customers, self.types = Codes(), Codes()
+        self.hours: dict[int, list[Chunk]] = {}
+        self.counts: dict[int, Counter | None] = {}
+        self.totals: Counter[int] = Counter()
         self.events = 0
 
     def take(self, block: Block) -> None:
-        """File BLOCK's events, by runs of one customer and hour."""
-        (keys, sizes), offsets, lines = block_times(block, self.lines + 1, self.skipped)
-        self.check_room(len(offsets))
+        """File BLOCK's events by hour."""
+        columns, lines = block_columns(block, self.lines + 1, self.skipped)
+        self.check_room(len(columns.names))
+        codes = array("I", map(self.customers.__getitem__, columns.names))
+        types = array("I", map(self.types.__getitem__, columns.types))
+        positions = array("I", range(self.events, self.events + len(codes)))
+        for hour, rows in hour_runs(columns.hours):
+            chunk = (codes, array("I", columns.offsets), types, positions)
+            if rows is not None:  # the rows of this hour, where the block holds several
+                chunk = tuple(array("I", map(column.__getitem__, rows)) for column in chunk)  # type: ignore[assignment]
+            self.hours.setdefault(hour, []).append(chunk)
         self.lines += lines
-        start = 0
-        for (customer, bucket), size in zip(keys, sizes, strict=True):
-            self.put(customer, bucket, offsets[start : start + size], self.events + start)
-            start += size
-        self.events += start
-
-    def prepare(self) -> None:
-        """Give back the pages the last part freed, first.  A worker forked from a server whose heap earlier
-        builds had holed dirtied page after page of it: on the 10-million-row file, 88 MiB a worker where
-        one started afresh takes 25, and a reload's peak of 316 MiB is 213 with this."""
-        release_free_memory()
-
-    def finish(self) -> None:
-        """Sort each customer's events in each hour by time, in the worker that read them: the parent then
-        sorts only the hours that span parts (on the 10-million-row file, 1.0 s of HourIndex in the parent
-        instead of 3.5)."""
-        for customers in self.hours.values():
-            for customer, (times, positions) in customers.items():
-                customers[customer] = in_time_order(times, positions)
-
-    def arrays(self, bucket: int, customer: str) -> tuple[array[int], array[int]]:
-        """CUSTOMER's (offsets, positions) in BUCKET, empty ones the first time."""
-        hour = self.hours.setdefault(bucket, {})
-        if customer not in hour:
-            hour[customer] = (array("I"), array("I"))  # offsets in the hour fit 32 bits, and so do positions
-        return hour[customer]
+        self.events += len(codes)
 
     def check_room(self, more: int) -> None:
         """Raise InputError if MORE events would take positions past 32 bits (4 bytes an event, not 8)."""
         if self.events + more > MAX_INDEXED:
             raise InputError(f"more than {MAX_INDEXED:,} events: too many for --serve (the command line counts any)")
 
-    def put(self, customer: str, bucket: int, offsets: list[int], first: int) -> None:
-        """File OFFSETS (in BUCKET, CUSTOMER's), the events at positions FIRST, FIRST + 1, ... of the part."""
-        times, positions = self.arrays(bucket, customer)
-        times.extend(offsets)
-        positions.extend(range(first, first + len(offsets)))
+    def prepare(self) -> None:
+        """Give back the pages the last part freed, first: a worker forked from a server whose heap earlier builds
+        had holed dirtied page after page of it (on the 10-million-row file, 88 MiB a worker where a fresh one
+        takes 25)."""
+        release_free_memory()
+
+    def finish(self) -> None:
+        """Join each hour's chunks into one, count each hour's customers and each customer's events: in the
+        worker that read them, not in the master."""
+        for hour, chunks in self.hours.items():
+            if len(chunks) > 1:
+                self.hours[hour] = chunks = [joined(chunks)]
+            counted = Counter(chunks[0][0])
+            self.counts[hour] = counted if len(counted) * DENSE <= len(chunks[0][0]) else None
+            self.totals.update(counted if self.counts[hour] is not None else chunks[0][0])  # few keys, or in C
 
     def join(self, later: IndexPart) -> None:  # type: ignore[override]
-        """Append LATER's events: their positions move on by ours."""
+        """Append LATER's events: its codes become ours, its positions move on by our events."""
         self.check_room(later.events)
-        for bucket, customers in later.hours.items():
-            for customer, (times, positions) in customers.items():
-                mine = self.arrays(bucket, customer)
-                mine[0].extend(times)
-                mine[1].extend(map(add, positions, repeat(self.events)))
+        customers = array("I", map(self.customers.__getitem__, later.customers))  # keys, in the order of their codes
+        types = array("I", map(self.types.__getitem__, later.types))
+        for hour, chunks in later.hours.items():
+            counted = later.counts.get(hour)
+            if counted is not None:
+                counted = Counter({customers[code]: n for code, n in counted.items()})
+            if hour in self.hours:  # an hour both hold: its counts added, if both kept them
+                mine = self.counts.get(hour)
+                counted = None if mine is None or counted is None else mine + counted
+            self.counts[hour] = counted
+            for codes, offsets, type_codes, positions in chunks:
+                codes = array("I", map(customers.__getitem__, codes))
+                type_codes = array("I", map(types.__getitem__, type_codes))
+                positions = array("I", map(add, positions, repeat(self.events)))
+                self.hours.setdefault(hour, []).append((codes, offsets, type_codes, positions))
+        for code, n in later.totals.items():
+            self.totals[customers[code]] += n
         self.events += later.events
 
 
-def note_firsts(first: dict[str, int], events: dict[str, tuple[array[int], array[int]]]) -> None:
-    """Lower each customer's FIRST file position to the least of its positions in one hour's EVENTS."""
-    for customer, (_, positions) in events.items():  # in time order: the least is not the first
-        first[customer] = min(first.get(customer, positions[0]), min(positions))
+def hour_runs(hours: list[int]) -> Iterator[tuple[int, list[int] | None]]:
+    """Each UTC hour of HOURS (a block's rows), with its rows in file order; None: all the rows are of it."""
+    if hours[:1] * len(hours) == hours:
+        if hours:
+            yield hours[0], None
+        return
+    order = sorted(range(len(hours)), key=hours.__getitem__)  # stable: rows keep file order within an hour
+    ordered = list(map(hours.__getitem__, order))
+    for hour in sorted(set(hours)):
+        yield hour, order[bisect_left(ordered, hour) : bisect_right(ordered, hour)]
 
 
-def index_file(path: str, jobs: int) -> IndexPart:
-    """Read PATH for the index, a big plain file on JOBS workers; up to the size it had when the read began,
-    so that a log growing meanwhile is not chased."""
-    with opened(path) as stream:
-        plain = path != "-" and not isinstance(stream, COMPRESSED)
-        if size := parts_size(path, stream, jobs):
-            return read_parallel(path, size, jobs, IndexPart)
-        return read_stream(stream, IndexPart(), os.fstat(stream.fileno()).st_size if plain else -1)
+def joined(chunks: list[Chunk]) -> Chunk:
+    """CHUNKS of one hour, one after the other, as one."""
+    first = tuple(array(column.typecode, column) for column in chunks[0])
+    for chunk in chunks[1:]:
+        for mine, theirs in zip(first, chunk, strict=True):
+            mine.extend(theirs)
+    return first  # type: ignore[return-value]
 
 
-# Big logs in time order: whole hours from one counting pass, cut hours from the file.
-# Reading every event's time into memory took 8.7 s on the 10-million-row file, where
-# counting it takes 1.6 s, and a window cuts at most two hours.  So when a log comes in
-# time order (each hour's rows lie in a few segments of it), the index keeps each hour's
-# counts and which segments of 256 KiB hold its rows, and reads an hour's events again,
-# from the file kept open, only when a window cuts it: a few milliseconds, then kept.
+class Hour:
+    """One UTC hour of the log: its events in file order (customer codes, offsets in the hour, event type codes
+    or None if the log has one type, positions in the file), and its counts by customer, in order of first event,
+    where few customers send many events (else None: counting its codes is as quick)."""
+
+    __slots__ = ("codes", "counts", "offsets", "positions", "types")
+
+    def __init__(self, chunk: Chunk, one_type: bool, counts: Counter | None = None) -> None:
+        self.codes, self.offsets, types, self.positions = chunk
+        self.types = None if one_type else array("B" if max(types, default=0) < 256 else "I", types)
+        self.counts = counts
+
+
+DENSE = 4  # an hour keeps its counts when its events are at least this many times its customers
+
+
+def hours_of_part(whole: IndexPart) -> dict[int, Hour]:
+    """The Hours of a part read whole, in time order; each hour's chunks freed once its Hour is made."""
+    hours = {}
+    one_type = len(whole.types) <= 1
+    with gc_paused():
+        for hour in sorted(whole.hours):
+            chunks = whole.hours.pop(hour)
+            hours[hour] = Hour(chunks[0] if len(chunks) == 1 else joined(chunks), one_type, whole.counts.get(hour))
+    return hours
+
+
+# Answers from hours.  An hour the window holds whole, that one bucket holds whole, for
+# every customer and event type, is answered from its counts; any other is answered
+# from its events, picked in C by time, customer and type.  A bucket of several hours
+# orders its customers by the position of their first event in it.
+
+
+class Asked(NamedTuple):
+    """What a question asks of an index's tables: one customer's code or None (all), the event type codes or
+    None (all); NOTHING when it asks for a customer or types the log has not."""
+
+    customer: int | None
+    types: frozenset[int] | None
+    nothing: bool = False
+
+
+def asked_of(window: Window, codes: Codes, types: list[str]) -> Asked:
+    """WINDOW's customer and event types as codes of the index's tables CODES and TYPES."""
+    customer = None if window.customer is None else codes.get(window.customer.encode("utf-8", "surrogateescape"))
+    type_codes = None
+    if window.event_types is not None:
+        type_codes = frozenset(code for code, name in enumerate(types) if name in window.event_types)
+    nothing = (window.customer is not None and customer is None) or type_codes == frozenset()
+    return Asked(customer, type_codes if type_codes is None or len(type_codes) < len(types) else None, nothing)
+
+
+def picked(hour: Hour, start: int, window: Window, asked: Asked) -> tuple[Iterable[int], list[int], list[int]]:
+    """The offsets, codes and positions of the events of HOUR (from START) that WINDOW counts, in file order."""
+    low, high = max(window.start - start, 0), min(window.end - start, HOUR)
+    selectors = []
+    if (low, high) != (0, HOUR):
+        selectors += [map(le, repeat(low), hour.offsets), map(gt, repeat(high), hour.offsets)]
+    if asked.customer is not None:
+        selectors.append(map(eq, hour.codes, repeat(asked.customer)))
+    if asked.types is not None and hour.types is not None:
+        selectors.append(map(asked.types.__contains__, hour.types))
+    if not selectors:
+        return hour.offsets, hour.codes, hour.positions
+    chosen = list(selectors[0]) if len(selectors) == 1 else list(map(all, zip(*selectors, strict=True)))
+    return compress(hour.offsets, chosen), list(compress(hour.codes, chosen)), list(compress(hour.positions, chosen))
+
+
+def hour_counts(hour: Hour, start: int, window: Window, asked: Asked) -> tuple[dict, dict | None]:
+    """Counts of HOUR's events WINDOW counts, by (bucket, code) in order of first event; and, where a bucket may
+    hold other hours (buckets not UTC hours), the position of each key's first event."""
+    several = window.buckets != UTC_HOURS
+    bucket = whole_units(window.buckets, HOUR)[start] if several else start
+    whole_hour = window.start <= start and start + HOUR <= window.end
+    if whole_hour and bucket is not None and asked.customer is None and asked.types is None:
+        counted = hour.counts if hour.counts is not None else Counter(hour.codes)
+        counts = dict(zip(zip(repeat(bucket), counted), counted.values(), strict=False))  # repeat() never ends
+        if not several:
+            return counts, None
+        firsts = dict(zip(reversed(hour.codes), reversed(hour.positions), strict=True))
+        return counts, {(bucket, code): firsts[code] for code in counted}
+    offsets, codes, positions = picked(hour, start, window, asked)
+    if bucket is not None:
+        keys = list(zip(repeat(bucket), codes))
+    else:
+        moments = list(map(add, repeat(start), offsets))
+        keys = list(zip(bucket_column([start] * len(moments), moments, window.buckets), codes, strict=True))
+    return Counter(keys), dict(zip(reversed(keys), reversed(positions), strict=True)) if several else None
+
+
+def count_hours(hours: Iterable[tuple[int, Hour]], window: Window, asked: Asked, names: list[str]) -> Counts:
+    """The answer to WINDOW from HOURS, (start, Hour) in time order: counts by (bucket, customer)."""
+    if asked.nothing:
+        return {}
+    counts: dict[tuple[int, int], int] = {}
+    firsts: dict[tuple[int, int], int] = {}
+    for start, hour in hours:
+        counted, first = hour_counts(hour, start, window, asked)
+        if first is None:  # an hour is its own bucket: no key of it is in an earlier hour
+            counts.update(counted)
+            continue
+        for key, n in counted.items():
+            counts[key] = counts.get(key, 0) + n
+            firsts[key] = min(firsts.get(key, first[key]), first[key])
+    keys = sorted(counts, key=lambda key: (key[0], firsts[key])) if firsts else counts
+    return {(bucket, names[code]): counts[bucket, code] for bucket, code in keys}
+
+
+# Big logs in time order: served first from a survey of the file, hours read again on demand.
+# Reading every event into memory takes seconds where a survey of which hours lie in
+# which segments of 256 KiB, and of its rows and customers, takes about what counting
+# takes: when a log comes in time order (each hour in a few segments), the server answers
+# from the survey at once, an hour a window reaches read from the open file (and kept)
+# the first time, while the index holding every event in memory is built.
 
 SEGMENT_SIZE = 1 << 18  # the unit in which an hour's rows are found, and read again
 LAZY_MIN = 1 << 26  # smaller logs are indexed in memory: fast enough, and no answer waits for a read
 PROBE_HOURS = 16  # more hours than this in the first segment: not in time order, indexed in memory
 LAZY_SPAN = 16 << 20  # the most bytes an hour's rows may lie in (16 MiB: about 0.15 s to read again)
-CACHED_EVENTS = 1 << 21  # the events of cut hours a server worker keeps, 8 bytes each (LRU)
-SUMMARY_READS = 64  # the segments /customers may read again (16 MiB) before it waits for the index in memory
-ALL_TIME = Window(FIRST_INSTANT, LAST_INSTANT + 1)
+CACHED_EVENTS = 1 << 21  # the events of hours read again that a server worker keeps (LRU)
 
 
-class SegmentTally(Tally):
-    """The counts of a pass over all time, and what each segment read holds: (start, end, hours, customers)."""
+class Survey(Part):
+    """What a pass over a file (or part) found: (start, end, its UTC hours, its rows) of each segment.  Its
+    customers are not gathered: that cost a third again with 100,000 of them."""
 
-    def __init__(self, window: Window | None = None, fast: bool = True) -> None:
-        super().__init__(window, fast)
-        self.segments: list[tuple[int, int, frozenset[int], tuple[str, ...]]] = []
+    def __init__(self) -> None:
+        super().__init__()
+        self.segments: list[tuple[int, int, set[int], int]] = []
+        self.hours: set[int] = set()  # of the piece being read
 
-    def join(self, later: SegmentTally) -> None:  # type: ignore[override]
-        """Add LATER's counts and segments."""
-        super().join(later)
-        self.segments.extend(later.segments)
+    def take(self, block: Block) -> None:
+        """Note BLOCK's hours and customers: by the fast shapes' keys where every row has one (no tuple a row
+        where rows come in runs), else from its columns."""
+        lines = block_lines(block)
+        with suppress(NotCanonical):
+            if not block.too_long and (found := surveyed(block.data, block.lo, block.hi, lines)) is not None:
+                self.hours |= found
+                self.lines += lines
+                return
+        columns, lines = block_columns(block, self.lines + 1, self.skipped)
+        self.hours.update(columns.hours)
+        self.lines += lines
+
+    def join(self, later: Survey) -> None:  # type: ignore[override]
+        """Append LATER's segments."""
+        self.segments += later.segments
 
 
-def read_segments(task: Task[SegmentTally]) -> SegmentTally:
-    """A worker's share, read segment by segment, each one's hours and customers noted."""
+@lru_cache(maxsize=16)
+def hours_pattern(rows: int, zone: bytes | None, quoted: bool) -> re.Pattern[bytes]:
+    """ROWS consecutive rows of a fast shape, capturing only the hour key (and zone, unless ZONE is given) of
+    each: a quarter less work for the engine than with the customer too."""
+    start, end = row_shape(RowShape(quoted))
+    start = start.replace(b"(", b"(?:", 1)  # the customer, matched but not captured
+    stamp = _MINUTES + (rb"(" + _ZONE + rb")" if zone is None else re.escape(zone))
+    return re.compile((start + rb"(" + _DATE_HOUR + rb")" + stamp + end) * rows + rb"(?=\n)")
+
+
+def surveyed(data: bytes, lo: int, hi: int, lines: int) -> set[int] | None:
+    """The UTC hours of DATA[LO:HI], of LINES lines, by the fast shapes: by runs where rows come in them, else
+    GROUP rows a match capturing only their keys; None unless every row has one."""
+    shape, zone = RowShape(quoted=data.startswith(b'\n"', lo)), shared_zone(data, lo, hi)
+    runs = proved_runs(data, lo, hi, shape) if read_by_runs(run_length(data, lo, hi, shape, _ZONE), zone) else None
+    if runs is not None:
+        return {hour for key in set(zip(runs[1], runs[2], strict=True)) for hour in reach(*key)}
+    if zone is not None and zone_micros(zone) % HOUR:
+        zone = None  # each row's zone captured: an hour key in a zone with minutes reaches two UTC hours
+    split = lo
+    for _ in range(lines % GROUP):
+        split = data.find(b"\n", split + 1)
+    ones = hours_pattern(1, zone, shape.quoted).findall(data, lo, split + 1)
+    groups = hours_pattern(GROUP, zone, shape.quoted).findall(data, split, hi)
+    if len(ones) + GROUP * len(groups) != lines:
+        return None
+    if zone is not None:
+        keys = {(key, zone) for key in set(ones).union(*map(set, zip(*groups, strict=True)))}
+    else:  # each row's (key, zone) is two of a group's captures
+        keys = set(ones).union(*(set(map(itemgetter(row, row + 1), groups)) for row in range(0, 2 * GROUP, 2)))
+    return {hour for key in keys for hour in reach(*key)}
+
+
+def survey_segments(task: Task[Survey]) -> Survey:
+    """A worker's share, read segment by segment, each one's hours noted."""
     path, lo, hi, new_part = task
     whole = new_part()
     with open(path, "rb") as stream:
@@ -2372,190 +2454,198 @@ def read_segments(task: Task[SegmentTally]) -> SegmentTally:
             bounds.append(at)
         for start, end in pairwise([*bounds, hi]):
             stream.seek(start)
-            piece = read_stream(stream, SegmentTally(window=ALL_TIME), end - start, at_start=start == 0)
-            hours, customers = frozenset(b for b, _ in piece.counts), tuple(dict.fromkeys(c for _, c in piece.counts))
-            piece.segments.append((start, end, hours, customers))
+            piece = read_stream(stream, Survey(), end - start, at_start=start == 0)
+            piece.segments.append((start, end, piece.hours, piece.rows))
             whole.add(piece)
     return whole
 
 
-def segment_tally(path: str, jobs: int) -> SegmentTally | None:
-    """PATH counted over all time, segment by segment; None unless it is a plain file in time order."""
+def survey(path: str, jobs: int) -> Survey | None:
+    """PATH surveyed segment by segment; None unless it is a plain file in time order."""
     with opened(path) as stream:
         if path == "-" or isinstance(stream, COMPRESSED):
             return None
         size = os.fstat(stream.fileno()).st_size
-        probe = read_stream(stream, Tally(window=ALL_TIME), SEGMENT_SIZE)  # its last line may be cut: no matter
-    if len({bucket for bucket, _ in probe.counts}) > PROBE_HOURS:
+        probe = read_stream(stream, Survey(), SEGMENT_SIZE)  # its last line may be cut: no matter
+    if len(probe.hours) > PROBE_HOURS:
         return None
-    new_part = partial(SegmentTally, window=ALL_TIME)
     if jobs > 1 and size >= PARALLEL_MIN:
-        tally = read_parallel(path, size, jobs, new_part, reader=read_segments)
+        found = read_parallel(path, size, jobs, Survey, reader=survey_segments)
     else:
-        tally = read_segments((path, 0, size, new_part))
+        found = survey_segments((path, 0, size, Survey))
     spans: dict[int, int] = {}
-    for start, end, hours, _ in tally.segments:
-        for bucket in hours:
-            spans[bucket] = spans.get(bucket, 0) + end - start
-    return tally if max(spans.values(), default=0) <= LAZY_SPAN else None
+    for start, end, hours, _ in found.segments:
+        for hour in hours:
+            spans[hour] = spans.get(hour, 0) + end - start
+    return found if max(spans.values(), default=0) <= LAZY_SPAN else None
 
 
 class LogFiles:
-    """The files a file-backed index was read from, kept open (a log rotated away is still the one indexed);
-    where each segment lies and which customers it saw first; and the cut hours last read again."""
+    """The files a file-backed index was read from, kept open (a log rotated away is still the one indexed), as
+    they were (size and modification time); where each segment lies and what rows it held."""
 
     def __init__(self, paths: list[str]) -> None:
         self.files = [open(path, "rb", buffering=0) for path in paths]  # noqa: SIM115 - open while served
         self.paths = paths
-        self.segments: list[tuple[int, int, int]] = []  # (file number, start, end)
-        self.newcomers: list[tuple[str, ...]] = []  # the customers first seen in each segment
-        self.kept: OrderedDict[int, HourIndex] = OrderedDict()  # bucket -> its hour read again, least recent first
-        self.kept_events = 0
-        self.order: tuple[str, ...] | None = None
+        self.stamps = [file_stamp(file.fileno()) for file in self.files]
+        # (file number, start, end, rows, events before it in the log) of each segment
+        self.segments: list[tuple[int, int, int, int, int]] = []
 
-    def part(self, number: int) -> IndexPart:
-        """Segment NUMBER read for the index, as the file holds it now."""
-        file, start, end = self.segments[number]
+    def read(self, number: int, customers: Codes, types: Codes) -> dict[int, list[Chunk]]:
+        """Segment NUMBER read again: its chunks by hour, codes of CUSTOMERS and TYPES, positions in the log;
+        InputError if the file is no longer as it was indexed."""
+        file, start, end, rows, before = self.segments[number]
         data = os.pread(self.files[file].fileno(), end - start, start)
-        if len(data) < end - start:
+        part = read_stream(io.BytesIO(data), IndexPart(), at_start=start == 0)
+        if len(data) < end - start or part.events != rows or file_stamp(self.files[file].fileno()) != self.stamps[file]:
             raise self.changed(file)
-        return read_stream(io.BytesIO(data), IndexPart(), at_start=start == 0)
+        whole = IndexPart()
+        whole.customers, whole.types, whole.events = customers, types, before
+        whole.join(part)
+        return whole.hours
 
     def changed(self, file: int) -> InputError:
         """The error for a file no longer as it was indexed."""
         return InputError(f"{display(self.paths[file])} changed since it was indexed; send SIGHUP to read it again")
 
-    def hour(self, bucket: int, counts: dict[str, int], segments: array[int]) -> HourIndex:
-        """The hour BUCKET, read again from SEGMENTS (or kept from last time); InputError if its COUNTS differ."""
-        if (made := self.kept.get(bucket)) is not None:
-            self.kept.move_to_end(bucket)
+
+def file_stamp(descriptor: int) -> tuple[int, int]:
+    """The size and modification time (ns) of an open file: a log changed in place changes them."""
+    found = os.fstat(descriptor)
+    return found.st_size, found.st_mtime_ns
+
+
+class FileHours:
+    """The hours of a file-backed index: each read again from its segments the first time it is asked for, and
+    kept (least recently used dropped past CACHED_EVENTS events); codes of its own tables."""
+
+    def __init__(self, files: LogFiles, segments: dict[int, array]) -> None:
+        self.files, self.segments = files, segments  # hour -> the segments holding its rows
+        self.customers, self.types = Codes(), Codes()
+        self.kept: OrderedDict[int, Hour] = OrderedDict()
+        self.kept_events = 0
+
+    def __getitem__(self, hour: int) -> Hour:
+        if (made := self.kept.get(hour)) is not None:
+            self.kept.move_to_end(hour)
             return made
-        events = IndexPart()
-        for number in segments:
-            events.add(self.part(number))
-        made = HourIndex(events.hours.get(bucket, {}))
-        if list(made.counts.items()) != list(counts.items()):
-            raise self.changed(self.segments[segments[0]][0])
-        self.kept[bucket], self.kept_events = made, self.kept_events + sum(counts.values())
+        chunks = []
+        for number in self.segments[hour]:
+            chunks += self.files.read(number, self.customers, self.types).get(hour, [])
+        chunk = joined(chunks) if chunks else EMPTY_CHUNK
+        counted = Counter(chunk[0])
+        made = Hour(chunk, False, counted if len(counted) * DENSE <= len(chunk[0]) else None)
+        self.kept[hour], self.kept_events = made, self.kept_events + len(made.codes)
         while self.kept_events > CACHED_EVENTS and len(self.kept) > 1:
-            self.kept_events -= sum(self.kept.popitem(last=False)[1].counts.values())
+            self.kept_events -= len(self.kept.popitem(last=False)[1].codes)
         return made
 
-    def afford(self, segments: int) -> None:
-        """InputError (a 503) if listing the customers would read more than SUMMARY_READS segments again:
-        SEGMENTS for their first and last hours, and those that saw several first (for their order)."""
-        order = 0 if self.order is not None else sum(len(newcomers) > 1 for newcomers in self.newcomers)
-        if segments + order > SUMMARY_READS:
-            raise InputError(
-                "the customer list of a log this big comes with the index in memory, being built; "
-                "try again in a few seconds"
-            )
 
-    def first_seen(self) -> tuple[str, ...]:
-        """The customers in order of their first event in the files (read again where a segment saw several)."""
-        if self.order is None:
-            order: list[str] = []
-            for number, newcomers in enumerate(self.newcomers):
-                if len(newcomers) > 1:
-                    firsts: dict[str, int] = {}
-                    for events in self.part(number).hours.values():
-                        note_firsts(firsts, events)
-                    newcomers = tuple(sorted(newcomers, key=firsts.__getitem__))
-                order += newcomers
-            self.order = tuple(order)
-        return self.order
+EMPTY_CHUNK: Chunk = (array("I"), array("I"), array("I"), array("I"))
 
 
-class FileHour:
-    """An hour of a file-backed index: its whole-hour counts, and the segments its rows lie in."""
+class CustomerTable(NamedTuple):
+    """What /customers answers from, by customer code: events, the hours of the first and last events, and the
+    codes in the orders a page may ask for (by events, most first; by id), with the ids in id order to bisect."""
 
-    __slots__ = ("bucket", "counts", "files", "segments")
+    totals: array
+    first_hours: array
+    last_hours: array
+    by_events: array
+    by_id: array
+    sorted_ids: list[str]
 
-    def __init__(self, bucket: int, counts: dict[str, int], segments: array[int], files: LogFiles) -> None:
-        self.bucket, self.counts, self.segments, self.files = bucket, counts, segments, files
 
-    def read(self) -> HourIndex:
-        """The hour's events, read again from the file."""
-        return self.files.hour(self.bucket, self.counts, self.segments)
-
-    def whole(self, customer: str | None) -> list[tuple[str, int]]:
-        """As HourIndex.whole, from memory."""
-        return whole_counts(self.counts, customer)
-
-    def part(self, lo: int, hi: int, customer: str | None) -> list[tuple[str, int]]:
-        """As HourIndex.part, from the events read again."""
-        return self.read().part(lo, hi, customer)
-
-    def earliest(self, customer: str) -> int:
-        """As HourIndex.earliest."""
-        return self.read().earliest(customer)
-
-    def latest(self, customer: str) -> int:
-        """As HourIndex.latest."""
-        return self.read().latest(customer)
+def customer_table_of(hours: dict[int, Hour], names: list[str], totals: array) -> CustomerTable:
+    """The CustomerTable of an index in memory: worked out once, in the master, so that no page costs a worker
+    more than its own customers (each hour's codes go through C: dict.fromkeys keeps the last value a key gets)."""
+    firsts: dict[int, int] = {}
+    lasts: dict[int, int] = {}
+    for start, hour in hours.items():  # in time order: a customer's last update is its last hour
+        lasts.update(dict.fromkeys(hour.counts if hour.counts is not None else hour.codes, start))
+    for start, hour in reversed(hours.items()):  # backwards: the first hour is the last update
+        firsts.update(dict.fromkeys(hour.counts if hour.counts is not None else hour.codes, start))
+    codes = range(len(names))
+    by_id = array("I", sorted(codes, key=names.__getitem__))
+    return CustomerTable(
+        totals,
+        array("q", map(firsts.__getitem__, codes)),
+        array("q", map(lasts.__getitem__, codes)),
+        array("I", sorted(codes, key=totals.__getitem__, reverse=True)),  # stable: ties in order of first event
+        by_id,
+        list(map(names.__getitem__, by_id)),
+    )
 
 
 class Index(NamedTuple):
-    """A whole log, by hour: what the server answers from."""
+    """A whole log, by UTC hour: what the server answers from."""
 
     path: str
-    hours: dict[int, HourIndex] | dict[int, FileHour]
-    buckets: list[int]  # the hours with events, sorted
+    hours: dict[int, Hour] | FileHours
+    starts: list[int]  # the hours with events, sorted
     events: int
-    customers: int
+    customers: int | None  # None while file-backed: counted with the index in memory
     skipped: Skipped
     seconds: float
+    events_by_hour: dict[int, float]  # in a file-backed index, estimated from the segments
     longest_customer: int = 0  # a customer_id longer than this is in no bucket
-    first_seen: tuple[str, ...] = ()  # the customers, in order of their first event in the file
-    files: LogFiles | None = None  # where cut hours are read again from, if not kept in memory
-
-    def customer_order(self) -> tuple[str, ...]:
-        """The customers, in order of their first event in the file."""
-        return self.first_seen if self.files is None else self.files.first_seen()
+    table: Codes | None = None  # the customers by code, in order of first event (in memory)
+    types: list[str] = []  # noqa: RUF012 - the event types by code (in memory)
+    files: LogFiles | None = None  # where hours are read again from, if not kept in memory
+    customer_table: CustomerTable | None = None  # for /customers (in memory)
 
     def counts(self, window: Window) -> Counts:
         """The same counts count_file gives for WINDOW, from the index."""
-        counts: Counts = {}
-        first = bisect_left(self.buckets, hour_floor(window.start))
-        for bucket in self.buckets[first : bisect_left(self.buckets, window.end)]:
-            hour = self.hours[bucket]
-            lo, hi = max(window.start - bucket, 0), min(window.end - bucket, HOUR)
-            rows = hour.whole(window.customer) if (lo, hi) == (0, HOUR) else hour.part(lo, hi, window.customer)
-            for customer, n in rows:
-                counts[(bucket, customer)] = n
-        return counts
+        first = bisect_left(self.starts, hour_floor(window.start))
+        starts = self.starts[first : bisect_left(self.starts, window.end)]
+        chosen = [(start, self.hours[start]) for start in starts]  # read first, if from the file: they fill its tables
+        hours = self.hours
+        table, types = (
+            (hours.customers, hours.types.names) if isinstance(hours, FileHours) else (self.table, self.types)
+        )
+        return count_hours(chosen, window, asked_of(window, table, types), table.names)  # type: ignore[arg-type]
 
 
 def file_backed_index(name: str, paths: list[str], jobs: int) -> Index | None:
-    """The index of PATHS with cut hours read again from the files; None unless they are big, plain and in
-    time order."""
+    """The index of PATHS with hours read again from the files; None unless they are big, plain and in time
+    order."""
     started = time.monotonic()
     try:
         if sum(os.path.getsize(path) for path in paths if path != "-") < LAZY_MIN:
             return None
     except OSError:
         return None  # the in-memory build says what is wrong with it
-    tallies = []
+    surveys = []
     for path in paths:
-        if (tally := segment_tally(path, jobs)) is None:
+        if (found := survey(path, jobs)) is None:
             return None
-        tallies.append(tally)
-    files, whole, hours = LogFiles(paths), Tally(), {}  # whole adds up counts and bad rows, not segments again
-    seen: set[str] = set()
-    for number, (path, tally) in enumerate(zip(paths, tallies, strict=True)):
-        for start, end, buckets, customers in tally.segments:
-            for bucket in buckets:
-                hours.setdefault(bucket, array("I")).append(len(files.segments))
-            files.segments.append((number, start, end))
-            files.newcomers.append(tuple(c for c in customers if c not in seen))
-            seen.update(customers)
-        whole.add(tally, file=path if len(paths) > 1 else None)
-    counts: dict[int, dict[str, int]] = {bucket: {} for bucket in sorted(hours)}
-    for (bucket, customer), n in whole.counts.items():
-        counts[bucket][customer] = n
-    index = {bucket: FileHour(bucket, counts[bucket], hours[bucket], files) for bucket in counts}
-    events, longest, seconds = sum(whole.counts.values()), max(map(len, seen), default=0), time.monotonic() - started
-    return Index(name, index, list(counts), events, len(seen), whole.skipped, seconds, longest, files=files)
+        surveys.append(found)
+    files, whole, segments = LogFiles(paths), Survey(), {}
+    by_hour: dict[int, float] = {}  # a segment's rows shared among its hours: enough to tell the busiest day
+    before = 0  # events before the segment, in the log: its first event's position
+    for number, (path, found) in enumerate(zip(paths, surveys, strict=True)):
+        for start, end, hours, rows in found.segments:
+            for hour in hours:
+                segments.setdefault(hour, array("I")).append(len(files.segments))
+                by_hour[hour] = by_hour.get(hour, 0) + rows / len(hours)
+            files.segments.append((number, start, end, rows, before))
+            before += rows
+        whole.add(found, file=path if len(paths) > 1 else None)
+    hours, seconds = FileHours(files, segments), time.monotonic() - started
+    # Customers not gathered yet: their number, and the longest id, come with the index in memory.
+    return Index(name, hours, sorted(by_hour), whole.rows, None, whole.skipped, seconds, by_hour, MAX_LINE, files=files)
+
+
+def index_file(path: str, jobs: int) -> IndexPart:
+    """Read PATH for the index, a big plain file on JOBS workers; up to the size it had when the read began,
+    so that a log growing meanwhile is not chased."""
+    with opened(path) as stream:
+        plain = path != "-" and not isinstance(stream, COMPRESSED)
+        if size := parts_size(path, stream, jobs):
+            return read_parallel(path, size, jobs, IndexPart)  # each part finished by its worker
+        part = read_stream(stream, IndexPart(), os.fstat(stream.fileno()).st_size if plain else -1)
+    part.finish()
+    return part
 
 
 def build_index(name: str, jobs: int = 1, paths: list[str] | None = None, in_memory: bool = False) -> Index:
@@ -2570,45 +2660,69 @@ def build_index(name: str, jobs: int = 1, paths: list[str] | None = None, in_mem
     whole = index_file(paths[0], jobs) if len(paths) == 1 else IndexPart()
     for path in paths if len(paths) > 1 else []:
         whole.add(index_file(path, jobs), file=path)
-    first: dict[str, int] = {}  # each customer's first file position: the least of each of its hours
-    index: dict[int, HourIndex] = {}
-    with gc_paused():
-        while whole.hours:  # each hour's part arrays freed once its index is made, not all at the end
-            bucket, events = whole.hours.popitem()
-            note_firsts(first, events)
-            index[bucket] = HourIndex(events)
-    names = tuple(sorted(first, key=first.__getitem__))
-    longest = max(map(len, names), default=0)
-    seconds = time.monotonic() - started
-    return Index(name, index, sorted(index), whole.events, len(names), whole.skipped, seconds, longest, names)
+    table, types = whole.customers, whole.types.names
+    totals = array("Q", map(whole.totals.__getitem__, range(len(table))))
+    hours = hours_of_part(whole)
+    by_hour = {start: len(hour.codes) for start, hour in hours.items()}
+    customer_table = customer_table_of(hours, table.names, totals)
+    longest, seconds = max(map(len, table.names), default=0), time.monotonic() - started
+    return Index(name, hours, list(hours), whole.events, len(table), whole.skipped, seconds, by_hour, longest,
+                 table, types, None, customer_table)  # fmt: skip
 
 
 class BadRequest(ValueError):
     """A request the server will not answer (HTTP 400); the message names the parameter."""
 
 
-QUERY_PARAMETERS = ("start", "end", "customer_id")
+QUERY_PARAMETERS = ("start", "end", "customer_id", "bucket", "tz", "event_type", "format")
 LOST_PLUS = re.compile(r"\d \d\d(?::?\d\d)?$")  # '09:30:00 05:30': the '+' of an offset, read as a space
 
 
-def parse_query(query: str, max_hours: int) -> Window:
-    """The window a /counts query string asks for; BadRequest names what is wrong."""
+class Query(NamedTuple):
+    """A /counts request: its window, and the format of the answer (json or csv)."""
+
+    window: Window
+    format: str = "json"
+
+
+def parse_query(query: str, max_hours: int, accept: str = "") -> Query:
+    """The question a /counts query string asks, and the format (its format parameter, else CSV if the Accept
+    header names text/csv, else JSON); BadRequest names what is wrong."""
     params = parse_qs(query, keep_blank_values=True)
     for name, values in params.items():
         if name not in QUERY_PARAMETERS:
-            raise BadRequest(f"unknown parameter {name!r}; use start, end and customer_id")
-        if len(values) > 1:
+            raise BadRequest(f"unknown parameter {name!r}; use {', '.join(QUERY_PARAMETERS)}")
+        if len(values) > 1 and name != "event_type":
             raise BadRequest(f"{name} is given {len(values)} times")
     for name in ("start", "end"):
         if name not in params:
             raise BadRequest(f"{name} is missing (e.g. /counts?start=2021-03-01T04:00:00Z&end=2021-03-01T06:30:00Z)")
+    form = params.get("format", ["csv" if "text/csv" in accept else "json"])[0]
+    if form not in RENDERINGS:
+        raise BadRequest(f"format {form!r} is not json or csv")
+    buckets = query_buckets(params.get("bucket", ["1h"])[0], params.get("tz", ["UTC"])[0])
     customer = params.get("customer_id", [None])[0]
     try:
-        return parse_window(params["start"][0], params["end"][0], customer, max_hours, QUERY_PARAMETERS)
+        window = parse_window(params["start"][0], params["end"][0], customer, max_hours, QUERY_PARAMETERS[:3],
+                              buckets, params.get("event_type"))  # fmt: skip
     except UsageError as error:
         lost_plus = any(LOST_PLUS.search(params[name][0]) for name in ("start", "end"))
         hint = " (a '+' in a URL must be written %2B)" if lost_plus else ""
         raise BadRequest(f"{error}{hint}") from None
+    return Query(window, form)
+
+
+def query_buckets(width: str, zone: str) -> Buckets:
+    """The Buckets of a query's bucket and tz parameters; BadRequest naming the one that is wrong."""
+    try:
+        size = parse_width(width)
+    except ValueError as error:
+        raise BadRequest(f"bucket {error}") from None
+    try:
+        zone_named(zone)
+    except BadZone as error:
+        raise BadRequest(f"tz {error}") from None
+    return Buckets(size, zone)
 
 
 # ---------------------------------------------------------------------------
@@ -2674,23 +2788,25 @@ def cached_size(query: str, reply: Reply) -> int:
     return len(query) + len(reply.payload) + len(reply.headers)
 
 
-def counts_reply(index: Index, query: str, max_hours: int, limits: Limits) -> Reply:
-    """The /counts reply to QUERY: the JSON the command line prints, and the window it answers (the page draws
-    the buckets the window cuts in proportion); BadRequest if it would be too big."""
-    window = parse_query(query, max_hours)
+def counts_reply(index: Index, query: str, max_hours: int, limits: Limits, accept: str = "") -> Reply:
+    """The /counts reply to QUERY: the JSON (or CSV) the command line prints, and the window it answers (the
+    page draws the buckets the window cuts in proportion); BadRequest if it would be too big."""
+    window, form = parse_query(query, max_hours, accept)
     counts = index.counts(window)
-    hours = -(-(window.end - hour_floor(window.start)) // HOUR)
-    # An upper bound of the JSON's size, known before it is built: a key per hour, a line per count,
-    # and the asked customer in every empty hour (a 60 KB id over 1,000 hours would be 60 MB).
+    buckets = (window.end - window.buckets.floor(window.start)) // window.buckets.width + 2  # a change of offset: +1
+    # An upper bound of the answer's size, known before it is built: a key per bucket, a line per count,
+    # and the asked customer in every empty bucket (a 60 KB id over 1,000 hours would be 60 MB).
     asked = 0 if window.customer is None else len(quote(window.customer)) + 16
-    size = hours * (36 + asked) + sum(len(quote(customer)) + 28 for _, customer in counts)
+    size = buckets * (36 + asked) + sum(len(quote(customer)) + 28 for _, customer in counts)
     if size > limits.reply_bytes:
         raise BadRequest(
             f"the answer could take {size:,} bytes, over the limit of {limits.reply_bytes:,}: ask a shorter window"
             + (" or a real customer_id" if window.customer and len(window.customer) > index.longest_customer else "")
         )
-    window_header = f"Totaler-Window: {format_iso(window.start)}/{format_iso(window.end)}\r\n"
-    return Reply(render_json(window, counts).encode("ascii"), headers=window_header)
+    headers = f"Totaler-Window: {format_iso(window.start)}/{format_iso(window.end)}\r\nVary: Accept\r\n"
+    if form == "csv":
+        return Reply(render_csv(window, counts).encode("utf-8"), "text/csv; charset=utf-8", headers)
+    return Reply(render_json(window, counts).encode("ascii"), headers=headers)
 
 
 class Reload(NamedTuple):
@@ -2737,6 +2853,7 @@ class Request(NamedTuple):
     version: str
     keep_alive: bool
     line: str
+    accept: str = ""  # the Accept header's values, joined
 
 
 TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -2797,7 +2914,8 @@ def parse_head(head: bytes, limits: Limits) -> Request:
     has_body = (lengths and int(lengths[0]) > 0) or b"transfer-encoding" in headers
     # A body this server does not read would be taken for the next request: close after answering.
     method, target = words[0].decode(), words[1].decode()
-    return Request(method, target, words[2].decode(), keep_alive and not has_body, line.decode("latin-1"))
+    accept = b",".join(headers.get(b"accept", [])).decode("latin-1")
+    return Request(method, target, words[2].decode(), keep_alive and not has_body, line.decode("latin-1"), accept)
 
 
 REASONS = {status.value: status.phrase for status in HTTPStatus}
@@ -2959,7 +3077,7 @@ class Connection:
         url = urlsplit(request.target)
         extra, content_type = "", JSON_TYPE
         try:
-            status, (payload, content_type, extra) = 200, self.worker.route(url.path, url.query)
+            status, (payload, content_type, extra) = 200, self.worker.route(url.path, url.query, request.accept)
         except BadRequest as error:
             status, payload = 400, error_payload(str(error))
         except NotFound as error:
@@ -3033,35 +3151,102 @@ class Redirect(Exception):
         self.location = location
 
 
-def customer_summary(index: Index) -> list[dict]:
-    """Each customer's events, first and last event time, in order of first appearance in the file."""
-    events: dict[str, int] = {}
-    firsts, lasts = {}, {}  # each customer's first and last hour: only they are read again if not in memory
-    for bucket in index.buckets:
-        for customer, n in index.hours[bucket].counts.items():
-            firsts.setdefault(customer, bucket)
-            lasts[customer] = bucket
-            events[customer] = events.get(customer, 0) + n
-    if index.files is not None:
-        index.files.afford(sum(len(index.hours[bucket].segments) for bucket in {*firsts.values(), *lasts.values()}))
-    hours = index.hours
-    return [
+class Page(NamedTuple):
+    """A page of the customer list: ORDER ("events", most first, or "id"), at most LIMIT customers from CURSOR
+    (where the last page ended), those whose id starts with PREFIX."""
+
+    order: str = "events"
+    limit: int = 100
+    cursor: str = ""
+    prefix: str = ""
+
+
+MAX_PAGE = 10_000
+
+
+PAGE_PARAMETERS = ("order", "limit", "cursor", "prefix")
+
+
+def parse_page(query: str) -> Page:
+    """The page of the customer list a /customers query string asks for; BadRequest names what is wrong."""
+    params = parse_qs(query, keep_blank_values=True)
+    for name, values in params.items():
+        if name not in PAGE_PARAMETERS:
+            raise BadRequest(f"unknown parameter {name!r}; use order (events or id), limit, cursor and prefix")
+        if len(values) > 1:
+            raise BadRequest(f"{name} is given {len(values)} times")
+    order = params.get("order", ["events"])[0]
+    if order not in ("events", "id"):
+        raise BadRequest(f"order {order!r} is not events or id")
+    limit = params.get("limit", ["100"])[0]
+    if not (limit.isascii() and limit.isdigit()) or not 1 <= int(limit) <= MAX_PAGE:
+        raise BadRequest(f"limit {limit[:20]!r} is not a whole number from 1 to {MAX_PAGE:,}")
+    cursor = params.get("cursor", [""])[0]
+    if order == "events" and cursor and not (cursor.isascii() and cursor.isdigit() and len(cursor) < 12):
+        raise BadRequest(f"cursor {cursor[:20]!r} is not one this server gave (a page's 'next')")
+    return Page(order, int(limit), cursor, params.get("prefix", [""])[0])
+
+
+def customer_page(index: Index, page: Page) -> dict:
+    """One page of the customer list: each customer's id, events, first and last event time; the cursor to the
+    next page (None after the last) and how many customers the prefix leaves.  InputError (a 503) while the
+    index is file-backed."""
+    table, names = index.customer_table, index.table
+    if table is None or names is None:
+        raise InputError("the customer list comes with the index in memory, being built; try again in a few seconds")
+    low = bisect_left(table.sorted_ids, page.prefix)
+    high = bisect_left(table.sorted_ids, page.prefix + "\U0010ffff") if page.prefix else len(table.sorted_ids)
+    codes, more = page_codes(table, page, low, high)
+    cursor = None
+    if more:
+        cursor = names.names[codes[-1]] if page.order == "id" else str(int(page.cursor or 0) + len(codes))
+    firsts = edge_instants(index, codes, table.first_hours, min)
+    lasts = edge_instants(index, codes, table.last_hours, max)
+    customers = [
         {
-            "customer": name,
-            "events": events[name],
-            "first": format_utc(firsts[name] + hours[firsts[name]].earliest(name)),
-            "last": format_utc(lasts[name] + hours[lasts[name]].latest(name)),
+            "customer": names.names[c],
+            "events": table.totals[c],
+            "first": format_utc(firsts[c]),
+            "last": format_utc(lasts[c]),
         }
-        for name in index.customer_order()
+        for c in codes
     ]
+    return {"order": page.order, "prefix": page.prefix, "matching": high - low, "customers": customers, "next": cursor}
+
+
+def page_codes(table: CustomerTable, page: Page, low: int, high: int) -> tuple[list[int], bool]:
+    """The codes of PAGE, whose prefix holds the ids from LOW to HIGH in id order; and whether more follow."""
+    if page.order == "id":  # the cursor is the last id of the page before
+        first = max(low, bisect_right(table.sorted_ids, page.cursor, low, high)) if page.cursor else low
+        return list(table.by_id[first : min(first + page.limit, high)]), first + page.limit < high
+    chosen = set(table.by_id[low:high]) if page.prefix else None  # the cursor: how many the pages before held
+    ranked = table.by_events if chosen is None else [code for code in table.by_events if code in chosen]
+    first = int(page.cursor or 0)
+    return list(ranked[first : first + page.limit]), first + page.limit < high - low
+
+
+def edge_instants(index: Index, codes: list[int], hours: array, pick: Callable) -> dict[int, int]:
+    """The earliest (PICK min) or latest (max) instant of each of CODES's events in the hour HOURS gives it: each
+    hour needed gone through once, its codes in C."""
+    wanted: dict[int, set[int]] = {}
+    for code in codes:
+        wanted.setdefault(hours[code], set()).add(code)
+    found = {}
+    for start, chosen in wanted.items():
+        hour = index.hours[start]
+        times: dict[int, list[int]] = {}
+        for code, offset in compress(zip(hour.codes, hour.offsets, strict=True), map(chosen.__contains__, hour.codes)):
+            times.setdefault(code, []).append(offset)
+        found.update((code, start + pick(offsets)) for code, offsets in times.items())
+    return found
 
 
 def busiest_day(index: Index) -> tuple[int, int]:
     """The UTC day with the most events (the first such), as [start, end); today's if the log is empty."""
     days: dict[int, int] = {}
-    for bucket in index.buckets:
-        day = bucket - bucket % DAY
-        days[day] = days.get(day, 0) + sum(index.hours[bucket].counts.values())
+    for start, events in index.events_by_hour.items():
+        day = start - start % DAY
+        days[day] = days.get(day, 0) + events
     day = max(days, key=days.__getitem__) if days else to_micros(datetime.now(UTC)) // DAY * DAY
     return day, day + DAY
 
@@ -3083,19 +3268,17 @@ class Worker:
         self.cache = ReplyCache(self.limits.cache_bytes)
         self.accepting = self.stopping = False
         self.long_after = 0.0  # a long window is not answered before this (time.monotonic())
-        self.customers: bytes | None = None  # the /customers reply, made on first request
 
-    def route(self, path: str, query: str) -> Reply:
-        """The reply to a GET of PATH?QUERY."""
+    def route(self, path: str, query: str, accept: str = "") -> Reply:
+        """The reply to a GET of PATH?QUERY (ACCEPT: its Accept header)."""
         if path == "/counts":
-            return self.counts(query)
+            return self.counts(query, accept)
         if path == "/healthz":
             document = health(self.index, self.reload, self.settings.workers)
             return Reply((json.dumps(document, indent=2) + "\n").encode("ascii"))
         if path == "/customers":
-            if self.customers is None:
-                self.customers = (json.dumps(customer_summary(self.index), indent=2) + "\n").encode("ascii")
-            return Reply(self.customers)
+            page = customer_page(self.index, parse_page(query))
+            return Reply((json.dumps(page, indent=2) + "\n").encode("ascii"))
         if path == "/" and not query:
             start, end = busiest_day(self.index)
             raise Redirect("/?" + urlencode({"start": format_iso(start), "end": format_iso(end)}))
@@ -3103,16 +3286,18 @@ class Worker:
             return PAGE[path]
         raise NotFound(f"no such path {path!r}; try /, /counts, /customers or /healthz")
 
-    def counts(self, query: str) -> Reply:
-        """The /counts reply to QUERY, from the cache when it was asked before."""
-        reply = self.cache.get(query)
+    def counts(self, query: str, accept: str = "") -> Reply:
+        """The /counts reply to QUERY (ACCEPT, the request's Accept header), from the cache when it was asked
+        before."""
+        key = query + ("\0csv" if "text/csv" in accept else "")
+        reply = self.cache.get(key)
         if reply is None:
             began = time.monotonic()
-            reply = counts_reply(self.index, query, self.settings.max_hours, self.limits)
+            reply = counts_reply(self.index, query, self.settings.max_hours, self.limits, accept)
             took = time.monotonic() - began
             if took > LONG_REPLY_SECONDS:  # the next long window waits twice as long: a third of the CPU at most
                 self.long_after = time.monotonic() + 2 * took
-            self.cache.put(query, reply)
+            self.cache.put(key, reply)
         return reply
 
     def wait_for_turn(self, target: str) -> float:
@@ -3127,7 +3312,7 @@ class Worker:
         if now >= self.long_after or url.path != "/counts" or self.cache.get(url.query) is not None:
             return 0.0
         try:
-            window = parse_query(url.query, self.settings.max_hours)
+            window = parse_query(url.query, self.settings.max_hours).window
         except BadRequest:
             return 0.0
         return self.long_after - now if window.end - window.start > LONG_WINDOW_HOURS * HOUR else 0.0
@@ -3386,21 +3571,30 @@ def raise_stopping(signum: int, frame: object) -> None:
 # stays one file; each is small, and needs nothing from the internet.
 PAGE_HTML = r"""<!doctype html>
 <html lang="en">
-<head><meta charset="utf-8"><title>totaler: events per UTC hour</title>
+<head><meta charset="utf-8"><title>totaler: events per bucket</title>
 <meta name="viewport" content="width=device-width, initial-scale=1"><link rel="stylesheet" href="/app.css"></head>
 <body data-state="loading">
-<h1>Events per UTC hour</h1>
-<form action="/" method="get">
-<label>Start <input id="start" name="start" size="26" required></label> <span class="error" id="start-error"></span>
-<label>End <input id="end" name="end" size="26" required></label> <span class="error" id="end-error"></span>
-<label>Customer <select id="customer" name="customer_id"><option value="">all</option></select></label>
-<span class="error" id="customer-error"></span> <button>Show</button>
+<h1 id="title">Events per hour (UTC)</h1>
+<form id="question" action="/" method="get">
+<label>Start <input id="start" name="start" size="24" required></label> <span class="error" id="start-error"></span>
+<label>End <input id="end" name="end" size="24" required></label> <span class="error" id="end-error"></span>
+<label>Customer <input id="customer" name="customer_id" list="customers" size="34" placeholder="all"></label>
+<datalist id="customers"></datalist> <span class="error" id="customer-error"></span>
+<label>Bucket <select id="bucket" name="bucket"><option>1m</option><option>5m</option><option>15m</option>
+<option>30m</option><option selected>1h</option><option>2h</option><option>6h</option><option>12h</option>
+<option>1d</option></select></label>
+<label>Zone <input id="tz" name="tz" list="zones" size="18" value="UTC"></label>
+<datalist id="zones"><option>UTC</option><option>America/New_York</option><option>America/Los_Angeles</option>
+<option>Europe/London</option><option>Europe/Berlin</option><option>Asia/Kolkata</option><option>Asia/Tokyo</option>
+<option>Australia/Sydney</option></datalist> <span class="error" id="tz-error"></span>
+<label>Event types <input id="event-type" name="event_type" size="20" placeholder="all (a, b, ...)"></label>
+<span class="error" id="event-type-error"></span> <button>Show</button>
 </form>
 <p class="error" id="error"></p>
 <p id="summary"></p>
-<svg id="chart" viewBox="0 0 960 320" role="img" aria-label="events per hour, stacked by customer"></svg>
+<svg id="chart" viewBox="0 0 960 320" role="img" aria-label="events per bucket, stacked by customer"></svg>
 <ul id="legend"></ul>
-<table><thead><tr><th>hour (UTC)</th><th>customer</th><th>events</th></tr></thead><tbody id="numbers"></tbody></table>
+<table><thead><tr><th>bucket</th><th>customer</th><th>events</th></tr></thead><tbody id="numbers"></tbody></table>
 <p id="left-out"></p>
 <script src="/app.js"></script>
 </body>
@@ -3425,8 +3619,12 @@ PAGE_JS = r""""use strict";
 // The chart reads /counts, the very JSON the command line prints, so the two never disagree.
 // Every customer id and message reaches the page through textContent or setAttribute: never as HTML.
 const $ = (id) => document.getElementById(id);
-const MAX_HOURS = 2000;
+const MAX_BUCKETS = 2000;
+const MAX_ELEMENTS = 2000; // SVG elements the chart may draw: with many customers, the top ones and "other"
+const MOST_DRAWN = 10; // customers drawn apart at most; the rest share one "other customers" band
+const TABLE_ROWS = 500; // rows of the table at most
 const LISTED_DAYS = 3; // a longer window's table leaves out its empty buckets
+const OTHER = ""; // the data-customer of the "other customers" band
 const NUMBER = new Intl.NumberFormat("en-US");
 const plural = (n, noun) => `${NUMBER.format(n)} ${noun}${n === 1 ? "" : "s"}`;
 
@@ -3449,6 +3647,7 @@ function parseCounts(text) {
 // A customer's colour comes from its id (FNV-1a, its bits mixed as MurmurHash3 ends), so it is the same in
 // every window: a hue of 360 and one of three lightnesses.
 function colorOf(customer) {
+  if (customer === OTHER) return "#bbb";
   let hash = 0x811c9dc5;
   for (const c of customer) hash = Math.imul(hash ^ c.codePointAt(0), 0x01000193);
   hash = Math.imul(hash ^ (hash >>> 16), 0x85ebca6b);
@@ -3459,7 +3658,7 @@ function colorOf(customer) {
 
 // "2021-03-01 04:00:00 +0000", the label of a bucket, as milliseconds since the epoch.
 function instant(label) {
-  const [, date, time, hours, minutes] = /^(\S+) (\S+) ([+-]\d\d)(\d\d)$/.exec(label);
+  const [, date, time, hours, minutes] = /^(\S+) (\S+) ([+-]\d\d)(\d\d)\d*$/.exec(label);
   return Date.parse(`${date}T${time}${hours}:${minutes}`);
 }
 
@@ -3481,7 +3680,9 @@ const html = (tag, attributes, text) => node("http://www.w3.org/1999/xhtml", tag
 function showError(message) {
   const field = /^start\b/.test(message) ? "start"
     : /^(end|window)\b/.test(message) ? "end"
-    : /^customer_id\b/.test(message) ? "customer" : null;
+    : /^customer_id\b/.test(message) ? "customer"
+    : /^(tz|bucket)\b/.test(message) ? "tz"
+    : /^event_type\b/.test(message) ? "event-type" : null;
   $(field ? field + "-error" : "error").textContent = message;
   document.body.dataset.state = "error";
 }
@@ -3491,6 +3692,25 @@ function showError(message) {
 function spans(buckets, from, to) {
   const starts = buckets.map(([label]) => instant(label));
   return starts.map((start, i) => [Math.max(start, from), i + 1 < starts.length ? starts[i + 1] : to]);
+}
+
+// The customers drawn apart: the window's busiest, as many as fit MAX_ELEMENTS; the rest become "other".
+function drawnApart(buckets) {
+  const totals = new Map();
+  for (const [, rows] of buckets) {
+    for (const [customer, n] of rows) totals.set(customer, (totals.get(customer) || 0) + n);
+  }
+  const room = Math.floor(MAX_ELEMENTS / Math.max(1, buckets.length)) - 3; // a column, its title, labels
+  const most = Math.max(0, Math.min(MOST_DRAWN, room - 1, totals.size));
+  const busiest = [...totals].sort((a, b) => b[1] - a[1]);
+  return [new Set(busiest.slice(0, totals.size <= most + 1 ? totals.size : most).map(([c]) => c)), totals.size];
+}
+
+// A bucket's rows as drawn: the customers drawn apart, in the JSON's order, then one "other" band.
+function drawnRows(rows, apart) {
+  const drawn = rows.filter(([customer]) => apart.has(customer));
+  const other = rows.reduce((sum, [customer, n]) => sum + (apart.has(customer) ? 0 : n), 0);
+  return other ? [...drawn, [OTHER, other]] : drawn;
 }
 
 function drawAxis(chart, most, box) {
@@ -3512,7 +3732,8 @@ function drawBucket(chart, [hour, rows], total, [x0, x1], scale, box) {
       x: x0, y: y - n * scale, width: Math.max(x1 - x0, 0.5), height: n * scale,
       fill: colorOf(customer), "data-hour": hour, "data-customer": customer, "data-count": n,
     });
-    bar.append(svg("title", {}, `${customer}: ${plural(n, "event")} in ${hour}`));
+    const who = customer === OTHER ? "other customers" : customer;
+    bar.append(svg("title", {}, `${who}: ${plural(n, "event")} in ${hour}`));
     column.append(bar);
     y -= n * scale;
   }
@@ -3524,28 +3745,35 @@ function draw(buckets, from, to) {
   chart.replaceChildren();
   const totals = buckets.map(([, rows]) => rows.reduce((sum, [, n]) => sum + n, 0));
   const total = totals.reduce((sum, n) => sum + n, 0);
-  $("summary").textContent = total ? `${plural(total, "event")} in this window (total)` : "no events in this window";
+  const [apart, customers] = drawnApart(buckets);
+  const others = customers - apart.size;
+  $("summary").textContent = total
+    ? `${plural(total, "event")} in this window (total), ${plural(customers, "customer")}`
+      + (others ? `: the ${NUMBER.format(apart.size)} busiest drawn apart, ${plural(others, "other")} as one band` : "")
+    : "no events in this window";
   const scale = drawAxis(chart, Math.max(1, ...totals), box);
   const x = (t) => box.left + ((t - from) / (to - from)) * (box.right - box.left);
   const every = Math.ceil(buckets.length / 12), gap = buckets.length <= 200 ? 1 : 0;
   spans(buckets, from, to).forEach(([start, end], i) => {
     const [x0, x1] = [x(start), x(end) - gap];
-    const [column, top] = drawBucket(chart, buckets[i], totals[i], [x0, x1], scale, box);
+    const rows = drawnRows(buckets[i][1], apart);
+    const [column, top] = drawBucket(chart, [buckets[i][0], rows], totals[i], [x0, x1], scale, box);
     if (buckets.length <= 48 && totals[i]) {
       column.append(svg("text", { x: (x0 + x1) / 2, y: top - 3, class: "total" }, NUMBER.format(totals[i])));
     }
     if (i % every === 0) column.append(svg("text", { x: x0, y: 310, class: "axis" }, buckets[i][0].slice(5, 16)));
     chart.append(column);
   });
-  drawLegend(buckets);
+  drawLegend(apart, others);
   drawTable(buckets, to - from > LISTED_DAYS * 86400000);
   document.body.dataset.state = "drawn";
 }
 
-function drawLegend(buckets) {
-  const customers = new Set(buckets.flatMap(([, rows]) => rows.map(([customer]) => customer)));
-  $("legend").replaceChildren(...[...customers].map((customer) => {
-    const item = html("li", {}, customer), swatch = html("span", { class: "swatch" });
+function drawLegend(apart, others) {
+  const entries = [...apart, ...(others ? [OTHER] : [])];
+  $("legend").replaceChildren(...entries.map((customer) => {
+    const item = html("li", {}, customer === OTHER ? `${plural(others, "other customer")}` : customer);
+    const swatch = html("span", { class: "swatch" });
     swatch.style.background = colorOf(customer); // through the CSSOM: the policy forbids style attributes
     item.prepend(swatch);
     return item;
@@ -3555,34 +3783,71 @@ function drawLegend(buckets) {
 function drawTable(buckets, leaveOutEmpty) {
   const shown = leaveOutEmpty ? buckets.filter(([, rows]) => rows.some(([, n]) => n)) : buckets;
   const lines = shown.flatMap(([hour, rows]) => (rows.length ? rows : [["", 0]]).map((row) => [hour, ...row]));
-  $("numbers").replaceChildren(...lines.map(([hour, customer, n]) => {
+  $("numbers").replaceChildren(...lines.slice(0, TABLE_ROWS).map(([hour, customer, n]) => {
     const row = html("tr");
     row.append(html("td", {}, hour), html("td", {}, customer), html("td", { class: "n" }, NUMBER.format(n)));
     return row;
   }));
+  const notes = [];
   const left = buckets.length - shown.length;
-  $("left-out").textContent = left ? `${plural(left, "empty bucket")} of this window not listed` : "";
+  if (left) notes.push(`${plural(left, "empty bucket")} of this window not listed`);
+  if (lines.length > TABLE_ROWS) {
+    notes.push(`the first ${NUMBER.format(TABLE_ROWS)} of ${plural(lines.length, "row")} shown`);
+  }
+  $("left-out").textContent = notes.join("; ");
+}
+
+// The customer picker: the busiest customers, then those whose id starts with what is typed.
+async function offerCustomers(prefix) {
+  const query = new URLSearchParams({ limit: "20", order: prefix ? "id" : "events", prefix });
+  const reply = await fetch("/customers?" + query);
+  if (!reply.ok) return; // the list comes with the index in memory
+  const { customers } = await reply.json();
+  $("customers").replaceChildren(...customers.map(({ customer: id, events }) => {
+    return html("option", { value: id }, `${id} (${plural(events, "event")})`);
+  }));
+}
+
+function fillForm(params) {
+  for (const [id, name] of [["start", "start"], ["end", "end"], ["customer", "customer_id"], ["tz", "tz"]]) {
+    if (params.get(name)) $(id).value = params.get(name);
+  }
+  if (params.get("bucket")) $("bucket").value = params.get("bucket");
+  $("event-type").value = params.getAll("event_type").join(", ");
+  const zone = params.get("tz") || "UTC", width = params.get("bucket") || "1h";
+  $("title").textContent = `Events per ${width === "1h" ? "hour" : width} (${zone})`;
+}
+
+// The window lives in the URL: repeated event_type parameters from the comma-separated field.
+function submitted(event) {
+  event.preventDefault();
+  const query = new URLSearchParams();
+  for (const [id, name] of [["start", "start"], ["end", "end"], ["customer", "customer_id"], ["bucket", "bucket"],
+    ["tz", "tz"]]) {
+    if ($(id).value.trim()) query.set(name, $(id).value.trim());
+  }
+  const types = $("event-type").value.split(",").map((t) => t.trim()).filter(Boolean);
+  for (const type of types) query.append("event_type", type);
+  location.search = query.toString();
 }
 
 async function main() {
   const params = new URLSearchParams(location.search);
-  const start = params.get("start") || "", end = params.get("end") || "", customer = params.get("customer_id") || "";
-  $("start").value = start;
-  $("end").value = end;
-  const customers = await (await fetch("/customers")).json();
-  $("customer").append(...customers.map(({ customer: id, events }) => {
-    const option = html("option", { value: id }, `${id} (${NUMBER.format(events)})`);
-    option.selected = id === customer;
-    return option;
-  }));
-  const query = new URLSearchParams({ start, end });
-  if (customer) query.set("customer_id", customer);
+  fillForm(params);
+  $("question").addEventListener("submit", submitted);
+  $("customer").addEventListener("input", () => offerCustomers($("customer").value).catch(() => {}));
+  offerCustomers("").catch(() => {});
+  const query = new URLSearchParams();
+  for (const name of ["start", "end", "customer_id", "bucket", "tz"]) {
+    if (params.get(name)) query.set(name, params.get(name));
+  }
+  for (const type of params.getAll("event_type")) query.append("event_type", type);
   const reply = await fetch("/counts?" + query);
   const text = await reply.text();
   if (!reply.ok) return showError(JSON.parse(text).error);
   const buckets = parseCounts(text);
-  if (buckets.length > MAX_HOURS) {
-    return showError(`end: the chart shows ${MAX_HOURS} hours at most; this window has ${buckets.length}`);
+  if (buckets.length > MAX_BUCKETS) {
+    return showError(`end: the chart shows ${MAX_BUCKETS} buckets at most; this window has ${buckets.length}`);
   }
   // The window as the server read it; Date.parse takes three digits of a fraction at most.
   const window = reply.headers.get("Totaler-Window").replace(/(\.\d{3})\d+/g, "$1");
@@ -3601,10 +3866,14 @@ PAGE = {
 
 def describe(index: Index) -> str:
     """One line about an index."""
+    if index.files is not None:  # surveyed: its customers are counted with the index in memory
+        return (
+            f"surveyed {index.events:,} events in {index.path} in {index.seconds:.2f} s, {index.skipped.count} rows "
+            "skipped; hours read from the file until every event is kept in memory"
+        )
     return (
-        f"indexed {index.events:,} events of {index.customers} customers from {index.path} "
+        f"indexed {index.events:,} events of {index.customers:,} customers from {index.path} "
         f"in {index.seconds:.2f} s, {index.skipped.count} rows skipped"
-        + ("; cut hours read from the file until they are kept in memory" if index.files else "")
     )
 
 

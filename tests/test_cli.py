@@ -245,9 +245,9 @@ def test_without_dateutil_the_server_answers_400(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setitem(sys.modules, "dateutil", None)
     with pytest.raises(totaler.BadRequest, match="needs python-dateutil"):
         totaler.parse_query("start=2021-03-01%204:00&end=2021-03-02", 100)
-    assert totaler.parse_query("start=2021-03-01%2004:00:00%20UTC&end=2021-03-02", 100).start == totaler.parse_bound(
-        SEED[0]
-    )
+    assert totaler.parse_query(
+        "start=2021-03-01%2004:00:00%20UTC&end=2021-03-02", 100
+    ).window.start == totaler.parse_bound(SEED[0])
 
 
 def test_serve_builds_its_index_on_the_jobs_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:

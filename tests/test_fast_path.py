@@ -172,8 +172,7 @@ def kept(where: str):
         return patched(LAZY_MIN=1 << 62)
     segments = {"file": (64, 1 << 21), "file, one line a segment": (1, 1 << 21), "file, one hour": (300, 1)}
     segment, cached = segments[where]
-    sizes = {"SEGMENT_SIZE": segment, "CACHED_EVENTS": cached, "SUMMARY_READS": 1 << 62}  # no 503 for /customers
-    return file_backed(**sizes)
+    return file_backed(SEGMENT_SIZE=segment, CACHED_EVENTS=cached)
 
 
 KEPT = ["memory", "file", "file, one line a segment", "file, one hour"]
@@ -189,26 +188,45 @@ KEPT = ["memory", "file", "file, one line a segment", "file, one hour"]
     where=st.sampled_from(KEPT),
 )
 def test_the_index_answers_like_the_command_line(tmp_path_factory, lines, data, jobs, long_run, bom, where) -> None:
-    """The server's index against count_file, with bounds on events and hour boundaries, each ± 1 µs; cut
-    hours kept in memory or read again from the file."""
+    """The server's index against count_file, with bounds on events and hour boundaries, each ± 1 µs, in buckets
+    of any width in a zone, for some event types; hours in memory or read again from the file."""
     lines = [line for line, times in lines for _ in range(times)]  # runs of one customer and hour
     path = tmp_path_factory.mktemp("index") / "log.csv"
     path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + b"\n".join(lines) + b"\n")
-    windows = [windows_near(lines, data) for _ in range(3)]
+    questions = [(*windows_near(lines, data), data.draw(QUESTIONS)) for _ in range(3)]
     with tiny_parts(), small_blocks(totaler.BLOCK_SIZE, totaler.SMALL_SEGMENT, long_run), kept(where):
         index = totaler.build_index(str(path), jobs=jobs)
         assert (index.files is None) == (where == "memory")
-        for start, end, customer in windows:  # several, so that one hour kept pushes another out
-            w = totaler.Window(totaler.to_micros(start), totaler.to_micros(end), customer)
+        for start, end, customer, (buckets, types) in questions:  # several: one hour kept pushes another out
+            w = totaler.Window(totaler.to_micros(start), totaler.to_micros(end), customer, buckets, types)
             tally = totaler.count_file(str(path), w, jobs=1)
             assert totaler.by_bucket(index.counts(w), w) == totaler.by_bucket(tally.counts, w)
+        in_memory = totaler.build_index(str(path), 1, None, True)
         with open(path, "rb") as stream:
-            first_seen = tuple(dict.fromkeys(event[0] for event in totaler.plain_events(stream)))
-        assert index.customer_order() == first_seen
-        assert totaler.customer_summary(index) == totaler.customer_summary(
-            totaler.build_index(str(path), 1, None, True)
-        )
+            first_seen = list(dict.fromkeys(event[0] for event in totaler.plain_events(stream)))
+        assert in_memory.table.names == first_seen
+        if where == "memory":
+            page = totaler.Page("id", 1000)
+            assert totaler.customer_page(index, page) == totaler.customer_page(in_memory, page)
+        else:
+            with pytest.raises(totaler.InputError, match="comes with the index in memory"):
+                totaler.customer_page(index, totaler.Page())
     assert (index.skipped.count, index.skipped.first) == (tally.skipped.count, tally.skipped.first)
+    assert index.events == in_memory.events and index.customers in (None, in_memory.customers)
+
+
+QUESTIONS = st.tuples(
+    st.sampled_from(
+        [
+            totaler.UTC_HOURS,
+            totaler.Buckets(totaler.DAY, "America/New_York"),
+            totaler.Buckets(15 * 60_000_000, "UTC"),
+            totaler.Buckets(totaler.HOUR, "Asia/Kolkata"),
+            totaler.Buckets(2 * totaler.HOUR, "+05:45"),
+        ]
+    ),
+    st.sampled_from([None, frozenset(["INGEST"]), frozenset(["API CALL", "nothing"]), frozenset(["", "INGEST"])]),
+)
 
 
 def check_fast_path(lines, window, bom, final_newline, block, segment, long_run, sparse_share=4) -> None:

@@ -2,25 +2,14 @@
 
 import gzip
 import random
-from array import array
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from conftest import EVENTS, SEED_CUSTOMER, file_backed, patched
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 import totaler
-
-
-@settings(max_examples=300, deadline=None)
-@given(values=st.lists(st.integers(-(10**12), 10**12), min_size=1, max_size=300), data=st.data())
-def test_range_min_is_min_of_the_slice(values: list[int], data) -> None:
-    positions = array("q", values)
-    i = data.draw(st.integers(0, len(values) - 1))
-    j = data.draw(st.integers(i + 1, len(values)))
-    assert totaler.range_min(positions, totaler.block_minima(positions), i, j) == min(values[i:j])
 
 
 def test_index_answers_sub_hour_windows_like_the_counting_core() -> None:
@@ -46,7 +35,7 @@ def test_index_built_in_parts_is_the_index_built_in_one(tmp_path: Path, monkeypa
     monkeypatch.setattr(totaler, "PART_SIZE", 1 << 20)
     monkeypatch.setattr(totaler, "PARALLEL_MIN", 1)
     one, parts = totaler.build_index(str(path), jobs=1), totaler.build_index(str(path), jobs=3)
-    assert (parts.events, parts.customers, parts.buckets) == (one.events, one.customers, one.buckets)
+    assert (parts.events, parts.customers, parts.starts) == (one.events, one.customers, one.starts)
     assert (
         (parts.skipped.count, parts.skipped.first)
         == (one.skipped.count, one.skipped.first)
@@ -59,10 +48,12 @@ def test_index_built_in_parts_is_the_index_built_in_one(tmp_path: Path, monkeypa
             ],
         )
     )
-    for bucket in one.buckets:
-        a, b = one.hours[bucket], parts.hours[bucket]
-        assert list(a.counts.items()) == list(b.counts.items())
-        assert (a.times, a.positions, a.minima) == (b.times, b.positions, b.minima)
+    assert one.table.names == parts.table.names and one.types == parts.types
+    for start in one.starts:
+        a, b = one.hours[start], parts.hours[start]
+        assert (a.codes, a.offsets, a.positions, a.types) == (b.codes, b.offsets, b.positions, b.types)
+        for hour in (a, b):  # counts kept are the hour's, in order of first event (an hour two parts hold: maybe none)
+            assert hour.counts is None or list(hour.counts.items()) == list(Counter(hour.codes).items())
 
 
 def test_an_index_past_its_32_bit_positions_is_refused_in_one_line(tmp_path: Path, monkeypatch) -> None:
@@ -82,44 +73,46 @@ def test_an_index_past_its_32_bit_positions_is_refused_in_one_line(tmp_path: Pat
 ZONE_HOURS = {"+00": 0, "Z": 0, "": 0, "-08:00": -8, "+0500": 5, "+00:00": 0}
 
 
-def test_runs_of_rows_are_indexed_by_their_times_alone(tmp_path: Path, monkeypatch) -> None:
-    """Clean runs in whole-hour zones, bare or quoted, LF or CRLF, colons in a field: read by run_times."""
-    rng = random.Random(5)
-    rows = []
-    for run in range(400):
-        who, zone = rng.choice(["a", "b", "c9"]), rng.choice(list(ZONE_HOURS))
-        hour = datetime(2021, 3, 1, tzinfo=UTC) + timedelta(hours=rng.randrange(30))
-        for _ in range(rng.randrange(1, 9)):
-            moment = hour + timedelta(microseconds=rng.randrange(3600 * 10**6))
-            local = moment + timedelta(hours=ZONE_HOURS[zone])  # written as local time with the zone's offset
-            fraction = rng.choice(["", f".{moment.microsecond // 1000:03d}", f".{moment.microsecond:06d}"])
-            stamp = local.strftime("%Y-%m-%d %H:%M:%S") + fraction + zone
-            rows.append((who, "API:CALL:00:00", f"t{run}", stamp))
-    for quoted, newline in [(False, "\n"), (True, "\r\n")]:
-        text = "".join((",".join(f'"{f}"' if quoted else f for f in row)) + newline for row in rows)
-        path = tmp_path / f"runs-{quoted}.csv"
-        path.write_text(text)
-        used: list = []
-        read_runs = totaler.run_times
-        monkeypatch.setattr(totaler, "run_times", lambda *a, seen=used, f=read_runs: seen.append(f(*a)) or seen[-1])
+def test_rows_read_by_the_fast_shapes_are_indexed_as_the_plain_path_reads_them(tmp_path: Path) -> None:
+    """Bare or quoted, LF or CRLF, whole-hour zones and zones with minutes, two event types, and a block with one
+    odd row (read row by row): the same columns as the plain path's."""
+    rng = random.Random(4)
+    lines = []
+    for i in range(3_000):
+        moment = datetime(2021, 3, 1, tzinfo=UTC) + timedelta(seconds=rng.randrange(5 * 3600), microseconds=i)
+        zone = rng.choice(
+            [UTC, totaler.timezone(timedelta(hours=5, minutes=30)), totaler.timezone(-timedelta(hours=8))]
+        )
+        stamp = moment.astimezone(zone).isoformat(sep=" ")
+        fields = [f"c{rng.randrange(9)}", rng.choice(["INGEST", "SEND"]), f"t{i}", stamp]
+        line = ",".join(f'"{f}"' for f in fields) if i % 1000 < 500 else ",".join(fields)
+        lines.append(line + ("\r\n" if i % 700 < 100 else "\n"))
+    lines.insert(2500, "broken\n")
+    path = tmp_path / "log.csv"
+    path.write_text("".join(lines))
+    with patched(BLOCK_SIZE=1 << 14):
         index = totaler.build_index(str(path))
-        monkeypatch.undo()
-        assert used and all(found is not None for found in used)  # every block read by runs
-        with open(path, "rb") as stream:
-            events = list(totaler.plain_events(stream))
-        assert index.events == len(events) == len(rows)
-        assert index.first_seen == tuple(dict.fromkeys(event[0] for event in events))
-        for _ in range(60):  # bounds on an event's microsecond, or one beside it
-            start = rng.choice(events)[1] + rng.choice([-1, 0, 1])
-            window = totaler.Window(start, rng.choice(events)[1] + rng.choice([-1, 0, 1]) + 3600 * 10**6)
-            expected = totaler.by_bucket(totaler.count_events(events, window), window)
-            assert totaler.by_bucket(index.counts(window), window) == expected
+    with open(path, "rb") as stream:
+        events = list(totaler.plain_events(stream))
+    assert (index.events, index.skipped.count) == (len(events), 1)
+    by_hour: dict[int, list] = {}
+    for position, (who, moment, event_type, _) in enumerate(events):
+        by_hour.setdefault(moment - moment % totaler.HOUR, []).append(
+            (who, moment % totaler.HOUR, event_type, position)
+        )
+    assert index.starts == sorted(by_hour)
+    for start, rows in by_hour.items():
+        hour = index.hours[start]
+        names, types = index.table.names, index.types
+        columns = zip(hour.codes, hour.offsets, hour.types, hour.positions, strict=True)
+        found = [(names[c], o, types[t], p) for c, o, t, p in columns]
+        assert found == rows
 
 
 def cut_windows(index: totaler.Index, count: int, seed: int) -> list[totaler.Window]:
     """COUNT windows over INDEX's hours, both ends cut at random microseconds, some for one customer."""
     rng, customers = random.Random(seed), [None, SEED_CUSTOMER, "nobody"]
-    first, last = index.buckets[0], index.buckets[-1] + totaler.HOUR
+    first, last = index.starts[0], index.starts[-1] + totaler.HOUR
     windows = []
     for _ in range(count):
         start = rng.randrange(first, last)
@@ -132,8 +125,8 @@ def test_events_csv_file_backed_answers_like_the_command_line() -> None:
         index = totaler.build_index(str(EVENTS), jobs=2)
     assert index.files is not None and len(index.files.segments) == 60
     in_memory = totaler.build_index(str(EVENTS), jobs=2, in_memory=True)
-    assert index.customer_order() == in_memory.first_seen
-    assert totaler.customer_summary(index) == totaler.customer_summary(in_memory)
+    assert (index.events, index.customers, index.starts) == (in_memory.events, None, in_memory.starts)
+    assert totaler.busiest_day(index) == totaler.busiest_day(in_memory)  # though from estimates
     for window in cut_windows(index, 40, seed=5):
         answer = totaler.count_file(str(EVENTS), window).counts
         assert totaler.by_bucket(index.counts(window), window) == totaler.by_bucket(answer, window)
@@ -161,7 +154,7 @@ def test_a_log_changed_under_a_file_backed_index_is_an_error_not_a_wrong_answer(
     path.write_bytes(EVENTS.read_bytes()[: 1 << 20])
     with file_backed(SEGMENT_SIZE=1 << 14):
         index = totaler.build_index(str(path), jobs=1)
-    window = totaler.Window(index.buckets[3] + 1, index.buckets[3] + totaler.HOUR - 1)
+    window = totaler.Window(index.starts[3] + 1, index.starts[3] + totaler.HOUR - 1)
     rows = path.read_bytes().splitlines(keepends=True)
     rows = [b"zzzz" + row[4:] for row in rows]  # the same size, other customers
     path.write_bytes(b"".join(rows))
@@ -196,9 +189,8 @@ def test_rotated_files_file_backed_are_the_files_in_memory(tmp_path: Path) -> No
     with file_backed(SEGMENT_SIZE=1 << 15, PART_SIZE=1 << 18, PARALLEL_MIN=1):
         index = totaler.build_index(name, jobs=2)
     assert index.files is not None and len(index.files.files) == 5
-    assert (index.events, index.customers, index.buckets) == (in_memory.events, in_memory.customers, in_memory.buckets)
+    assert (index.events, index.customers, index.starts) == (in_memory.events, None, in_memory.starts)
     assert (index.skipped.count, index.skipped.first) == (in_memory.skipped.count, in_memory.skipped.first)
-    assert index.customer_order() == in_memory.first_seen
     for window in cut_windows(index, 30, seed=7):
         assert totaler.by_bucket(index.counts(window), window) == totaler.by_bucket(in_memory.counts(window), window)
 
@@ -208,19 +200,34 @@ def test_hours_read_again_are_kept_within_their_budget(tmp_path: Path) -> None:
         index = totaler.build_index(str(EVENTS), jobs=1)
         for window in cut_windows(index, 40, seed=9):
             index.counts(window)
-            kept = index.files.kept
-            assert index.files.kept_events == sum(sum(hour.counts.values()) for hour in kept.values())
-            assert index.files.kept_events <= 3_000 or len(kept) == 1
+            kept = index.hours.kept
+            assert index.hours.kept_events == sum(len(hour.codes) for hour in kept.values())
+            assert index.hours.kept_events <= 3_000 or len(kept) == 1
 
 
-def test_a_customer_list_that_would_read_too_much_of_the_file_waits_for_the_index_in_memory() -> None:
-    with file_backed():  # 60 segments of 256 KiB
+def test_the_customer_list_waits_for_the_index_in_memory() -> None:
+    with file_backed():
         index = totaler.build_index(str(EVENTS), jobs=1)
-        # 7 customers: more than 3 segments hold their first and last hours
-        with patched(SUMMARY_READS=3), pytest.raises(totaler.InputError, match="comes with the index in memory"):
-            totaler.customer_summary(index)
-        listed = totaler.customer_summary(index)
-    assert listed == totaler.customer_summary(totaler.build_index(str(EVENTS), jobs=1, in_memory=True))
+    with pytest.raises(totaler.InputError, match="comes with the index in memory"):
+        totaler.customer_page(index, totaler.Page())
+
+
+def test_a_bucket_of_several_hours_orders_its_customers_by_their_first_event_in_the_file(tmp_path: Path) -> None:
+    """Rows out of time order: b's first event of the day is in the file before a's, though a hour earlier."""
+    path = tmp_path / "log.csv"
+    path.write_bytes(
+        b"b,INGEST,t1,2021-03-01T05:10:00Z\na,INGEST,t2,2021-03-01T04:10:00Z\nc,INGEST,t3,2021-03-01T06:00:00Z\n"
+        b"a,INGEST,t4,2021-03-01T06:10:00Z\n"
+    )
+    day = totaler.Window(totaler.parse_bound("2021-03-01"), totaler.parse_bound("2021-03-02"), None,
+                         totaler.Buckets(totaler.DAY))  # fmt: skip
+    want = totaler.count_file(str(path), day).counts
+    assert list(want) == [(day.start, "b"), (day.start, "a"), (day.start, "c")]
+    for index in (totaler.build_index(str(path)), totaler.build_index(str(path), in_memory=True)):
+        assert list(index.counts(day).items()) == list(want.items())
+    with file_backed(SEGMENT_SIZE=40):
+        file_backed_index = totaler.build_index(str(path))
+    assert file_backed_index.files is not None and list(file_backed_index.counts(day).items()) == list(want.items())
 
 
 def test_what_cannot_be_read_again_is_indexed_in_memory_or_refused_as_before(tmp_path: Path) -> None:
