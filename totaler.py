@@ -2832,6 +2832,7 @@ def health(index: Index, reload: Reload | None, workers: int) -> dict:
         "skipped": index.skipped.count,
         "indexed_in_seconds": round(index.seconds, 3),
         "cut_hours": "in memory" if index.files is None else "read from the file",
+        "event_types": None if index.table is None else index.types,  # what event_type may ask for
         "workers": workers,
         "last_reload": reload.document() if reload else None,
     }

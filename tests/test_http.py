@@ -439,3 +439,130 @@ def test_a_log_changed_under_a_file_backed_server_is_a_503_naming_it(tmp_path: P
     finally:
         running.stop()
     assert "Traceback" not in running.stderr(), running.stderr()
+
+
+# --- the questions billing asks: bucket, tz, event_type, format ------------------------------------------
+
+
+QUESTIONS = [
+    (["2021-03-01T09:00", "2021-03-02T09:00"], {"tz": "Asia/Kolkata"}),
+    (["2021-03-01", "2021-03-04"], {"tz": "America/New_York", "bucket": "1d"}),
+    (["2021-03-01T04:10:00Z", "2021-03-01T06:50:00Z"], {"bucket": "15m"}),
+    (["2021-03-01", "2021-03-04"], {"event_type": ["INGEST-WITH-PROXY", "nothing"]}),
+    (["2021-03-01T04:10:00Z", "2021-03-01T09:50:00Z"], {"bucket": "2h", "tz": "+05:45", "event_type": ["INGEST"]}),
+]
+
+
+def question_url(bounds: list[str], options: dict, customer: str | None = None, path: str = "/counts") -> str:
+    params = [("start", bounds[0]), ("end", bounds[1])] + ([("customer_id", customer)] if customer else [])
+    for name, value in options.items():
+        params += [(name, v) for v in value] if isinstance(value, list) else [(name, value)]
+    return path + "?" + urlencode(params)
+
+
+def cli_options(options: dict) -> list[str]:
+    args = []
+    for name, value in options.items():
+        flag = {"tz": "--tz", "bucket": "--bucket", "event_type": "--event-type"}[name]
+        for v in value if isinstance(value, list) else [value]:
+            args += [flag, v]
+    return args
+
+
+@pytest.mark.parametrize("bounds, options", QUESTIONS)
+@pytest.mark.parametrize("customer", [None, SEED_CUSTOMER])
+def test_a_question_of_any_buckets_zone_and_types_is_the_command_lines_answer(server, bounds, options, customer):
+    args = [*bounds, *([customer] if customer else []), *cli_options(options)]
+    status, headers, body = server.request("GET", question_url(bounds, options, customer))
+    assert (status, body) == (200, run_cli("events.csv", *args, "--json").stdout)
+    status, headers, body = server.request("GET", question_url(bounds, {**options, "format": "csv"}, customer))
+    assert (status, headers["Content-Type"], body) == (
+        200,
+        "text/csv; charset=utf-8",
+        run_cli("events.csv", *args, "--format", "csv").stdout,
+    )
+
+
+def test_accept_text_csv_asks_for_csv_and_the_cache_keeps_the_two_apart(server) -> None:
+    url = counts_url(*SEED)
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        for accept, kind in [
+            ("text/csv", "text/csv"),
+            ("application/json", "application/json"),
+            ("text/csv", "text/csv"),
+        ]:
+            connection.request("GET", url, headers={"Accept": accept})
+            response = connection.getresponse()
+            body = response.read()
+            assert response.getheader("Content-Type").startswith(kind) and response.getheader("Vary") == "Accept"
+            assert body.startswith(b"bucket,customer_id,count\n" if kind == "text/csv" else b"{\n")
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"bucket": "7m"}, "bucket '7m' is not a bucket width: give Nm with N dividing 60"),
+        ({"bucket": "0h"}, "bucket '0h' is not a bucket width"),
+        ({"tz": "Mars/Olympus"}, "tz 'Mars/Olympus' is not a time zone: give an IANA name"),
+        ({"format": "xml"}, "format 'xml' is not json or csv"),
+        ({"tz": ["UTC", "UTC"]}, "tz is given 2 times"),
+        ({"tz": "America/New_York"}, "start '2021-03-14T02:30' does not exist in America/New_York"),
+    ],
+)
+def test_a_bad_bucket_zone_or_format_is_a_400_naming_the_parameter(server, options: dict, message: str) -> None:
+    status, body = server.get(question_url(["2021-03-14T02:30", "2021-03-15"], options))
+    assert status == 400 and json.loads(body)["error"].startswith(message)
+
+
+def test_healthz_names_the_event_types_a_question_may_ask_for(server) -> None:
+    assert json.loads(server.get("/healthz")[1])["event_types"] == ["INGEST", "INGEST-WITH-PROXY"]
+
+
+# --- the customer list, a page at a time ---------------------------------------------------------------
+
+
+def test_customer_pages_chained_by_their_cursor_list_every_customer_once_in_the_order_asked(server) -> None:
+    events: dict[str, int] = {}
+    for line in EVENTS.read_bytes().splitlines():
+        events[line.split(b",")[0].decode()] = events.get(line.split(b",")[0].decode(), 0) + 1
+    for order, want in [("events", sorted(events, key=lambda c: -events[c])), ("id", sorted(events))]:
+        found, cursor = [], None
+        while True:
+            status, body = server.get(
+                "/customers?" + urlencode({"order": order, "limit": 2, **({"cursor": cursor} if cursor else {})})
+            )
+            page = json.loads(body)
+            assert status == 200 and len(page["customers"]) <= 2 and page["matching"] == 7
+            found += [(c["customer"], c["events"]) for c in page["customers"]]
+            if (cursor := page["next"]) is None:
+                break
+        assert found == [(c, events[c]) for c in want]
+
+
+def test_a_prefix_finds_customers_by_the_start_of_their_id(server) -> None:
+    page = json.loads(server.get("/customers?" + urlencode({"prefix": "30", "order": "id"}))[1])
+    assert [c["customer"] for c in page["customers"]] == [SEED_CUSTOMER] and page["matching"] == 1
+    first, last = page["customers"][0]["first"], page["customers"][0]["last"]
+    rows = [line for line in EVENTS.read_bytes().splitlines() if line.startswith(SEED_CUSTOMER.encode())]
+    moments = sorted(totaler.parse_event_time(row.rsplit(b",", 1)[1].decode()) for row in rows)
+    assert (first, last) == (totaler.format_utc(moments[0]), totaler.format_utc(moments[-1]))
+    assert json.loads(server.get("/customers?prefix=zz")[1])["customers"] == []
+
+
+@pytest.mark.parametrize(
+    "query, message",
+    [
+        ("limit=0", "limit '0' is not a whole number from 1 to 10,000"),
+        ("limit=10001", "limit '10001' is not a whole number"),
+        ("order=name", "order 'name' is not events or id"),
+        ("cursor=abc", "cursor 'abc' is not one this server gave"),
+        ("limit=5&limit=6", "limit is given 2 times"),
+        ("sort=id", "unknown parameter 'sort'"),
+    ],
+)
+def test_a_bad_page_is_a_400_naming_the_parameter(server, query: str, message: str) -> None:
+    status, body = server.get("/customers?" + query)
+    assert status == 400 and json.loads(body)["error"].startswith(message)

@@ -194,3 +194,37 @@ def test_a_window_of_days_lists_only_buckets_with_events_and_says_how_many_it_le
     listed = set(re.findall(r"<tr><td>([^<]+)</td>", dom))
     assert len(listed) == 72  # events.csv's three days, every hour of them busy
     assert text_of(dom, "left-out") == "72 empty buckets of this window not listed"
+
+
+@needs_browser
+def test_many_customers_draw_the_busiest_apart_and_the_rest_as_one_band(tmp_path) -> None:
+    """300 customers over 48 hours: at most 2,000 SVG elements, the busiest drawn, the others as one band whose
+    bars add up with them to every hour's total; the table capped."""
+    rows = []
+    for hour in range(48):
+        for who in range(300):
+            for _ in range(1 + (who < 5) * 20):  # five busy customers
+                rows.append(f"c{who:03d},INGEST,t,2021-03-01T00:00:00Z")
+                rows[-1] = rows[-1].replace(
+                    "2021-03-01T00:00:00Z", f"2021-03-{1 + hour // 24:02d}T{hour % 24:02d}:30:00Z"
+                )
+    log = tmp_path / "many.csv"
+    log.write_text("\n".join(rows) + "\n")
+    running = Server(log, "--quiet", "--workers", "1")
+    try:
+        dom = dump_dom(page_url(running, "2021-03-01T00:00:00Z", "2021-03-03T00:00:00Z"), tmp_path / "profile")
+    finally:
+        running.stop()
+    assert 'data-state="drawn"' in dom
+    assert (
+        dom.count("<rect") + dom.count("<text") + dom.count("<line") + dom.count("<g ") + dom.count("<title") <= 2_000
+    )
+    drawn = rects(dom)
+    apart = {bar["data-customer"] for bar in drawn} - {""}
+    assert {"c000", "c001", "c002", "c003", "c004"} <= apart and len(apart) <= 10
+    totals: dict[str, int] = {}
+    for bar in drawn:
+        totals[bar["data-hour"]] = totals.get(bar["data-hour"], 0) + int(bar["data-count"])
+    assert set(totals.values()) == {5 * 21 + 295}  # every hour whole, "other" included
+    assert text_of(dom, "summary").startswith("19,200 events in this window (total), 300 customers: the ")
+    assert "of 14,400 rows shown" in text_of(dom, "left-out")
