@@ -1,11 +1,14 @@
 """Benchmark: the server's index of the 10-million-row file against DuckDB loading it into a table.
 
-    python bench/index.py [--program totaler.py] [--workers 2] [--rounds 1]
+    python bench/index.py [--program totaler.py] [--workers 2] [--rounds 1] [--customers 100000]
 
+With --customers N, the log is the same rows with each customer one of N UUID-shaped ids
+(bench/data/events-10m-N.csv, made by make_big.py if missing).
 totaler: seconds from start until /healthz answers (the index built, the workers
-forked), and until it says cut hours are in memory (a big log in time order is served
-first from an index that reads them from the file); the median and 99th percentile of
-/counts queries cut at random seconds before that and after; then the proportional set
+forked), and until it says every event is in memory (a big log in time order is served
+first from a survey, hours read from the file); the median and 99th percentile of
+/counts queries of 1 to 8 hours cut at random seconds, half of them for one customer,
+before that and after; then the proportional set
 size (PSS, /proc/PID/smaps_rollup) of the whole server process tree, per event, idle
 and after the queries (each worker's reads dirty its copies of the pages they touch), and
 the peak from a SIGHUP reload of the same file until cut hours are in memory again.
@@ -52,16 +55,20 @@ def health(port: int) -> dict | None:
         return None
 
 
+CUSTOMERS: list[str] = []  # customers of the log, to ask about one
+
+
 def latencies(port: int, count: int, until_in_memory: bool) -> list[float]:
-    """Seconds each of COUNT /counts queries took, windows cut at random seconds within the log's first 200 days;
-    stopping early once the index is in memory if UNTIL_IN_MEMORY."""
+    """Seconds each of COUNT /counts queries took, windows of 1 to 8 hours cut at random seconds within the log's
+    first 200 days, half of them for one customer; stopping early once the index is in memory if UNTIL_IN_MEMORY."""
     chance, took = random.Random(len(str(port))), []
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     first = datetime(2021, 3, 1, tzinfo=UTC)
     for k in range(count):
         start = first + timedelta(seconds=chance.randrange(200 * 86400))
-        end = start + timedelta(seconds=chance.randrange(1, 7 * 86400))
-        query = urlencode({"start": start.isoformat(), "end": end.isoformat()})
+        end = start + timedelta(seconds=chance.randrange(3600, 8 * 3600))
+        customer = {"customer_id": chance.choice(CUSTOMERS)} if k % 2 else {}
+        query = urlencode({"start": start.isoformat(), "end": end.isoformat(), **customer})
         began = time.perf_counter()
         connection.request("GET", f"/counts?{query}")
         connection.getresponse().read()
@@ -79,12 +86,12 @@ def wait_in_memory(port: int, server: subprocess.Popen, peak: list[int]) -> None
         time.sleep(0.05)
 
 
-def totaler_run(program: Path, workers: str) -> dict:
+def totaler_run(program: Path, workers: str, log_path: Path) -> dict:
     """Ready time (file-backed or not), time until cut hours are in memory, query times before and after,
     bytes per event (PSS of the tree, in memory) and the PSS peak around a reload."""
     log = tempfile.NamedTemporaryFile(suffix=".log", delete=False)  # noqa: SIM115 - read below
     started = time.monotonic()
-    command = [sys.executable, str(program), str(BIG), "--serve", "--port", "0", "--quiet"]
+    command = [sys.executable, str(program), str(log_path), "--serve", "--port", "0", "--quiet"]
     if workers:
         command += ["--workers", workers]
     server = subprocess.Popen(command, stderr=log)
@@ -106,7 +113,7 @@ def totaler_run(program: Path, workers: str) -> dict:
         pss = pss_bytes(server.pid)
         server.send_signal(signal.SIGHUP)
         peak, deadline = [pss], time.monotonic() + 300
-        while "reloaded" not in Path(log.name).read_text() and time.monotonic() < deadline:
+        while "reloaded" not in Path(log.name).read_text() and time.monotonic() < deadline:  # surveyed again
             peak[0] = max(peak[0], pss_bytes(server.pid))
             time.sleep(0.05)
         wait_in_memory(port, server, peak)
@@ -133,9 +140,9 @@ def spread(took: list[float]) -> str:
     return f"{statistics.median(took) * 1e3:.1f} / {took[int(len(took) * 0.99)] * 1e3:.1f} ms ({len(took)})"
 
 
-def duckdb_run() -> dict[str, float]:
+def duckdb_run(log_path: Path) -> dict[str, float]:
     started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-c", DUCKDB, str(BIG)], stdout=subprocess.DEVNULL)
+    process = subprocess.Popen([sys.executable, "-c", DUCKDB, str(log_path)], stdout=subprocess.DEVNULL)
     _, _, usage = os.wait4(process.pid, 0)
     return {"seconds": time.perf_counter() - started, "peak": usage.ru_maxrss * 1024}
 
@@ -145,17 +152,22 @@ def main() -> None:
     parser.add_argument("--program", type=Path, default=ROOT / "totaler.py")
     parser.add_argument("--workers", default="2", help="'' for a totaler without --workers")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--customers", type=int, default=0, help="UUID-shaped customers (default: events.csv's 7)")
     args = parser.parse_args()
-    if not BIG.exists():
-        subprocess.run([sys.executable, str(HERE / "make_big.py"), str(BIG)], check=True)
+    log_path = BIG if not args.customers else BIG.with_name(f"events-10m-{args.customers // 1000}k.csv")
+    if not log_path.exists():
+        extra = ["--customers", str(args.customers)] if args.customers else []
+        subprocess.run([sys.executable, str(HERE / "make_big.py"), str(log_path), *extra], check=True)
+    with open(log_path, "rb") as stream:  # customers to ask about: those of the first rows
+        CUSTOMERS.extend(dict.fromkeys(next(stream).split(b",")[0].decode() for _ in range(200)))
     print(
         "| round | totaler ready | cut hours in memory | query median / p99 before, after | "
         "bytes/event (PSS, all processes), idle / after the queries | reload peak | DuckDB load | DuckDB peak RSS |"
     )
     print("|---|---|---|---|---|---|---|---|")
     for number in range(1, args.rounds + 1):
-        ours = totaler_run(args.program, args.workers)
-        theirs = duckdb_run()
+        ours = totaler_run(args.program, args.workers, log_path)
+        theirs = duckdb_run(log_path)
         idle, busy = ours["idle"] / ours["events"], ours["pss"] / ours["events"]
         print(
             f"| {number} | {ours['ready']:.1f} s | {ours['in memory']:.1f} s | "

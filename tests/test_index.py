@@ -51,7 +51,12 @@ def test_index_built_in_parts_is_the_index_built_in_one(tmp_path: Path, monkeypa
     assert one.table.names == parts.table.names and one.types == parts.types
     for start in one.starts:
         a, b = one.hours[start], parts.hours[start]
-        assert (a.codes, a.offsets, a.positions, a.types) == (b.codes, b.offsets, b.positions, b.types)
+        assert (a.codes, a.offsets, list(a.position_column()), a.types) == (
+            b.codes,
+            b.offsets,
+            list(b.position_column()),
+            b.types,
+        )
         for hour in (a, b):  # counts kept are the hour's, in order of first event (an hour two parts hold: maybe none)
             assert hour.counts is None or list(hour.counts.items()) == list(Counter(hour.codes).items())
 
@@ -104,7 +109,7 @@ def test_rows_read_by_the_fast_shapes_are_indexed_as_the_plain_path_reads_them(t
     for start, rows in by_hour.items():
         hour = index.hours[start]
         names, types = index.table.names, index.types
-        columns = zip(hour.codes, hour.offsets, hour.types, hour.positions, strict=True)
+        columns = zip(hour.codes, hour.offsets, hour.types, hour.position_column(), strict=True)
         found = [(names[c], o, types[t], p) for c, o, t, p in columns]
         assert found == rows
 
