@@ -146,10 +146,19 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
         running.stop()
 
 
+ON_THE_CLUSTER = [
+    [],
+    ["--json"],
+    ["30330c9c4e7173ba9474c46ee5191570"],
+    ["--tz", "America/New_York", "--bucket", "1d", "--event-type", "INGEST-WITH-PROXY", "--format", "csv"],
+    ["--tz", "Asia/Kolkata", "--bucket", "15m", "--json"],
+]
+
+
 @needs_dask
-@pytest.mark.parametrize("extra", [[], ["--json"], [SEED[0], SEED[1], "30330c9c4e7173ba9474c46ee5191570"]])
+@pytest.mark.parametrize("extra", ON_THE_CLUSTER)
 def test_events_on_the_cluster_are_the_local_answer_byte_for_byte(cluster: Cluster, extra: list[str]) -> None:
-    args = ["events.csv", *(extra if len(extra) == 3 else [*SEED, *extra])]
+    args = ["events.csv", *SEED, *extra]
     local = run_cli(*args)
     remote = run_cli(*args, "--scheduler", cluster.address)
     assert remote.returncode == 0, remote.stderr

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import EVENTS, EXPECTED, ROOT, SEED
+from conftest import EVENTS, EXPECTED, ROOT, SEED, run_cli
 
 pytestmark = pytest.mark.container
 
@@ -147,3 +147,11 @@ def test_serve_healthcheck_and_a_quick_stop(engine) -> None:
         took = time.monotonic() - began
     assert stopped.returncode == 0
     assert took < 1.0  # SIGTERM reached totaler as PID 1; without it, stop waits 10 s and kills
+
+
+def test_the_image_answers_in_a_zone_though_a_slim_image_may_have_no_tz_database(engine) -> None:
+    """python:3.13-slim may lack /usr/share/zoneinfo: python-dateutil's own copy stands in."""
+    args = ["events.csv", "2021-03-01T09:30", "2021-03-01T12:00", "--tz", "Asia/Kolkata", "--bucket", "30m", "--json"]
+    result = run(engine, IMAGE, *args)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == run_cli(*args).stdout
