@@ -1,9 +1,10 @@
 """Benchmark: totaler against DuckDB on a 10-million-row log, and events.csv end to end.
 
-    python bench/run.py [--rounds 3] [--jobs N]
+    python bench/run.py [--rounds 3] [--jobs N] [--customers 100000]
 
 Builds bench/data/events-10m.csv (68 shifted copies of events.csv, kept out of git) if
-it is missing, then times each command ROUNDS times, alternating, and prints the median
+it is missing (with --customers N, the same rows with N UUID-shaped customers, and a
+window of one day as well as the year), then times each command ROUNDS times, alternating, and prints the median
 wall time, the ratio to DuckDB, rows per second and the peak RSS (from os.wait4: the
 largest single process of the command, workers included). Not a test: machines are
 shared and noisy, so compare the ratios of one run, not absolute times across runs.
@@ -21,6 +22,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 BIG = HERE / "data" / "events-10m.csv"
 WINDOW = ["2021-01-01T00:00:00Z", "2022-01-01T00:00:00Z"]  # every event of the big file
+ONE_DAY = ["2021-03-01T00:00:00Z", "2021-03-02T00:00:00Z"]
 CUSTOMER = "30330c9c4e7173ba9474c46ee5191570"
 SEED = ["2021-03-01T04:00:00Z", "2021-03-01T06:30:00Z"]
 
@@ -89,28 +91,39 @@ def main() -> None:
         action="store_true",
         help="start `dask scheduler` and two `dask worker` here and time --scheduler against --jobs 2",
     )
+    parser.add_argument("--customers", type=int, default=0, help="UUID-shaped customers (default: events.csv's 7)")
     args = parser.parse_args()
     if args.scheduler:
         return cluster_overhead(args.rounds)
-    if not BIG.exists():
-        print(f"building {BIG} ...", file=sys.stderr)
-        subprocess.run([sys.executable, str(HERE / "make_big.py"), str(BIG)], check=True)
-    rows = count_lines(BIG)
+    log = BIG if not args.customers else BIG.with_name(f"events-10m-{args.customers // 1000}k.csv")
+    if not log.exists():
+        print(f"building {log} ...", file=sys.stderr)
+        extra = ["--customers", str(args.customers)] if args.customers else []
+        subprocess.run([sys.executable, str(HERE / "make_big.py"), str(log), *extra], check=True)
+    rows = count_lines(log)
     python = sys.executable
     totaler = [python, str(ROOT / "totaler.py")]
     jobs = ["--jobs", str(args.jobs)] if args.jobs else []
+    with open(log, "rb") as stream:
+        customer = next(stream).split(b",")[0].decode()
     big = {
-        "totaler, all customers": [*totaler, str(BIG), *WINDOW, "--json", *jobs],
-        "totaler, one customer": [*totaler, str(BIG), *WINDOW, CUSTOMER, "--json", *jobs],
+        "totaler, all customers": [*totaler, str(log), *WINDOW, "--json", *jobs],
+        "totaler, one customer": [*totaler, str(log), *WINDOW, customer, "--json", *jobs],
     }
     have_duckdb = subprocess.run([python, "-c", "import duckdb"], capture_output=True).returncode == 0
     if have_duckdb:
-        big["DuckDB, all customers"] = [python, "-c", DUCKDB, str(BIG), *WINDOW]
+        big["DuckDB, all customers"] = [python, "-c", DUCKDB, str(log), *WINDOW]
     else:
         print("DuckDB is not installed here (pip install duckdb): no ratio", file=sys.stderr)
-    print(f"{rows:,} rows, {BIG.stat().st_size / 1e9:.2f} GB, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
+    if args.customers:
+        big["totaler, one day"] = [*totaler, str(log), *ONE_DAY, "--json", *jobs]
+        if have_duckdb:
+            big["DuckDB, one day"] = [python, "-c", DUCKDB, str(log), *ONE_DAY]
+    print(f"{rows:,} rows, {log.stat().st_size / 1e9:.2f} GB, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
     print()
-    print(table(f"{BIG.name}, median of {args.rounds}", measure(big, args.rounds), rows, "DuckDB, all customers"))
+    print(table(f"{log.name}, median of {args.rounds}", measure(big, args.rounds), rows, "DuckDB, all customers"))
+    if args.customers:
+        return None
     small = {
         "totaler, seed example": [*totaler, "events.csv", *SEED],
         "totaler, seed example, one customer": [*totaler, "events.csv", *SEED, CUSTOMER],

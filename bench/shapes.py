@@ -68,10 +68,12 @@ def shuffled(rows: list[list[str]]) -> list[list[str]]:
     return rows
 
 
-def uuid_customers(rows: list[list[str]]) -> list[list[str]]:
+def uuid_customers(rows: list[list[str]], order: bool = False) -> list[list[str]]:
+    """ROWS with each customer one of 100,000 UUID-shaped ids, shuffled (or left in time order, if ORDER)."""
     chance = random.Random(11)
     names = [str(uuid.UUID(int=chance.getrandbits(128))).replace("-", "") for _ in range(100_000)]
-    return shuffled([[chance.choice(names), *row[1:]] for row in rows])
+    renamed = [[chance.choice(names), *row[1:]] for row in rows]
+    return renamed if order else shuffled(renamed)
 
 
 SHAPES: dict[str, tuple[Callable[[list[list[str]]], Iterator[str]], list[str]]] = {
@@ -97,6 +99,10 @@ SHAPES: dict[str, tuple[Callable[[list[list[str]]], Iterator[str]], list[str]]] 
     "`2021-02-28T16:01:11.055-08:00`": (
         lambda rows: (f"{c},{e},{t},{local(ts, -8, 'T')}\n" for c, e, t, ts in rows),
         YEAR,
+    ),
+    "100,000 UUID customers, in time order (one day)": (
+        lambda rows: (",".join(row) + "\n" for row in uuid_customers(rows, order=True)),
+        DAY,
     ),
 }
 
@@ -133,7 +139,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=2_000_000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--only", nargs="*", type=int, help="shape numbers (1-8) to run")
+    parser.add_argument("--only", nargs="*", type=int, help="shape numbers (1-9) to run")
     parser.add_argument("--write", action="store_true", help="only write the files (run in a process of its own)")
     args = parser.parse_args()
     if args.write:
