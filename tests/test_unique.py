@@ -1,0 +1,293 @@
+"""--unique: each transaction_id counted once, against a model written the obvious way.
+
+The model reads the rows one at a time with a set of the ids seen: a valid row whose id is
+empty or not in the set counts (if the window asks for it), and its id goes in the set.
+Every way the input is read must give the model's counts and its number of duplicates:
+the plain path, the fast path, parts read by workers (parts shrunk so that small files
+have many), blocks shrunk so that a part has many, directories, globs, compressed files,
+standard input and the command line.
+"""
+
+import gzip
+import io
+import json
+import random
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from conftest import EVENTS, run_cli, sizes
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import totaler
+
+HOUR = 3_600_000_000
+START = totaler.parse_bound("2021-03-01T00:00:00Z")
+
+
+def model(lines: list[str], window: totaler.Window) -> tuple[dict, int]:
+    """The counts and duplicates of --unique over LINES, a row at a time, by the plain reader and a set."""
+    seen: set[str] = set()
+    counts: dict = {}
+    duplicates = 0
+    for line in lines:
+        try:
+            customer, moment, event_type, transaction = totaler.parse_row(line.encode())
+        except totaler.Malformed:
+            continue
+        first = transaction == "" or transaction not in seen
+        seen.add(transaction)
+        asked = window.start <= moment < window.end and totaler.wanted(window, customer, event_type)
+        if asked and first:
+            key = (window.buckets.floor(moment), customer)
+            counts[key] = counts.get(key, 0) + 1
+        duplicates += asked and not first
+    return counts, duplicates
+
+
+def unique_window(start: int = START, end: int = START + 6 * HOUR, **options) -> totaler.Window:
+    return totaler.Window(start, end, unique=True, **options)
+
+
+def counted(path: str, window: totaler.Window, jobs: int = 1) -> tuple[dict, int]:
+    """count_files's counts and duplicates for PATH."""
+    tally = totaler.count_files(totaler.input_files(path), window, jobs=jobs)
+    return tally.counts, tally.duplicates
+
+
+def plain(data: bytes, window: totaler.Window) -> dict:
+    """The plain path's --unique: count_events over first_events over plain_events."""
+    events = totaler.plain_events(io.BytesIO(data))
+    return totaler.count_events(totaler.first_events(events, totaler.PartIds(), totaler.Transactions()), window)
+
+
+# Ids shaped every way the table keys them: UUIDs, 32 hex digits (and their upper case, which
+# is another id), short ones (a key each, padded), long ones (kept as they are), empty ones.
+ID_POOL = [
+    "401938ed-f16c-407a-9c99-e7132856e7bf",
+    "401938ED-F16C-407A-9C99-E7132856E7BF",
+    "401938edf16c407a9c99e7132856e7bf",
+    "7",
+    "x" * 15,
+    "x" * 16,
+    "txn-2021-03-01-000001-abcdef",
+    "é",
+    "",
+]
+
+
+def row(customer: str, transaction: str, moment: int, event_type: str = "INGEST", spaces: bool = False) -> str:
+    stamp = totaler.format_iso(moment)
+    if spaces:
+        return f" {customer} , {event_type} , {transaction} , {stamp} "
+    return f"{customer},{event_type},{transaction},{stamp}"
+
+
+@st.composite
+def logs(draw) -> list[str]:
+    """Rows over six hours from a few customers, ids from a small pool (so they repeat), some malformed."""
+    ids = draw(st.lists(st.sampled_from(ID_POOL) | st.uuids().map(str), min_size=1, max_size=6))
+    lines = []
+    for _ in range(draw(st.integers(0, 60))):
+        kind = draw(st.sampled_from(["row"] * 8 + ["spaced", "bad"]))
+        if kind == "bad":
+            lines.append(
+                draw(st.sampled_from(["c1,INGEST,7", "c1,INGEST,7,not a time", ",INGEST,7,2021-03-01T00:00Z"]))
+            )
+            continue
+        moment = START + draw(st.integers(-HOUR, 7 * HOUR))
+        customer = draw(st.sampled_from(["c1", "c2", "c3"]))
+        event_type = draw(st.sampled_from(["INGEST", "QUERY"]))
+        lines.append(row(customer, draw(st.sampled_from(ids)), moment, event_type, kind == "spaced"))
+    return lines
+
+
+WINDOWS = st.builds(
+    unique_window,
+    st.integers(START - HOUR, START + 3 * HOUR),
+    st.integers(START + 3 * HOUR, START + 8 * HOUR),
+    customer=st.sampled_from([None, "c1", "c2"]),
+    event_types=st.sampled_from([None, frozenset({"QUERY"})]),
+    buckets=st.sampled_from([totaler.UTC_HOURS, totaler.Buckets(15 * 60_000_000, "Asia/Kolkata")]),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(logs(), WINDOWS)
+def test_every_path_counts_as_the_model(tmp_path_factory, lines: list[str], window: totaler.Window) -> None:
+    data = ("\n".join(lines) + "\n").encode() if lines else b""
+    want, duplicates = model(lines, window)
+    assert plain(data, window) == want
+    path = tmp_path_factory.mktemp("log") / "log.csv"
+    path.write_bytes(data)
+    assert counted(str(path), window) == (want, duplicates)  # one block, the fast path
+    with sizes(block=64, max_line=1 << 20, part=200):  # many blocks a part, many parts
+        assert counted(str(path), window, jobs=2) == (want, duplicates)
+
+
+def test_the_options_compose_and_answers_add_up(tmp_path: Path) -> None:
+    """Two adjacent windows sum to their union; one customer's answer is the whole answer restricted to it."""
+    rng = random.Random(25)
+    lines = [
+        row(rng.choice(["c1", "c2"]), rng.choice(ID_POOL), START + rng.randrange(6 * HOUR), rng.choice(["A", "B"]))
+        for _ in range(3000)
+    ]
+    path = tmp_path / "log.csv"
+    path.write_text("\n".join(lines) + "\n")
+    for buckets in (totaler.UTC_HOURS, totaler.Buckets(HOUR // 4, "Asia/Kolkata"), totaler.Buckets(HOUR, "-03:30")):
+        for types in (None, frozenset({"A"})):
+            whole = counted(str(path), unique_window(START, START + 6 * HOUR, buckets=buckets, event_types=types))
+            cut = START + 2 * HOUR  # inside a bucket at +05:30 and -03:30: the bucket is the sum of its two halves
+            early = counted(str(path), unique_window(START, cut, buckets=buckets, event_types=types))
+            late = counted(str(path), unique_window(cut, START + 6 * HOUR, buckets=buckets, event_types=types))
+            assert Counter(early[0]) + Counter(late[0]) == Counter(whole[0]) and early[1] + late[1] == whole[1]
+            for customer in ("c1", "c2"):
+                one = counted(str(path), unique_window(buckets=buckets, event_types=types, customer=customer))
+                assert one[0] == {key: n for key, n in whole[0].items() if key[1] == customer}
+            assert whole == model(lines, unique_window(buckets=buckets, event_types=types))
+
+
+def test_a_duplicate_counts_nowhere_even_when_its_first_row_is_outside_the_window(tmp_path: Path) -> None:
+    lines = [
+        row("c1", "t1", START - HOUR),  # before the window: the transaction
+        row("c1", "t1", START + 10),  # a duplicate inside it
+        row("c2", "t2", START + 2 * HOUR),  # the transaction, for c2
+        row("c1", "t2", START + 20),  # the same id for another customer, earlier in time but later in the file
+        row("c1", "", START + 30),  # empty ids are never duplicates
+        row("c1", "", START + 40),
+        row("c1", " t3 ", START + 50),  # spaces around a field are no part of it
+        row("c1", "t3", START + 60),
+        row("c1", "T3", START + 70),  # compared exactly: another id
+    ]
+    path = tmp_path / "log.csv"
+    path.write_text("\n".join(lines) + "\n")
+    counts, duplicates = counted(str(path), unique_window())
+    assert counts == {(START, "c1"): 4, (START + 2 * HOUR, "c2"): 1}
+    assert duplicates == 3
+    done = run_cli(str(path), "2021-03-01T00:00:00Z", "2021-03-01T06:00:00Z", "--unique", "--json")
+    answer = {bucket: row for bucket, row in json.loads(done.stdout).items() if row}
+    assert answer == {"2021-03-01 00:00:00 +0000": {"c1": 4}, "2021-03-01 02:00:00 +0000": {"c2": 1}}
+    assert done.stderr.decode() == "totaler: note: 3 duplicate rows not counted (--unique)\n"
+    without = run_cli(str(path), "2021-03-01T00:00:00Z", "2021-03-01T06:00:00Z", "--json")
+    assert json.loads(without.stdout)["2021-03-01 00:00:00 +0000"] == {"c1": 7}
+    assert without.stderr == b""  # no note without --unique
+
+
+def test_duplicates_across_files_of_a_directory_compressed_or_not_and_standard_input(tmp_path: Path) -> None:
+    rng = random.Random(7)
+    ids = [str(uuid.UUID(int=rng.getrandbits(128))) for _ in range(50)] + ["7", ""]
+    lines = [row(rng.choice(["c1", "c2"]), rng.choice(ids), START + rng.randrange(6 * HOUR)) for _ in range(2000)]
+    window = unique_window()
+    want = model(lines, window)
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    pieces = [lines[:500], lines[500:1200], lines[1200:1700], lines[1700:]]  # files in name order: a, b.gz, c, d.gz
+    for name, piece in zip(["a.csv", "b.csv.gz", "c.csv", "d.csv.gz"], pieces, strict=True):
+        text = ("\n".join(piece) + "\n").encode()
+        (folder / name).write_bytes(gzip.compress(text) if name.endswith(".gz") else text)
+    assert counted(str(folder), window) == want
+    assert counted(str(folder / "*.csv*"), window) == want
+    with sizes(block=256, max_line=1 << 20, part=2000):
+        assert counted(str(folder), window, jobs=2) == want
+    stdin = run_cli(
+        "-",
+        "2021-03-01T00:00:00Z",
+        "2021-03-01T06:00:00Z",
+        "--unique",
+        "--json",
+        stdin=b"".join((folder / name).read_bytes() for name in ["a.csv", "c.csv"]),
+    )
+    first_half = model(pieces[0] + pieces[2], window)[0]
+    assert {bucket: row for bucket, row in json.loads(stdin.stdout).items() if row} == {
+        totaler.format_bucket(bucket): {customer: n for (b, customer), n in sorted(first_half.items()) if b == bucket}
+        for bucket in sorted({bucket for bucket, _ in first_half})
+    }
+
+
+def test_parts_reach_their_boundaries(tmp_path: Path) -> None:
+    """Parts of a few rows each, so that a duplicate sits on every side of every boundary; in time order and not."""
+    rng = random.Random(3)
+    ids = [str(uuid.UUID(int=rng.getrandbits(128))) for _ in range(40)]
+    lines = [row(f"c{rng.randrange(3)}", rng.choice(ids), START + i * 10**6) for i in range(1500)]
+    for shuffled in (False, True):
+        if shuffled:
+            rng.shuffle(lines)
+        path = tmp_path / f"log-{shuffled}.csv"
+        path.write_text("\n".join(lines) + "\n")
+        window = unique_window()
+        want = model(lines, window)
+        for part in (100, 101, 333, 4096):
+            with sizes(block=128, max_line=1 << 20, part=part):
+                assert counted(str(path), window, jobs=2) == want, part
+
+
+def test_the_table_of_ids_is_exact_as_it_grows() -> None:
+    """Keys of every shape, many more than the table's first slots, asked again and again."""
+    rng = random.Random(11)
+    ids = [str(uuid.UUID(int=rng.getrandbits(128))).encode() for _ in range(3000)]
+    ids += [uuid.UUID(int=rng.getrandbits(128)).hex.encode() for _ in range(3000)]
+    ids += [str(n).encode() for n in range(3000)] + [b"long id %d of no digit shape" % n for n in range(500)]
+    ids += [b"\x00", b"\x00\x00", b"x" * 15, b"x" * 16]  # a NUL pads short keys: its length tells them apart
+    seen: set[bytes] = set()
+    transactions = totaler.Transactions()
+    for _ in range(40):
+        batch = list(dict.fromkeys(rng.choices(ids, k=rng.randrange(1, 800))))
+        assert transactions.added(batch) == [key not in seen for key in batch]
+        seen.update(batch)
+    assert transactions.held == len(seen)
+    assert totaler.KeyTable().slots * 4 < transactions.keys.slots  # it grew
+    assert transactions.keys.count * 10 <= transactions.keys.slots * 7  # never more than 7 in 10 slots taken
+
+
+def test_keys_of_a_batch_are_those_of_each_id() -> None:
+    """id_keys reads a whole batch of one shape in C: it must give id_key's key for each, or see it cannot."""
+    one = str(uuid.UUID(int=5)).encode()
+    batches = [
+        [one, one.upper()],
+        [one, one.replace(b"-", b"")],
+        [one[:8] + one[9:13] + b"-" + one[13:]],  # a hyphen moved
+        [one[:35] + b"-"],
+        [one[:35] + b"g"],
+        [b"-" * 36],
+        [b"0" * 32, b"0" * 31 + b"-"],
+        [one, b"x" * 36],
+    ]
+    for batch in batches:
+        assert totaler.id_keys(batch) == list(map(totaler.id_key, batch)), batch
+    keys = totaler.id_keys([one, one.replace(b"-", b""), b"7", b"x" * 16])
+    assert keys[0] != keys[1] and keys[2] != totaler.id_key(b"7\x00") and keys[3] is None
+
+
+def test_events_csv_with_duplicates_injected_against_duckdb(tmp_path: Path) -> None:
+    duckdb = pytest.importorskip("duckdb")
+    rng = random.Random(19)
+    lines = EVENTS.read_text().splitlines()
+    for _ in range(3000):  # a row again at a later place, or its id on another row
+        at = rng.randrange(len(lines))
+        copy = lines[at]
+        if rng.random() < 0.5:
+            customer, event_type, _, stamp = lines[rng.randrange(len(lines))].split(",")
+            copy = ",".join([customer, event_type, lines[at].split(",")[2], stamp])
+        lines.insert(rng.randrange(at + 1, len(lines) + 1), copy)
+    path = tmp_path / "events-with-duplicates.csv"
+    path.write_text("\n".join(lines) + "\n")
+    rows = duckdb.sql(
+        f"""
+        WITH lines AS (
+            SELECT row_number() OVER () AS line, trim(customer_id) AS customer, trim(transaction_id) AS id, ts
+            FROM read_csv('{path}', header = false, auto_detect = false,
+                          columns = {{'customer_id': 'VARCHAR', 'event_type': 'VARCHAR',
+                                     'transaction_id': 'VARCHAR', 'ts': 'TIMESTAMPTZ'}})
+        ), firsts AS (SELECT *, row_number() OVER (PARTITION BY id ORDER BY line) AS k FROM lines)
+        SELECT epoch_us(date_trunc('hour', ts)), customer, count(*) FROM firsts
+        WHERE k = 1 AND ts >= '2021-03-01 00:00:00+00' AND ts < '2021-03-04 00:00:00+00' GROUP BY ALL
+        """
+    ).fetchall()
+    window = unique_window(START, START + 72 * HOUR)
+    counts, duplicates = counted(str(path), window)
+    assert sorted(counts.items()) == sorted(((bucket, customer), n) for bucket, customer, n in rows)
+    assert duplicates == len(lines) - sum(n for _, _, n in rows) > 2500
+    with sizes(block=1 << 16, max_line=1 << 20, part=1 << 20):
+        assert counted(str(path), window, jobs=2) == (counts, duplicates)
