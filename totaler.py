@@ -12,7 +12,9 @@ The data flow:
         -> a Part takes each block: a Tally counts it (count_block: the fast path proves
            a block's shape with regular expressions, else the plain path), an IndexPart
            files its events for --serve; both give what count_events(plain_events(...)) gives
-        -> parts read by workers or cluster tasks, appended in file order (Part.add)
+           (under --unique, a UniqueTally reads columns: count_events(first_events(...)))
+        -> parts read by workers or cluster tasks, appended in file order (Part.add); under
+           --unique each part's transaction ids settled against the earlier parts' (Transactions)
         -> render_text / render_json, or the Index that forked HTTP workers answer from
            (a big log in time order: first one of counts by hour, whose cut hours are
            read again from the file, while the one holding every event is built)
@@ -766,11 +768,15 @@ def plain_events(stream: BinaryIO, skipped: Skipped | None = None) -> Iterator[E
 # under --unique when it is first in its part and its id new to the input, or empty.
 
 
+REPEATED = -2  # the number of a row whose id an earlier row of its part carried (-1: an empty id)
+
+
 class PartIds:
     """The transaction ids of one part of the input read so far, each numbered once, in order of first row."""
 
     def __init__(self) -> None:
         self.numbers: dict[bytes, int] = {}
+        self.keys: list[bytes | None] | bytes | None = None  # sealed: the ids as keys
 
     def firsts(self, ids: list[bytes]) -> tuple[list[bool], list[int]]:
         """For each of IDS (the next rows of the part, in file order, UTF-8, stripped): whether no earlier row of
@@ -787,9 +793,34 @@ class PartIds:
             firsts = list(map(and_, firsts, map(not_, map(old.__contains__, ids))))
         return firsts, numbers
 
+    def marked(self, ids: list[bytes]) -> list[int]:
+        """firsts(IDS) as one column: each id's number, or REPEATED where an earlier row of the part carried it."""
+        firsts, numbers = self.firsts(ids)
+        return list(map(getitem, zip(repeat(REPEATED), numbers), firsts))  # (REPEATED, number)[first]
+
     def ids(self) -> list[bytes]:
         """The part's ids, in the order of their numbers."""
         return list(self.numbers)
+
+    def seal(self) -> None:
+        """In a worker, once its part is read: the ids as keys, so that settling them is all the merger does; one
+        bytes of them, and the ids dropped, where each id has a key (a list of them took as long to send as to
+        read)."""
+        keys = id_keys(self.ids())
+        if None in keys:
+            self.keys = keys
+        else:
+            self.keys, self.numbers = b"".join(keys), {}  # type: ignore[arg-type]
+
+    def settle(self, transactions: Transactions) -> list[bool]:
+        """For each of the part's ids, by number, whether no earlier part carried it (TRANSACTIONS, their ids,
+        which then hold ours too); then a number too many, and one too few: False (a row whose id an earlier
+        row of the part carried) and True (a row with an empty id)."""
+        if isinstance(self.keys, bytes):
+            new = transactions.keys.added(split_keys(self.keys))
+        else:
+            new = transactions.added(self.ids(), self.keys) if self.numbers else []
+        return [*new, False, True]
 
 
 def first_events(events: Iterable[Event], part: PartIds, transactions: Transactions) -> Iterator[Event]:
@@ -2070,9 +2101,9 @@ class Numbering(dict):
 
 class UniqueTally(Tally):
     """The counts of a pass in WINDOW, each transaction once (--unique).  Each block is read as columns; the rows
-    WINDOW counts that are the first of their part to carry their id wait, with their ids' numbers, until
-    settle() learns which of the part's ids no earlier part carried: those rows count, the others are
-    duplicates, as are the rows an earlier row of their own part made so.  Where TRANSACTIONS (the input's
+    WINDOW counts wait, with their ids' numbers (REPEATED where an earlier row of their part carried it), until
+    settle() learns which of the part's ids no earlier part carried: the rows first in their part with those
+    count, and the others are duplicates.  Where TRANSACTIONS (the input's
     earlier ids) is given, each block is settled at once; a worker's part waits for the process that merges,
     and goes to it as arrays and one bytes of keys (a list of a tuple a row took as long to send as to read)."""
 
@@ -2080,10 +2111,9 @@ class UniqueTally(Tally):
         super().__init__(window, fast)
         self.transactions = transactions
         self.part_ids = PartIds()
-        self.keys: bytes | list[bytes | None] | None = None  # the part's ids as keys, made in the worker (finish)
         self.buckets = Numbering()  # each (bucket, customer) of the rows waiting, numbered
         self.waiting = array("L")  # the number of each row waiting, in file order
-        self.numbers = array("l")  # and its id's (-1: empty)
+        self.numbers = array("l")  # and its id's (REPEATED, -1: empty)
         self.duplicates = 0  # rows WINDOW would count but for --unique
 
     def take(self, block: Block) -> None:
@@ -2091,51 +2121,32 @@ class UniqueTally(Tally):
         assert self.window is not None, "only a tally with a window takes blocks"
         reader = block_columns if self.fast and not block.too_long else plain_columns
         columns, lines = reader(block, self.lines + 1, self.skipped)
-        firsts, numbers = self.part_ids.firsts(columns.ids)
+        numbers = self.part_ids.marked(columns.ids)
         asked = asked_rows(columns, self.window)
         hours = list(compress(columns.hours, asked))
         moments = list(compress(map(add, columns.hours, columns.offsets), asked))
         buckets = bucket_column(hours, moments, self.window.buckets)
         names = list(compress(columns.names, asked))
         decoded = {name: name.decode("utf-8", "surrogateescape") for name in set(names)}
-        firsts = list(compress(firsts, asked))
-        self.duplicates += firsts.count(False)
-        keys = compress(zip(buckets, map(decoded.__getitem__, names), strict=True), firsts)
-        self.waiting.extend(map(self.buckets.__getitem__, keys))
-        self.numbers.extend(compress(compress(numbers, asked), firsts))
+        self.waiting.extend(map(self.buckets.__getitem__, zip(buckets, map(decoded.__getitem__, names), strict=True)))
+        self.numbers.extend(compress(numbers, asked))
         self.lines += lines
         if self.transactions is not None:
             self.settle(self.transactions)
 
     def finish(self) -> None:
-        """In the worker, once the part is read: its ids as keys, so that settling them is all the merger does."""
-        ids = self.part_ids.ids()
-        keys = id_keys(ids)
-        if None in keys:
-            self.keys = keys
-        else:
-            self.keys, self.part_ids = b"".join(keys), PartIds()  # type: ignore[arg-type]
+        """In the worker, once the part is read: seal its ids."""
+        self.part_ids.seal()
 
     def settle(self, transactions: Transactions) -> None:
-        """Count the rows waiting whose ids TRANSACTIONS (the earlier parts') lacks; remember this part's ids."""
-        if isinstance(self.keys, bytes):
-            new = transactions.keys.added(split_keys(self.keys))
-        else:
-            ids = self.part_ids.ids()
-            new = transactions.added(ids, self.keys) if ids else []
-        new.append(True)  # number -1, an empty id: never a duplicate
-        counted = list(map(new.__getitem__, self.numbers))
+        """Count the rows waiting whose ids are the first of the input, by TRANSACTIONS (the earlier parts' ids)."""
+        fates = self.part_ids.settle(transactions)
+        counted = list(map(fates.__getitem__, self.numbers))
         self.duplicates += counted.count(False)
         keys = list(self.buckets)
         counts = Counter(compress(self.waiting, counted))  # in order of first row
         merge_counts(self.counts, dict(zip(map(keys.__getitem__, counts), counts.values(), strict=True)))
-        self.part_ids, self.keys, self.buckets, self.waiting, self.numbers = (
-            PartIds(),
-            None,
-            Numbering(),
-            array("L"),
-            array("l"),
-        )
+        self.part_ids, self.buckets, self.waiting, self.numbers = PartIds(), Numbering(), array("L"), array("l")
         self.transactions = transactions
 
     def join(self, later: UniqueTally) -> None:  # type: ignore[override]
@@ -2565,10 +2576,15 @@ class IndexPart(Part):
     """A part of the log, read for the index: its events by UTC hour, in file order, as chunks of columns:
     customer and event type codes (of this part's tables), offsets in the hour, and positions (events before
     them in the part); once read (finish), each hour's counts where dense (None where not), and each customer's
-    events."""
+    events.  Its events' transaction ids are marked as UniqueTally marks them, and settled against TRANSACTIONS
+    (each block, where given; else when the part is joined): REPEATED, 1 for each duplicate, 0 for the others."""
 
-    def __init__(self) -> None:
+    def __init__(self, transactions: Transactions | None = None) -> None:
         super().__init__()
+        self.transactions = transactions
+        self.part_ids = PartIds()
+        self.numbers = array("l")  # each event's id's number, until settled
+        self.repeated = bytearray()  # once settled: whether each event is a duplicate
         self.customers, self.types = Codes(), Codes()
         self.hours: dict[int, list[Chunk]] = {}
         self.counts: dict[int, Counter | None] = {}
@@ -2581,6 +2597,9 @@ class IndexPart(Part):
         """File BLOCK's events by hour."""
         columns, lines = block_columns(block, self.lines + 1, self.skipped)
         self.check_room(len(columns.names))
+        self.numbers.extend(self.part_ids.marked(columns.ids))
+        if self.transactions is not None:
+            self.settle(self.transactions)
         codes = array("I", map(self.customers.__getitem__, columns.names))
         types = array("I", map(self.types.__getitem__, columns.types))
         positions = array("I", range(self.events, self.events + len(codes)))
@@ -2603,9 +2622,17 @@ class IndexPart(Part):
         takes 25)."""
         release_free_memory()
 
+    def settle(self, transactions: Transactions) -> None:
+        """Mark the events waiting that are duplicates, by TRANSACTIONS (the earlier parts' ids)."""
+        fates = self.part_ids.settle(transactions)
+        self.repeated += bytes(map(not_, map(fates.__getitem__, self.numbers)))
+        self.part_ids, self.numbers, self.transactions = PartIds(), array("l"), transactions
+
     def finish(self) -> None:
-        """Join each hour's chunks into one, count each hour's customers and each customer's events: in the
-        worker that read them, not in the master."""
+        """Join each hour's chunks into one, count each hour's customers and each customer's events, seal the
+        ids if unsettled: in the worker that read them, not in the master."""
+        if self.transactions is None:
+            self.part_ids.seal()
         for hour, chunks in self.hours.items():
             if len(chunks) > 1:
                 self.hours[hour] = chunks = [joined(chunks)]
@@ -2620,7 +2647,22 @@ class IndexPart(Part):
             self.first_hours.update(dict.fromkeys(self.counts[hour] or self.hours[hour][0][0], hour))
 
     def join(self, later: IndexPart) -> None:  # type: ignore[override]
-        """Append LATER's events: its codes become ours, its positions move on by our events."""
+        """Append LATER's events: its codes become ours, its positions move on by our events; its duplicates
+        settled against every id before it (unless ours are not kept: a segment read again, in a file-backed
+        index).  An empty part takes LATER's columns as they are."""
+        if self.transactions is not None:
+            later.settle(self.transactions)
+            self.repeated += later.repeated
+        if self.transactions is not None and not self.events and not self.hours:  # the first part of a build
+            self.customers, self.types, self.hours, self.counts = (
+                later.customers,
+                later.types,
+                later.hours,
+                later.counts,
+            )
+            self.totals, self.first_hours, self.last_hours = later.totals, later.first_hours, later.last_hours
+            self.events = later.events
+            return
         self.check_room(later.events)
         customers = array("I", map(self.customers.__getitem__, later.customers))  # keys, in the order of their codes
         types = array("I", map(self.types.__getitem__, later.types))
@@ -2672,10 +2714,19 @@ class Hour:
     in order of first event, where few customers send many events (else None: counting its codes is as quick).
     Each column in the narrowest array its values fit: a log of 7 customers takes 8 bytes an event."""
 
-    __slots__ = ("codes", "counts", "first", "offsets", "positions", "types")
+    __slots__ = ("codes", "counts", "first", "offsets", "positions", "repeated", "types")
 
-    def __init__(self, chunk: Chunk, one_type: bool, counts: Counter | None = None, customers: int = 1 << 32) -> None:
+    def __init__(
+        self,
+        chunk: Chunk,
+        one_type: bool,
+        counts: Counter | None = None,
+        customers: int = 1 << 32,
+        repeated: bytearray | None = None,
+    ) -> None:
         codes, self.offsets, types, positions = chunk
+        flags = None if repeated is None else bytes(map(repeated.__getitem__, positions))
+        self.repeated = flags if flags and 1 in flags else None  # 1 for each duplicate, where the hour has any
         self.codes = narrowest(codes, customers - 1)
         self.types = None if one_type else narrowest(types, max(types, default=0))
         self.first = positions[0] if positions else 0  # in file order: positions rise
@@ -2701,11 +2752,12 @@ def hours_of_part(whole: IndexPart) -> dict[int, Hour]:
     """The Hours of a part read whole, in time order; each hour's chunks freed once its Hour is made."""
     hours = {}
     one_type, customers = len(whole.types) <= 1, len(whole.customers)
+    repeated = whole.repeated if 1 in whole.repeated else None
     with gc_paused():
         for hour in sorted(whole.hours):
             chunks = whole.hours.pop(hour)
             chunk = chunks[0] if len(chunks) == 1 else joined(chunks)
-            hours[hour] = Hour(chunk, one_type, whole.counts.get(hour), customers)
+            hours[hour] = Hour(chunk, one_type, whole.counts.get(hour), customers, repeated)
     return hours
 
 
@@ -2744,6 +2796,8 @@ def picked(hour: Hour, start: int, window: Window, asked: Asked) -> tuple[Iterab
         selectors.append(map(eq, hour.codes, repeat(asked.customer)))
     if asked.types is not None and hour.types is not None:
         selectors.append(map(asked.types.__contains__, hour.types))
+    if window.unique and hour.repeated is not None:
+        selectors.append(map(not_, hour.repeated))
     if not selectors:
         return hour.offsets, hour.codes, hour.position_column()  # type: ignore[return-value]
     chosen = list(selectors[0]) if len(selectors) == 1 else list(map(all, zip(*selectors, strict=True)))
@@ -2756,7 +2810,8 @@ def hour_counts(hour: Hour, start: int, window: Window, asked: Asked) -> tuple[d
     several = window.buckets != UTC_HOURS
     bucket = whole_units(window.buckets, HOUR)[start] if several else start
     whole_hour = window.start <= start and start + HOUR <= window.end
-    if whole_hour and bucket is not None and asked.customer is None and asked.types is None:
+    every_event = asked.customer is None and asked.types is None and not (window.unique and hour.repeated)
+    if whole_hour and bucket is not None and every_event:
         counted = hour.counts if hour.counts is not None else Counter(hour.codes)
         counts = dict(zip(zip(repeat(bucket), counted), counted.values(), strict=False))  # repeat() never ends
         if not several:
@@ -3008,9 +3063,12 @@ class Index(NamedTuple):
     types: list[str] = []  # noqa: RUF012 - the event types by code (in memory)
     files: LogFiles | None = None  # where hours are read again from, if not kept in memory
     customer_table: CustomerTable | None = None  # for /customers (in memory)
+    duplicates: int | None = None  # rows whose transaction_id an earlier row carried (in memory)
 
     def counts(self, window: Window) -> Counts:
         """The same counts count_file gives for WINDOW, from the index."""
+        if window.unique and self.files is not None:
+            raise InputError("unique=true comes with the index in memory, being built; try again in a few seconds")
         first = bisect_left(self.starts, hour_floor(window.start))
         starts = self.starts[first : bisect_left(self.starts, window.end)]
         chosen = [(start, self.hours[start]) for start in starts]  # read first, if from the file: they fill its tables
@@ -3051,16 +3109,17 @@ def file_backed_index(name: str, paths: list[str], jobs: int) -> Index | None:
     return Index(name, hours, sorted(by_hour), whole.rows, None, whole.skipped, seconds, by_hour, MAX_LINE, files=files)
 
 
-def index_file(path: str, jobs: int) -> IndexPart:
+def index_file(path: str, jobs: int, transactions: Transactions) -> IndexPart:
     """Read PATH for the index, a big plain file on JOBS workers; up to the size it had when the read began,
-    so that a log growing meanwhile is not chased."""
+    so that a log growing meanwhile is not chased.  TRANSACTIONS: the ids of the files before it."""
     with opened(path) as stream:
         plain = path != "-" and not isinstance(stream, COMPRESSED)
         if size := parts_size(path, stream, jobs):
             # A part a job: the master joins each part in turn, and a join costs a pass over the
             # part's customers as well as its events (16 parts of 1 GB: 2.4 s of joins, not 0.3).
-            return read_parallel(path, size, jobs, IndexPart, part_size=max(PART_SIZE, -(-size // jobs)))
-        part = read_stream(stream, IndexPart(), os.fstat(stream.fileno()).st_size if plain else -1)
+            part_size, whole = max(PART_SIZE, -(-size // jobs)), IndexPart(transactions)
+            return read_parallel(path, size, jobs, IndexPart, part_size=part_size, whole=whole)
+        part = read_stream(stream, IndexPart(transactions), os.fstat(stream.fileno()).st_size if plain else -1)
     part.finish()
     return part
 
@@ -3074,23 +3133,24 @@ def build_index(name: str, jobs: int = 1, paths: list[str] | None = None, in_mem
     paths = paths or input_files(name)
     if not in_memory and (file_backed := file_backed_index(name, paths, jobs)):
         return file_backed
-    whole = index_file(paths[0], jobs) if len(paths) == 1 else IndexPart()
+    transactions = Transactions()  # the ids of the files read so far: each transaction once, where asked
+    whole = index_file(paths[0], jobs, transactions) if len(paths) == 1 else IndexPart(transactions)
     for path in paths if len(paths) > 1 else []:
-        whole.add(index_file(path, jobs), file=path)
+        whole.add(index_file(path, jobs, transactions), file=path)
     table, types = whole.customers, whole.types.names
     customer_table = customer_table_of(whole)
     hours = hours_of_part(whole)
     by_hour = {start: len(hour.codes) for start, hour in hours.items()}
     longest, seconds = max(map(len, table.names), default=0), time.monotonic() - started
     return Index(name, hours, list(hours), whole.events, len(table), whole.skipped, seconds, by_hour, longest,
-                 table, types, None, customer_table)  # fmt: skip
+                 table, types, None, customer_table, whole.repeated.count(1))  # fmt: skip
 
 
 class BadRequest(ValueError):
     """A request the server will not answer (HTTP 400); the message names the parameter."""
 
 
-QUERY_PARAMETERS = ("start", "end", "customer_id", "bucket", "tz", "event_type", "format")
+QUERY_PARAMETERS = ("start", "end", "customer_id", "bucket", "tz", "event_type", "unique", "format")
 LOST_PLUS = re.compile(r"\d \d\d(?::?\d\d)?$")  # '09:30:00 05:30': the '+' of an offset, read as a space
 
 
@@ -3116,6 +3176,9 @@ def parse_query(query: str, max_hours: int, accept: str = "") -> Query:
     form = params.get("format", ["csv" if "text/csv" in accept else "json"])[0]
     if form not in RENDERINGS:
         raise BadRequest(f"format {form!r} is not json or csv")
+    unique = params.get("unique", ["false"])[0]
+    if unique not in ("true", "false"):
+        raise BadRequest(f"unique {unique!r} is not true or false")
     buckets = query_buckets(params.get("bucket", ["1h"])[0], params.get("tz", ["UTC"])[0])
     customer = params.get("customer_id", [None])[0]
     try:
@@ -3125,7 +3188,7 @@ def parse_query(query: str, max_hours: int, accept: str = "") -> Query:
         lost_plus = any(LOST_PLUS.search(params[name][0]) for name in ("start", "end"))
         hint = " (a '+' in a URL must be written %2B)" if lost_plus else ""
         raise BadRequest(f"{error}{hint}") from None
-    return Query(window, form)
+    return Query(window._replace(unique=unique == "true"), form)
 
 
 def query_buckets(width: str, zone: str) -> Buckets:
@@ -3220,6 +3283,9 @@ def counts_reply(index: Index, query: str, max_hours: int, limits: Limits, accep
             + (" or a real customer_id" if window.customer and len(window.customer) > index.longest_customer else "")
         )
     headers = f"Totaler-Window: {format_iso(window.start)}/{format_iso(window.end)}\r\nVary: Accept\r\n"
+    if window.unique:  # the rows not counted: what the answer to the same question without unique counts more
+        everything = sum(index.counts(window._replace(unique=False)).values())
+        headers += f"Totaler-Duplicates: {everything - sum(counts.values())}\r\n"
     if form == "csv":
         return Reply(render_csv(window, counts).encode("utf-8"), "text/csv; charset=utf-8", headers)
     return Reply(render_json(window, counts).encode("ascii"), headers=headers)
@@ -3249,6 +3315,7 @@ def health(index: Index, reload: Reload | None, workers: int) -> dict:
         "indexed_in_seconds": round(index.seconds, 3),
         "cut_hours": "in memory" if index.files is None else "read from the file",
         "event_types": None if index.table is None else index.types,  # what event_type may ask for
+        "duplicates": index.duplicates,  # rows whose transaction_id an earlier row carried (None: file-backed)
         "workers": workers,
         "last_reload": reload.document() if reload else None,
     }

@@ -87,14 +87,34 @@ def agree(log: Path) -> int:
     theirs = sorted(tuple(row) for row in json.loads(answer.read_text()))
     if ours != theirs:
         raise SystemExit(f"counts differ on {log.name}: {len(ours)} pairs against DuckDB's {len(theirs)}")
-    print(f"{log.name}: the same {len(ours)} (hour, customer) counts; totaler: {done.stderr.decode().strip()}")
+    print(f"{log.name}: the same {len(ours)} (hour, customer) counts; {done.stderr.decode().strip()}")
     return sum(n for _, _, n in ours)
+
+
+def table_bytes(count: int, batch: int = 1 << 16) -> tuple[float, float]:
+    """Bytes a distinct id the Transactions table holds after COUNT distinct UUIDs (its slots), and at its peak
+    (tracemalloc, growth included; tracemalloc slows it tenfold: not timed)."""
+    import tracemalloc
+
+    import totaler
+
+    chance = random.Random(23)
+    transactions = totaler.Transactions()
+    tracemalloc.start()
+    for done in range(0, count, batch):
+        transactions.added(
+            [str(uuid.UUID(int=chance.getrandbits(128))).encode() for _ in range(min(batch, count - done))]
+        )
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return len(transactions.keys.table) / count, peak / count
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--only", choices=["copies", "distinct"])
+    parser.add_argument("--only", choices=["copies", "distinct", "table"])
+    parser.add_argument("--ids", type=int, default=10_000_000, help="distinct ids for the table's memory")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     if not BIG.exists():
@@ -103,6 +123,11 @@ def main() -> None:
         print(f"building {DISTINCT} ...", file=sys.stderr)
         make_distinct(BIG, DISTINCT)
     logs = {"copies": BIG, "distinct": DISTINCT}
+    if args.only in (None, "table"):
+        slots, peak = table_bytes(args.ids)
+        print(f"table of {args.ids:,} distinct UUIDs: {slots:.1f} bytes an id in its slots, {peak:.1f} at its peak")
+        if args.only:
+            return
     print(f"median of {args.rounds} alternating runs, Python {sys.version.split()[0]}")
     print()
     print("| log | totaler --unique | totaler (all rows) | DuckDB | ratio | totaler peak RSS | DuckDB peak RSS |")

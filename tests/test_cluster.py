@@ -152,6 +152,7 @@ ON_THE_CLUSTER = [
     ["30330c9c4e7173ba9474c46ee5191570"],
     ["--tz", "America/New_York", "--bucket", "1d", "--event-type", "INGEST-WITH-PROXY", "--format", "csv"],
     ["--tz", "Asia/Kolkata", "--bucket", "15m", "--json"],
+    ["--unique", "--json"],
 ]
 
 
@@ -209,6 +210,26 @@ def test_a_file_cut_into_many_parts_and_a_worker_killed_mid_count(cluster: Clust
         [(884_221, "1 field, expected 4")],
         884_221,
     )
+
+
+@needs_dask
+def test_unique_on_the_cluster_settles_each_piece_against_the_pieces_before_it(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """Every id of events.csv again in a second copy, in a compressed file, and in half a copy: pieces of 1 MiB."""
+    folder, data = tmp_path / "logs", EVENTS.read_bytes()
+    folder.mkdir()
+    (folder / "a.csv").write_bytes(data * 2)
+    (folder / "b.csv.gz").write_bytes(gzip.compress(data))
+    (folder / "c.csv").write_bytes(data[: data.index(b"\n", len(data) // 2) + 1])
+    window = totaler.Window(totaler.parse_bound("2021-03-01"), totaler.parse_bound("2021-03-04"), unique=True)
+    local = totaler.count_files(totaler.input_files(str(folder)), window, jobs=1)
+    with sizes(1 << 21, 1 << 20, part=1 << 20):
+        remote = totaler.count_files(totaler.input_files(str(folder)), window, scheduler=cluster.address)
+    assert totaler.by_bucket(remote.counts, window) == totaler.by_bucket(local.counts, window)
+    rows, half = data.count(b"\n"), (folder / "c.csv").read_bytes().count(b"\n")
+    assert remote.duplicates == local.duplicates == rows + rows + half
+    assert sum(local.counts.values()) == rows
 
 
 @needs_dask

@@ -291,3 +291,140 @@ def test_events_csv_with_duplicates_injected_against_duckdb(tmp_path: Path) -> N
     assert duplicates == len(lines) - sum(n for _, _, n in rows) > 2500
     with sizes(block=1 << 16, max_line=1 << 20, part=1 << 20):
         assert counted(str(path), window, jobs=2) == (counts, duplicates)
+
+
+# --- the server: its index in memory, file-backed, over HTTP ------------------------------------------------
+
+
+def with_duplicates(count: int, seed: int, size: int | None = None) -> list[str]:
+    """events.csv's lines (its first SIZE bytes), with COUNT rows again at later places or their ids on others."""
+    rng = random.Random(seed)
+    text = EVENTS.read_text() if size is None else EVENTS.read_text()[:size]
+    lines = text[: text.rfind("\n")].splitlines()
+    for _ in range(count):
+        at = rng.randrange(len(lines))
+        copy = lines[at]
+        if rng.random() < 0.5:  # the id on another row: another customer, time or event type
+            customer, event_type, _, stamp = lines[rng.randrange(len(lines))].split(",")
+            copy = ",".join([customer, event_type, lines[at].split(",")[2], stamp])
+        lines.insert(rng.randrange(at + 1, len(lines) + 1), copy)
+    return lines
+
+
+def questions(count: int, seed: int) -> list[totaler.Window]:
+    """COUNT --unique windows over events.csv's days: any bounds, buckets, zones, customers and event types."""
+    rng = random.Random(seed)
+    windows = []
+    for _ in range(count):
+        start = START + rng.randrange(-HOUR, 72 * HOUR)
+        end = start + rng.choice([rng.randrange(1, HOUR), rng.randrange(HOUR, 30 * HOUR), 72 * HOUR])
+        buckets = rng.choice(
+            [
+                totaler.UTC_HOURS,
+                totaler.Buckets(HOUR // 4, "Asia/Kolkata"),
+                totaler.Buckets(totaler.DAY, "America/New_York"),
+            ]
+        )
+        customer = rng.choice([None, None, "30330c9c4e7173ba9474c46ee5191570"])
+        types = rng.choice([None, None, frozenset({"INGEST-WITH-PROXY"})])
+        windows.append(unique_window(start, end, customer=customer, buckets=buckets, event_types=types))
+    return windows
+
+
+def test_the_index_in_memory_answers_as_the_command_line_built_in_one_part_or_many(tmp_path: Path) -> None:
+    lines = with_duplicates(2000, seed=5, size=1 << 20)
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    (folder / "a.csv").write_text("\n".join(lines[: len(lines) // 2]) + "\n")
+    (folder / "b.csv.gz").write_bytes(gzip.compress(("\n".join(lines[len(lines) // 2 :]) + "\n").encode()))
+    whole = unique_window(START - HOUR, START + 80 * HOUR)
+    for name in (str(folder), str(folder / "a.csv")):
+        want = {window: counted(name, window) for window in [whole, *questions(40, seed=8)]}
+        with sizes(block=1 << 14, max_line=1 << 20, part=1 << 16):
+            for jobs in (1, 3):
+                index = totaler.build_index(name, jobs=jobs, in_memory=True)
+                assert index.duplicates == want[whole][1] > 0
+                for window, (counts, duplicates) in want.items():
+                    assert list(index.counts(window).items()) == list(counts.items())  # counts and their order
+                    plain = sum(index.counts(window._replace(unique=False)).values())
+                    assert plain - sum(counts.values()) == duplicates
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    from test_http import Server
+
+    path = tmp_path_factory.mktemp("unique") / "log.csv"
+    path.write_text("\n".join(with_duplicates(3000, seed=9)) + "\n")
+    running = Server(path, "--quiet", "--max-hours", "1000")
+    yield running, path
+    running.stop()
+    assert "Traceback" not in running.stderr(), running.stderr()
+
+
+@pytest.mark.parametrize(
+    "bounds, options",
+    [
+        (["2021-03-01", "2021-03-04"], ["--tz", "America/New_York", "--bucket", "1d"]),
+        (["2021-03-01T04:10:00Z", "2021-03-01T09:50:00Z"], ["--bucket", "15m", "--event-type", "INGEST"]),
+        (["2021-03-01T04:00:00Z", "2021-03-03T06:30:00Z"], ["30330c9c4e7173ba9474c46ee5191570"]),
+    ],
+)
+def test_unique_true_over_http_is_the_command_lines_unique(served, bounds: list[str], options: list[str]) -> None:
+    from urllib.parse import urlencode
+
+    running, path = served
+    cli = run_cli(str(path), *bounds, *options, "--unique", "--json")
+    params = [("start", bounds[0]), ("end", bounds[1]), ("unique", "true")]
+    for flag, value in zip(options[::2], options[1::2], strict=False):
+        params.append(({"--tz": "tz", "--bucket": "bucket", "--event-type": "event_type"}[flag], value))
+    if len(options) == 1:
+        params.append(("customer_id", options[0]))
+    status, headers, body = running.request("GET", "/counts?" + urlencode(params))
+    assert (status, body) == (200, cli.stdout)
+    said = cli.stderr.decode().split("note: ")[1].split(" duplicate")[0].replace(",", "")
+    assert headers["Totaler-Duplicates"] == said and int(said) > 0
+    status, headers, body = running.request("GET", "/counts?" + urlencode(params[:2] + params[3:]))
+    assert status == 200 and "Totaler-Duplicates" not in headers  # unique=false is the default
+    assert body == run_cli(str(path), *bounds, *options, "--json").stdout != cli.stdout
+
+
+def test_healthz_says_how_many_duplicates_the_log_holds_and_unique_must_be_true_or_false(served) -> None:
+    running, path = served
+    every = run_cli(str(path), "2021-01-01", "2022-01-01", "--unique", "--json")
+    assert json.loads(running.get("/healthz")[1])["duplicates"] == 3000
+    assert b"note: 3,000 duplicate rows" in every.stderr
+    status, body = running.get("/counts?start=2021-03-01&end=2021-03-02&unique=yes")
+    assert status == 400 and json.loads(body)["error"] == "unique 'yes' is not true or false"
+
+
+def test_a_file_backed_server_answers_unique_once_the_index_is_in_memory(tmp_path: Path) -> None:
+    from test_http import FILE_BACKED, Server
+
+    path = tmp_path / "log.csv"
+    path.write_text("\n".join(with_duplicates(500, seed=2, size=1 << 21)) + "\n")
+    never = "totaler.Master.filled = lambda self: True"  # kept file-backed: the in-memory index never comes
+    target = "/counts?start=2021-03-01T04:00:00Z&end=2021-03-01T06:00:00Z&unique=true"
+    running = Server(path, "--workers", "1", "--quiet", patch=f"{FILE_BACKED}; {never}")
+    try:
+        assert json.loads(running.get("/healthz")[1])["duplicates"] is None
+        status, body = running.get(target)
+        assert status == 503 and "unique=true comes with the index in memory" in json.loads(body)["error"]
+        assert running.get(target.removesuffix("&unique=true"))[0] == 200
+    finally:
+        running.stop()
+    running = Server(path, "--workers", "1", "--quiet", patch=FILE_BACKED)
+    try:
+        from test_http import wait_for
+
+        wait_for(running, "kept in memory: indexed")
+        cli = run_cli(str(path), "2021-03-01T04:00:00Z", "2021-03-01T06:00:00Z", "--unique", "--json")
+        assert running.get(target) == (200, cli.stdout)
+        with open(path, "a") as log:  # a reload reads the duplicates again
+            log.write(with_duplicates(0, seed=2, size=1 << 21)[0] + "\n")
+        running.process.send_signal(__import__("signal").SIGHUP)
+        wait_for(running, "kept in memory: indexed", 2)
+        assert json.loads(running.get("/healthz")[1])["duplicates"] == 501
+    finally:
+        running.stop()
+    assert "Traceback" not in running.stderr(), running.stderr()
