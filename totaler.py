@@ -2654,15 +2654,13 @@ class IndexPart(Part):
             later.settle(self.transactions)
             self.repeated += later.repeated
         if self.transactions is not None and not self.events and not self.hours:  # the first part of a build
-            self.customers, self.types, self.hours, self.counts = (
-                later.customers,
-                later.types,
-                later.hours,
-                later.counts,
-            )
-            self.totals, self.first_hours, self.last_hours = later.totals, later.first_hours, later.last_hours
-            self.events = later.events
+            for name in ("customers", "types", "hours", "counts", "totals", "first_hours", "last_hours", "events"):
+                setattr(self, name, getattr(later, name))
             return
+        self.append(later)
+
+    def append(self, later: IndexPart) -> None:
+        """Append LATER's columns, counts and customers' hours to ours."""
         self.check_room(later.events)
         customers = array("I", map(self.customers.__getitem__, later.customers))  # keys, in the order of their codes
         types = array("I", map(self.types.__getitem__, later.types))
