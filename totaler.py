@@ -62,7 +62,7 @@ from itertools import chain, compress, filterfalse, islice, pairwise, repeat, st
 from json.encoder import encode_basestring_ascii as quote
 from operator import add, and_, eq, ge, getitem, gt, itemgetter, le, mod, not_, or_, sub
 from typing import TYPE_CHECKING, BinaryIO, NamedTuple, TypeVar
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, urlencode
 
 if TYPE_CHECKING:
     import asyncio
@@ -167,6 +167,8 @@ def parse_bound(text: str, zone: str = "UTC") -> int:
 
 def parse_instant(text: str, zone: str = "UTC") -> int:
     """parse_bound without the range check."""
+    if not (text.isascii() and text.isprintable()):  # fromisoformat reads fullwidth digits
+        raise BadTimestamp(f"{text!r} is not an ISO 8601 timestamp (e.g. 2021-03-01T04:00:00Z)")
     try:
         return instant_in(datetime.fromisoformat(text), zone, text)
     except ValueError as error:
@@ -2982,10 +2984,23 @@ class LogFiles:
         return InputError(f"{display(self.paths[file])} changed since it was indexed; send SIGHUP to read it again")
 
 
-def file_stamp(descriptor: int) -> tuple[int, int]:
-    """The size and modification time (ns) of an open file: a log changed in place changes them."""
+Stamp = tuple[int, int, int, int, bytes, bytes]
+STAMP_ENDS = 64  # bytes read at each end of a file for its stamp
+
+
+def file_stamp(descriptor: int) -> Stamp:
+    """What tells an open file changed: its device and inode (another file renamed over the path), size and
+    modification time (changed in place), and its first and last bytes (rewritten within one tick of the clock)."""
     found = os.fstat(descriptor)
-    return found.st_size, found.st_mtime_ns
+    tail = max(0, found.st_size - STAMP_ENDS)
+    first, last = os.pread(descriptor, STAMP_ENDS, 0), os.pread(descriptor, STAMP_ENDS, tail)
+    return found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns, first, last
+
+
+def path_stamp(path: str) -> Stamp:
+    """file_stamp of the file at PATH now."""
+    with open(path, "rb") as file:
+        return file_stamp(file.fileno())
 
 
 class FileHours:
@@ -3218,10 +3233,12 @@ class Limits(NamedTuple):
     idle_seconds: float = 30.0  # a keep-alive connection with no request is closed after this
     connections: int = 4096  # open per worker; more wait in the listen backlog
     line_bytes: int = 8192  # the request line, and each header line
+    head_bytes: int = 32 << 10  # a whole request head; as much again is buffered before reading pauses
     header_fields: int = 100
     reply_bytes: int = 16 << 20  # a longer answer is refused (400), never built
-    cache_bytes: int = 64 << 20  # replies kept, in bytes; none bigger than a sixteenth of it
+    cache_bytes: int = 32 << 20  # replies kept, in bytes; none bigger than a sixteenth of it
     stop_seconds: float = 0.8  # after SIGTERM, in-flight replies get this long to leave
+    unsent_bytes: int = 64 << 20  # replies written and not yet read by their clients, all connections together
 
 
 JSON_TYPE = "application/json"
@@ -3260,9 +3277,13 @@ class ReplyCache:
         self.used += size
 
 
+CACHE_ENTRY = 320  # bytes an entry costs besides its text: three objects, a tuple and the dict's node (traced: 295)
+
+
 def cached_size(query: str, reply: Reply) -> int:
-    """What the cache charges for REPLY to QUERY."""
-    return len(query) + len(reply.payload) + len(reply.headers)
+    """What the cache charges for REPLY to QUERY: what it really costs (charging the text alone, a budget of 64 MiB
+    took 255 MiB a worker)."""
+    return len(query) + len(reply.payload) + len(reply.headers) + CACHE_ENTRY
 
 
 def counts_reply(index: Index, query: str, max_hours: int, limits: Limits, accept: str = "") -> Reply:
@@ -3343,6 +3364,12 @@ TARGET = re.compile(rb"[\x21-\x7e]+")  # visible ASCII: a space, NBSP or control
 VERSION = re.compile(rb"HTTP/(\d)\.(\d)")
 BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")  # control bytes but tab: never in a header value
 HEAD_END = re.compile(rb"\r?\n\r?\n")
+BARE_CR = re.compile(rb"\r[^\n]")  # a CR that ends no line: no line end of RFC 9112's, and no part of a value
+# RFC 3986's host (a name, an IPv4 address or a bracketed IP literal) and an optional port: Host, and absolute-form.
+HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?")
+ABSOLUTE = re.compile(rb"(?i:https?)://(" + HOST.pattern + rb")(/[^#]*)?")
+ORIGIN_FORM = re.compile(rb"/[A-Za-z0-9\-._~%!$&'()*+,;=:@/]*(?:\?[^#]*)?")  # a path of RFC 3986's characters
+LONGEST_LENGTH = 18  # digits of a Content-Length: more is no length this server could be sent
 
 
 def check_sizes(head: bytes, limits: Limits) -> None:
@@ -3352,8 +3379,42 @@ def check_sizes(head: bytes, limits: Limits) -> None:
         raise HttpError(414, f"the request line is over {limits.line_bytes} bytes")
     if any(len(line) > limits.line_bytes for line in lines[1:]):
         raise HttpError(431, f"a header line is over {limits.line_bytes} bytes")
-    if sum(1 for line in lines[1:] if line.strip()) > limits.header_fields:
+    if len(head) > limits.head_bytes:
+        raise HttpError(431, f"the request head is over {limits.head_bytes} bytes")
+    if len(lines) - 1 > limits.header_fields:  # every line, even one of spaces only (a 400 once whole)
         raise HttpError(431, f"more than {limits.header_fields} header fields")
+
+
+def body_framing(headers: dict[bytes, list[bytes]]) -> bool:
+    """Whether HEADERS say a body follows; HttpError where its framing is not RFC 9112's: two lengths, a length
+    and a coding, a length that is no number, codings that do not end in chunked (400), or any other than
+    chunked (501: this server decodes none)."""
+    lengths, codings = headers.get(b"content-length", []), headers.get(b"transfer-encoding", [])
+    if len(lengths) > 1 or (lengths and codings):
+        raise HttpError(400, "Content-Length given twice, or with Transfer-Encoding")
+    if lengths and not (lengths[0].isdigit() and len(lengths[0]) <= LONGEST_LENGTH):
+        raise HttpError(400, "Content-Length is not a number, or too long a one")
+    names = [name.strip().lower() for value in codings for name in value.split(b",")]
+    if names and names[-1] != b"chunked":
+        raise HttpError(400, "Transfer-Encoding must end in chunked")
+    if any(name != b"chunked" for name in names):
+        raise HttpError(501, "no transfer coding but chunked is implemented")
+    return bool(codings) or (bool(lengths) and int(lengths[0]) > 0)
+
+
+def request_target(method: bytes, target: bytes) -> str:
+    """TARGET as a path and query: origin-form (a path from a slash: '//x/healthz' is that path, not host x), or
+    absolute-form of http(s) with a host and no userinfo; the asterisk only for OPTIONS and authority-form only
+    for CONNECT (both a 405).  HttpError (400) for any other, and for a fragment."""
+    if (target == b"*" and method == b"OPTIONS") or method == b"CONNECT":
+        return target.decode()  # no GET: a 405
+    if ORIGIN_FORM.fullmatch(target):
+        return target.decode()
+    absolute = ABSOLUTE.fullmatch(target)
+    path = (absolute.group(2) or b"/") if absolute and b"@" not in absolute.group(1) else b""
+    if ORIGIN_FORM.fullmatch(path):
+        return path.decode()
+    raise HttpError(400, f"bad request target {target[:80].decode('latin-1')!r}: give a path from /")
 
 
 def parse_fields(lines: list[bytes]) -> dict[bytes, list[bytes]]:
@@ -3372,6 +3433,8 @@ def parse_fields(lines: list[bytes]) -> dict[bytes, list[bytes]]:
 
 def parse_head(head: bytes, limits: Limits) -> Request:
     """A request line and its header lines, checked as RFC 9112 says; HttpError names what is wrong."""
+    if BARE_CR.search(head):
+        raise HttpError(400, "a bare CR in the request head")
     lines = [line.removesuffix(b"\r") for line in head.split(b"\n")]
     line = lines[0]
     words = line.split(b" ")
@@ -3383,24 +3446,23 @@ def parse_head(head: bytes, limits: Limits) -> Request:
     if version.group(1, 2) not in ((b"1", b"1"), (b"1", b"0")):
         raise HttpError(505, f"HTTP version {words[2].decode()} is not supported; use HTTP/1.1")
     headers = parse_fields(lines[1:])
-    http11 = words[2] == b"HTTP/1.1"
-    if http11 and len(headers.get(b"host", [])) != 1:
-        raise HttpError(400, "an HTTP/1.1 request needs exactly one Host header")
-    lengths = headers.get(b"content-length", [])
-    if len(lengths) > 1 or (lengths and b"transfer-encoding" in headers):
-        raise HttpError(400, "Content-Length given twice, or with Transfer-Encoding")
-    if lengths and not lengths[0].isdigit():
-        raise HttpError(400, "Content-Length is not a number")
+    hosts, http11 = headers.get(b"host", []), words[2] == b"HTTP/1.1"
+    if len(hosts) > 1 or (http11 and not hosts):
+        raise HttpError(400, "a request needs one Host header (HTTP/1.1), never two")
+    if hosts and not HOST.fullmatch(hosts[0]):
+        raise HttpError(400, f"bad Host header {hosts[0][:80].decode('latin-1')!r}")
+    has_body = body_framing(headers)
     tokens = {t.strip().lower() for v in headers.get(b"connection", []) for t in v.split(b",")}
     keep_alive = b"close" not in tokens if http11 else b"keep-alive" in tokens
-    has_body = (lengths and int(lengths[0]) > 0) or b"transfer-encoding" in headers
     # A body this server does not read would be taken for the next request: close after answering.
-    method, target = words[0].decode(), words[1].decode()
+    method, target = words[0].decode(), request_target(words[0], words[1])
     accept = b",".join(headers.get(b"accept", [])).decode("latin-1")
     return Request(method, target, words[2].decode(), keep_alive and not has_body, line.decode("latin-1"), accept)
 
 
 REASONS = {status.value: status.phrase for status in HTTPStatus}
+TURN_SECONDS = 0.005  # a connection's requests are answered this long (one at least) before the others' turn
+BIG_REPLY = 1 << 16  # a reply this long is written only within Limits.unsent_bytes
 
 
 # The page's own script and style only: no inline script, nothing from another origin.
@@ -3408,6 +3470,9 @@ SECURITY_HEADERS = (
     "Content-Security-Policy: default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
     "img-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'\r\n"
     "X-Content-Type-Options: nosniff\r\n"
+    "Referrer-Policy: no-referrer\r\n"  # a window in the address never goes to another site
+    "Cross-Origin-Opener-Policy: same-origin\r\n"
+    "Cache-Control: no-store\r\n"  # answers change with each reload of the log
 )
 
 
@@ -3461,6 +3526,9 @@ class Connection:
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Count the connection and give its first request the header deadline."""
         self.transport = transport  # type: ignore[assignment]
+        if self.closing:  # closed to make room before its transport was made
+            transport.close()
+            return
         self.worker.connections.add(self)
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
@@ -3473,6 +3541,7 @@ class Connection:
         if self.timer:
             self.timer.cancel()
         self.worker.connections.discard(self)
+        self.worker.idle.pop(self, None)
         if self.worker.stopping and not self.worker.connections:
             self.worker.loop.stop()  # the last reply has left
         self.worker.resume_accepting()
@@ -3484,7 +3553,10 @@ class Connection:
         self.timer = self.worker.loop.call_later(seconds, self.deadline_passed)
 
     def deadline_passed(self) -> None:
-        """Idle: close quietly.  Part of a request sent: 408, then close."""
+        """Idle: close quietly.  Part of a request sent: 408, then close.  A reply still unread: cut off."""
+        if self.transport is not None and self.transport.get_write_buffer_size():
+            self.transport.abort()  # the client has not read for the whole deadline: its reply is dropped
+            return
         if self.buffer.strip():
             self.send(408, error_payload("the request did not arrive in time"), True, True)
         self.close()
@@ -3494,33 +3566,63 @@ class Connection:
         if not self.buffer.strip() and data.strip() and self.waiting_idle:
             self.arm(self.worker.limits.header_seconds)  # a new request begins: its head has a deadline
         self.buffer += data
+        self.worker.idle.pop(self, None)
         self.answer_buffered()
 
     waiting_idle = False  # between requests of a keep-alive connection
+    scanned = 0  # bytes of the buffer searched for a head's end, less three
+    ended = False  # the client sent its last byte (a half-close): answer what came, then close
 
     def answer_buffered(self) -> None:
-        """Answer the whole requests at the head of the buffer, while the client keeps reading replies."""
+        """Answer the whole requests at the head of the buffer, while the client keeps reading replies: for a
+        turn of TURN_SECONDS at most, then the other connections' turn (a client pipelining hundreds of
+        requests of 58 ms each kept another waiting 14 s; 16 a turn, 0.9 s)."""
+        ends = time.monotonic() + TURN_SECONDS
+        while time.monotonic() < ends:
+            if self.closing or self.paused or self.deferred is not None:
+                break
+            if (request := self.next_request()) is None:
+                if self.ended and not self.closing:
+                    self.close()  # its requests answered: the client will send no more
+                break
+            self.take_turn(request)
+        else:
+            self.worker.loop.call_soon(self.answer_buffered)
+        self.flow()
+
+    def next_request(self) -> Request | None:
+        """The request whose head the buffer starts with, taken out of it; None while it is still coming (or it
+        cannot be read: then the connection is answered and closed)."""
         limits = self.worker.limits
-        while not self.closing and not self.paused and self.deferred is None:
-            while self.buffer.startswith((b"\r\n", b"\n")):  # empty lines before a request (RFC 9112 2.2)
-                del self.buffer[: 2 if self.buffer[:1] == b"\r" else 1]
-            end = HEAD_END.search(self.buffer)
-            if end is None:
-                if len(self.buffer) > limits.line_bytes:  # a head still coming may be too long already
-                    try:
-                        check_sizes(bytes(self.buffer), limits)
-                    except HttpError as error:
-                        self.fail(error)
-                return
+        while self.buffer.startswith((b"\r\n", b"\n")):  # empty lines before a request (RFC 9112 2.2)
+            del self.buffer[: 2 if self.buffer[:1] == b"\r" else 1]
+        end = HEAD_END.search(self.buffer, self.scanned)  # from where the last read's search ended
+        try:
+            if end is None:  # a head still coming may be wrong already: too long, or a CR that ends no line
+                self.scanned = max(0, len(self.buffer) - 3)
+                if BARE_CR.search(self.buffer, max(0, self.scanned - 1)):
+                    raise HttpError(400, "a bare CR in the request head")
+                if len(self.buffer) > limits.line_bytes:
+                    check_sizes(bytes(self.buffer[: limits.head_bytes + 1]), limits)
+                return None
             head = bytes(self.buffer[: end.start()])
             del self.buffer[: end.end()]
-            try:
-                check_sizes(head, limits)
-                request = parse_head(head, limits)
-            except HttpError as error:
-                self.fail(error)
-                return
-            self.take_turn(request)
+            self.scanned = 0
+            check_sizes(head, limits)
+            return parse_head(head, limits)
+        except HttpError as error:
+            self.fail(error)
+            return None
+
+    def flow(self) -> None:
+        """Read from the client while its buffer holds less than a head and its replies are read: else its
+        bytes wait in the kernel, not here (a request deferred, or a client that does not read)."""
+        if self.transport is None or self.closing:
+            return
+        if self.paused or len(self.buffer) > self.worker.limits.head_bytes:
+            self.transport.pause_reading()
+        else:
+            self.transport.resume_reading()
 
     def take_turn(self, request: Request) -> None:
         """Answer REQUEST now, or later if it is a long window and long windows have had their share."""
@@ -3537,6 +3639,8 @@ class Connection:
             self.waiting_idle = True
             limits = self.worker.limits
             self.arm(limits.idle_seconds if not self.buffer.strip() else limits.header_seconds)
+            if not self.buffer.strip():
+                self.worker.idle[self] = None  # last: the longest idle come first
 
     deferred: Request | None = None  # a long window waiting for its turn
 
@@ -3556,10 +3660,10 @@ class Connection:
             message = error_payload(f"method {request.method} is not allowed; use GET")
             self.send(405, message, True, True, request, "Allow: GET, HEAD\r\n")
             return
-        url = urlsplit(request.target)
+        path, _, query = request.target.partition("?")  # not urlsplit: '//x/healthz' is a path, not host x
         extra, content_type = "", JSON_TYPE
         try:
-            status, (payload, content_type, extra) = 200, self.worker.route(url.path, url.query, request.accept)
+            status, (payload, content_type, extra) = 200, self.worker.route(path, query, request.accept)
         except BadRequest as error:
             status, payload = 400, error_payload(str(error))
         except NotFound as error:
@@ -3588,7 +3692,11 @@ class Connection:
         """Write one reply (one write), log it, and close after it if CLOSE."""
         if self.transport is None or self.transport.is_closing():
             return
-        self.transport.write(reply_bytes(status, payload, body, close, extra, content_type))
+        data = reply_bytes(status, payload, body, close, extra, content_type)
+        if len(data) > BIG_REPLY and self.worker.unsent() + len(data) > self.worker.limits.unsent_bytes:
+            status, payload, close = 503, error_payload("too many replies wait to be read; read yours, then ask"), True
+            data = reply_bytes(status, payload, body, close)
+        self.transport.write(data)
         self.worker.access(self.peer, request.line if request else "-", status, len(payload))
         if close:
             self.close()
@@ -3596,26 +3704,29 @@ class Connection:
     def close(self) -> None:
         """Close after what is written has left."""
         self.closing = True
+        self.worker.idle.pop(self, None)
         if self.timer:
             self.timer.cancel()
         if self.transport is not None:
             self.transport.close()
 
     def eof_received(self) -> bool:
-        """The client sent its last byte: False lets the transport close, as asyncio.Protocol's default does."""
-        return False
+        """The client sent its last byte (nc -N half-closes): answer the requests it sent, then close."""
+        self.ended = True
+        if self.deferred is None and not self.paused:
+            self.answer_buffered()
+        return True  # keep the transport open for the replies
 
     def pause_writing(self) -> None:
         """The client reads slower than it asks: stop reading its requests."""
         self.paused = True
-        if self.transport is not None:
-            self.transport.pause_reading()
+        self.flow()
 
     def resume_writing(self) -> None:
         """The client caught up: read and answer again."""
         self.paused = False
         if self.transport is not None and not self.closing:
-            self.transport.resume_reading()
+            self.flow()
             # Not from inside this callback: a close there makes asyncio tear the transport
             # down twice (CPython gh-156512), an AttributeError in the loop's log.
             self.worker.loop.call_soon(self.answer_buffered)
@@ -3747,6 +3858,7 @@ class Worker:
 
         self.loop = asyncio.new_event_loop()
         self.connections: set[Connection] = set()
+        self.idle: dict[Connection, None] = {}  # connections with no request under way, longest idle first
         self.cache = ReplyCache(self.limits.cache_bytes)
         self.accepting = self.stopping = False
         self.long_after = 0.0  # a long window is not answered before this (time.monotonic())
@@ -3790,11 +3902,11 @@ class Worker:
         5% of its requests per second.  Waiting, they leave it two thirds.
         """
         now = time.monotonic()
-        url = urlsplit(target)
-        if now >= self.long_after or url.path != "/counts" or self.cache.get(url.query) is not None:
+        path, _, query = target.partition("?")
+        if now >= self.long_after or path != "/counts" or self.cache.get(query) is not None:
             return 0.0
         try:
-            window = parse_query(url.query, self.settings.max_hours).window
+            window = parse_query(query, self.settings.max_hours).window
         except BadRequest:
             return 0.0
         return self.long_after - now if window.end - window.start > LONG_WINDOW_HOURS * HOUR else 0.0
@@ -3823,8 +3935,9 @@ class Worker:
     def accept(self) -> None:
         """Take the connections waiting, up to the cap; at the descriptor limit, back off instead of spinning."""
         for _ in range(64):
-            if len(self.connections) >= self.limits.connections:
-                self.pause_accepting()
+            at_cap = len(self.connections) >= self.limits.connections
+            if at_cap and not self.idle:
+                self.pause_accepting()  # every connection is under way: the newcomers wait in the backlog
                 return
             try:
                 conn, _ = self.sock.accept()
@@ -3837,6 +3950,8 @@ class Worker:
                     self.loop.call_later(0.5, self.resume_accepting)
                 return
             self.adopt(conn)
+            if at_cap:  # the longest idle connection makes room (silent since accepted, or kept alive), as
+                next(iter(self.idle)).close()  # nginx reuses its idle keep-alive connections
 
     def adopt(self, conn: socket.socket) -> None:
         """Serve CONN, just accepted: counted at once, not when asyncio has made it a transport.  A SIGTERM
@@ -3844,6 +3959,7 @@ class Worker:
         conn.setblocking(False)
         connection = Connection(self)
         self.connections.add(connection)
+        self.idle[connection] = None  # silent until its first byte
 
         def made(task: asyncio.Task) -> None:
             if not task.cancelled() and task.exception() is not None:
@@ -3865,6 +3981,10 @@ class Worker:
             self.loop.stop()
         self.loop.call_later(self.limits.stop_seconds, self.loop.stop)
 
+    def unsent(self) -> int:
+        """Bytes of replies written and not yet read by their clients, on every connection."""
+        return sum(c.transport.get_write_buffer_size() for c in self.connections if c.transport is not None)
+
     def access(self, peer: str, line: str, status: int, size: int) -> None:
         """One access-log line, unless --quiet."""
         if not self.settings.quiet:
@@ -3883,9 +4003,10 @@ class ServeSettings(NamedTuple):
     limits: Limits = Limits()
 
 
-def load_index(name: str, jobs: int, in_memory: bool = False) -> Index:
+def load_index(name: str, jobs: int, in_memory: bool = False, expected: list[Stamp] | None = None) -> Index:
     """The index of the files NAME stands for, listed anew; each must be a regular file (SIGHUP reads them
-    again; /dev/zero would never end)."""
+    again; /dev/zero would never end), the same before and after it is read (a log rewritten meanwhile, as cp
+    does, was served as a quarter of itself), and, if EXPECTED, the very files the index before read."""
     paths = input_files(name)
     for path in paths:
         try:
@@ -3896,7 +4017,21 @@ def load_index(name: str, jobs: int, in_memory: bool = False) -> Index:
             raise InputError(f"{display(path)}: cannot read ({error.strerror})") from None
         if not stat.S_ISREG(mode):
             raise InputError(f"{display(path)}: not a regular file; --serve reads it again on SIGHUP")
-    return build_index(name, jobs, paths, in_memory)  # the files checked, not a second listing
+    before = stamps_of(paths)
+    if expected is not None and before != expected:
+        raise InputError(f"{display(name)} is no longer the log indexed; send SIGHUP to read it again")
+    index = build_index(name, jobs, paths, in_memory)  # the files checked, not a second listing
+    if stamps_of(paths) != before:
+        raise InputError(f"{display(name)} changed while it was read; send SIGHUP again once it is written")
+    return index
+
+
+def stamps_of(paths: list[str]) -> list[Stamp]:
+    """path_stamp of each of PATHS; InputError if one cannot be read."""
+    try:
+        return [path_stamp(path) for path in paths]
+    except OSError as error:
+        raise InputError(f"{display(error.filename or paths[0])}: cannot read ({error.strerror})") from None
 
 
 def refusal(old: Index, new: Index) -> str:
@@ -4001,7 +4136,10 @@ class Master:
         signal.signal(signal.SIGINT, raise_stopping)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         try:
-            index = load_index(self.settings.path, self.settings.jobs, in_memory)
+            # Kept in memory: only the files the file-backed index holds open (one renamed over the path meanwhile
+            # is not adopted without a SIGHUP).
+            expected = self.index.files.stamps if in_memory and self.index.files else None
+            index = load_index(self.settings.path, self.settings.jobs, in_memory, expected)
             why = refusal(self.index, index)
         except InputError as error:
             index, why = self.index, str(error)
@@ -4126,6 +4264,13 @@ function parseCounts(text) {
   return buckets;
 }
 
+// A customer id as shown: its bidirectional controls and invisible marks written out ("\\u202e"), so that
+// "\u202egnp.exe" cannot show as "exe.png"; the id itself (a data attribute, a query) is left as it is.
+const HIDDEN = /[\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]/g;
+function visible(id) {
+  return id.replace(HIDDEN, (c) => "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"));
+}
+
 // A customer's colour comes from its id (FNV-1a, its bits mixed as MurmurHash3 ends), so it is the same in
 // every window: a hue of 360 and one of three lightnesses.
 function colorOf(customer) {
@@ -4214,7 +4359,7 @@ function drawBucket(chart, [hour, rows], total, [x0, x1], scale, box) {
       x: x0, y: y - n * scale, width: Math.max(x1 - x0, 0.5), height: n * scale,
       fill: colorOf(customer), "data-hour": hour, "data-customer": customer, "data-count": n,
     });
-    const who = customer === OTHER ? "other customers" : customer;
+    const who = customer === OTHER ? "other customers" : visible(customer);
     bar.append(svg("title", {}, `${who}: ${plural(n, "event")} in ${hour}`));
     column.append(bar);
     y -= n * scale;
@@ -4254,7 +4399,7 @@ function draw(buckets, from, to) {
 function drawLegend(apart, others) {
   const entries = [...apart, ...(others ? [OTHER] : [])];
   $("legend").replaceChildren(...entries.map((customer) => {
-    const item = html("li", {}, customer === OTHER ? `${plural(others, "other customer")}` : customer);
+    const item = html("li", {}, customer === OTHER ? `${plural(others, "other customer")}` : visible(customer));
     const swatch = html("span", { class: "swatch" });
     swatch.style.background = colorOf(customer); // through the CSSOM: the policy forbids style attributes
     item.prepend(swatch);
@@ -4267,7 +4412,7 @@ function drawTable(buckets, leaveOutEmpty) {
   const lines = shown.flatMap(([hour, rows]) => (rows.length ? rows : [["", 0]]).map((row) => [hour, ...row]));
   $("numbers").replaceChildren(...lines.slice(0, TABLE_ROWS).map(([hour, customer, n]) => {
     const row = html("tr");
-    row.append(html("td", {}, hour), html("td", {}, customer), html("td", { class: "n" }, NUMBER.format(n)));
+    row.append(html("td", {}, hour), html("td", {}, visible(customer)), html("td", { class: "n" }, NUMBER.format(n)));
     return row;
   }));
   const notes = [];
@@ -4286,7 +4431,7 @@ async function offerCustomers(prefix) {
   if (!reply.ok) return; // the list comes with the index in memory
   const { customers } = await reply.json();
   $("customers").replaceChildren(...customers.map(({ customer: id, events }) => {
-    return html("option", { value: id }, `${id} (${plural(events, "event")})`);
+    return html("option", { value: id }, `${visible(id)} (${plural(events, "event")})`);
   }));
 }
 

@@ -5,11 +5,13 @@ has a count and a deadline.  Timings here are generous bounds on behaviour (a de
 that never fires, a server that stops answering), not speed measurements.
 """
 
+import contextlib
 import json
 import os
 import shutil
 import signal
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -74,6 +76,23 @@ SEED_TARGET = counts_url(*SEED).encode()
         (b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"X-A: b\r\n" * 101 + b"\r\n", 431),
         (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: " + b"b" * 9000 + b"\r\n\r\n", 431),
         (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n", 400),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 400),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
+        (b"GET /healthz HTTP/1.1\rHost: x\r\r", 400),  # bare CRs as line ends: at once, not at the 408
+        (b"GET /healthz HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+        (b"GET /healthz HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
+        (b"GET /healthz HTTP/1.1\r\nHost: <script>\r\n\r\n", 400),
+        (b"GET /healthz HTTP/1.1\r\nHost: a/b@c\r\n\r\n", 400),
+        (b"GET ftp://x/healthz HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+        (b"GET http://u:p@x/healthz HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+        (b"GET http://[::1/healthz HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+        (b"GET //[ HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+        (b"GET healthz HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+        (b"GET /healthz#top HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+        (b"GET * HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+        (b"CONNECT x:443 HTTP/1.1\r\nHost: x\r\n\r\n", 405),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b" \r\n" * 200 + b"\r\n", 431),  # lines of spaces count
     ],
     ids=[
         "http-1.9",
@@ -93,6 +112,23 @@ SEED_TARGET = counts_url(*SEED).encode()
         "101-fields",
         "long-header",
         "long-target",
+        "5000-digit-length",
+        "te-gzip",
+        "te-gzip-chunked",
+        "bare-cr-line-ends",
+        "two-hosts-1.0",
+        "host-with-space",
+        "host-markup",
+        "host-userinfo",
+        "ftp-scheme",
+        "absolute-userinfo",
+        "bad-ipv6",
+        "slash-slash-bracket",
+        "no-slash",
+        "fragment",
+        "asterisk-get",
+        "connect",
+        "space-lines",
     ],
 )
 def test_a_bad_head_is_refused_with_connection_close(server: Server, payload: bytes, status: int) -> None:
@@ -189,21 +225,33 @@ def test_a_header_trickled_a_byte_at_a_time_is_cut_off_by_the_deadline(tmp_path:
         running.stop()
 
 
-def test_connections_beyond_the_cap_wait_in_the_backlog(tmp_path: Path) -> None:
+def test_at_the_cap_idle_connections_make_room_and_busy_ones_leave_newcomers_in_the_backlog(tmp_path: Path) -> None:
     path = tmp_path / "events.csv"
     shutil.copy(EVENTS, path)
     running = Server(path, "--quiet", "--workers", "1", "--max-connections", "5")
     holders = [socket.create_connection(("127.0.0.1", running.port), timeout=5) for _ in range(5)]
     try:
-        time.sleep(0.3)  # the worker has taken the five
+        time.sleep(0.3)  # the worker has taken the five, silent: each may be closed to make room
+        began = time.monotonic()
+        newcomer = socket.create_connection(("127.0.0.1", running.port), timeout=5)
+        newcomer.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert status_of(newcomer.recv(65536)) == 200 and time.monotonic() - began < 1.0
+        assert holders[0].recv(65536) == b""  # the longest silent, closed for it
+        for holder in holders[1:]:  # the others now busy: a request under way
+            holder.sendall(b"GET /healthz HTTP/1.1\r\n")
+        newcomer.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")  # kept alive: idle once answered
+        assert status_of(newcomer.recv(65536)) == 200
+        time.sleep(0.2)
         waiting = socket.create_connection(("127.0.0.1", running.port), timeout=0.5)
         waiting.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        with pytest.raises(TimeoutError):
-            waiting.recv(65536)  # not accepted yet: it costs the server nothing
-        holders.pop().close()
-        waiting.settimeout(5)
-        assert status_of(waiting.recv(65536)) == 200
-        waiting.close()
+        assert status_of(waiting.recv(65536)) == 200  # the idle newcomer made room
+        assert newcomer.recv(65536) == b""
+        late = socket.create_connection(("127.0.0.1", running.port), timeout=0.5)
+        late.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.3)  # waiting is idle now: it makes room for late
+        assert status_of(late.recv(65536)) == 200
+        holders[1].sendall(b"Host: x\r\n\r\n")  # a busy one was never closed: its request is answered
+        assert status_of(holders[1].recv(65536)) == 200
     finally:
         for holder in holders:
             holder.close()
@@ -271,3 +319,132 @@ def test_a_worker_that_dies_is_replaced(tmp_path: Path) -> None:
         assert children(running.process.pid) != [worker]
     finally:
         running.stop()
+
+
+def test_a_head_that_never_ends_is_cut_off_at_its_size_not_buffered(server: Server) -> None:
+    """Lines of spaces only, 4 KiB a send: a 431 once the head passes 32 KiB, long before the deadline."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw:
+        raw.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        began, reply = time.monotonic(), b""
+        for _ in range(64):
+            try:
+                raw.sendall(b" " * 4093 + b"\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            raw.settimeout(0.01)
+            try:
+                reply += raw.recv(65536)
+                break
+            except TimeoutError:
+                pass
+        raw.settimeout(5)
+        with contextlib.suppress(ConnectionResetError):
+            reply += raw.recv(65536)
+    assert status_of(reply) == 431 and time.monotonic() - began < 3.0
+
+
+def test_a_client_that_half_closes_gets_every_answer(server: Server) -> None:
+    """nc -N: requests, then the write side closed; the answers still come, even behind a long window."""
+    long = counts_url("2000-01-01T00:00:00Z", "2020-01-01T00:00:00Z").encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
+        for target in (long, long, SEED_TARGET, b"/healthz"):
+            raw.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        raw.shutdown(socket.SHUT_WR)
+        replies = b""
+        while chunk := raw.recv(1 << 20):
+            replies += chunk
+    assert replies.count(b"HTTP/1.1 200 OK") == 4 and SEED_JSON in replies
+
+
+def test_pipelined_requests_of_one_client_leave_others_their_turn(tmp_path: Path) -> None:
+    """Forty requests in one send, each two days in another zone for one event type (tens of milliseconds each,
+    none cached), their replies read: a client beside them on the same worker is answered within a turn."""
+    path = tmp_path / "events.csv"
+    shutil.copy(EVENTS, path)
+    server = Server(path, "--quiet", "--workers", "1")
+    targets = [
+        f"/counts?start=2021-03-01T00:00:{second:02d}Z&end=2021-03-03T00:00:00Z&tz=Asia/Kolkata&event_type=INGEST"
+        for second in range(40)
+    ]
+    flood = b"".join(b"GET " + target.encode() + b" HTTP/1.1\r\nHost: x\r\n\r\n" for target in targets)
+    answered = []
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=20) as piper:
+
+            def read() -> None:
+                while sum(answered) < len(targets) and (chunk := piper.recv(1 << 20)):
+                    answered.append(chunk.count(b"HTTP/1.1 200"))
+
+            reader = threading.Thread(target=read)
+            reader.start()
+            piper.sendall(flood)
+            time.sleep(0.05)
+            began = time.monotonic()
+            assert server.get("/healthz")[0] == 200
+            beside = time.monotonic() - began
+            reader.join(timeout=20)
+    finally:
+        server.stop()
+    assert sum(answered) == len(targets) and beside < 0.5
+
+
+def test_replies_nobody_reads_are_held_within_a_budget(tmp_path: Path) -> None:
+    """Clients that ask big answers and never read them: past the budget of unsent bytes (16 MiB here), a 503;
+    a reader beside them is answered; the unread are cut off at their deadline."""
+    path = tmp_path / "events.csv"
+    shutil.copy(EVENTS, path)
+    budget = "d = totaler.Limits.__new__.__defaults__; totaler.Limits.__new__.__defaults__ = (*d[:-1], 16 << 20)"
+    running = Server(path, "--quiet", "--workers", "1", "--idle-timeout", "2", "--max-hours", "200000", patch=budget)
+    big = counts_url("2000-01-01T00:00:00Z", "2020-01-01T00:00:00Z", "x" * 40).encode()  # about 9 MB
+    try:
+        sleepers = []
+        for _ in range(4):
+            raw = socket.socket()
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window: the reply stays with us
+            raw.connect(("127.0.0.1", running.port))
+            raw.sendall(b"GET " + big + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+            sleepers.append(raw)
+            time.sleep(0.3)
+        assert running.get(counts_url(*SEED)) == (200, SEED_JSON)
+        statuses = [status_of(raw.recv(4096)) for raw in sleepers]
+        assert statuses[0] == 200 and 503 in statuses  # the first is held; past the budget, refused
+        time.sleep(3)  # the idle deadline: the unread reply is dropped, its connection reset
+        with pytest.raises((ConnectionResetError, AssertionError)):
+            while sleepers[0].recv(1 << 20):
+                pass
+            raise AssertionError("closed cleanly")
+    finally:
+        for raw in sleepers:
+            raw.close()
+        running.stop()
+    assert "Traceback" not in running.stderr()
+
+
+def test_a_path_from_two_slashes_is_a_path_not_a_host(server: Server) -> None:
+    assert server.get("//x/healthz")[0] == 404
+    assert server.get("http://x/healthz")[0] == 200  # absolute-form: the host, then the path
+
+
+@pytest.mark.parametrize("start", ["2021-03-01T04:00:00Z%00junk", "%EF%BC%92021-03-01", "2021-03-01T%D9%A004:00"])
+def test_a_time_of_anything_but_printable_ascii_is_a_400(server: Server, start: str) -> None:
+    """A NUL and what follows it, fullwidth or Arabic-Indic digits: fromisoformat would read some of them."""
+    status, body = server.get(f"/counts?start={start}&end=2021-03-02")
+    assert status == 400 and "is not an ISO 8601 timestamp" in json.loads(body)["error"]
+
+
+def test_the_reply_cache_charges_what_its_replies_really_cost() -> None:
+    """Many small replies, the cheapest to ask: what the cache holds, traced, stays within its budget."""
+    import tracemalloc
+
+    import totaler
+
+    budget = 4 << 20
+    cache = totaler.ReplyCache(budget)
+    tracemalloc.start()
+    for n in range(60_000):
+        query = f"start=2021-03-01T04:00:{n % 60:02d}Z&end=2021-03-01T05:00:00Z&customer_id={n}"
+        payload = b'{\n  "2021-03-01 04:00:00 +0000": {\n    "%d": 1\n  }\n}\n' % n
+        cache.put(query, totaler.Reply(payload, headers="Totaler-Window: 2021-03-01T04:00:00Z/x\r\nVary: Accept\r\n"))
+    held, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert cache.used <= budget and held <= budget * 1.1 and len(cache.replies) > 5000

@@ -1,6 +1,7 @@
 """The server's index, in process: built in parts or in one, and answering like the plain path."""
 
 import gzip
+import os
 import random
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -242,3 +243,36 @@ def test_what_cannot_be_read_again_is_indexed_in_memory_or_refused_as_before(tmp
         assert totaler.build_index(str(packed), jobs=2).files is None  # gzip: no segment can be read again
         with pytest.raises(totaler.InputError, match="no such file"):
             totaler.build_index(str(tmp_path / "missing.csv"), jobs=2)
+
+
+def test_a_log_rewritten_while_it_is_read_or_not_the_one_indexed_is_refused(tmp_path: Path, monkeypatch) -> None:
+    """A SIGHUP's build compares the file before and after it reads it; the in-memory build after a file-backed
+    one, the file before with the file the file-backed index holds open."""
+    path = tmp_path / "log.csv"
+    data = EVENTS.read_bytes()[:200_000]
+    path.write_bytes(data)
+    stamp = totaler.path_stamp(str(path))
+    real = totaler.build_index
+    rewrites = {
+        "cut": lambda: path.write_bytes(data[: len(data) // 2]),  # cp truncates, then writes
+        "same size, same clock tick": lambda: (path.write_bytes(b"z" + data[1:]), os.utime(path, ns=stamp[3:4] * 2)),
+    }
+    for name, rewrite in rewrites.items():
+        path.write_bytes(data)
+        os.utime(path, ns=(stamp[3], stamp[3]))
+
+        def build(*args, rewrite=rewrite, **kwargs):
+            index = real(*args, **kwargs)
+            rewrite()
+            return index
+
+        monkeypatch.setattr(totaler, "build_index", build)
+        with pytest.raises(totaler.InputError, match="changed while it was read; send SIGHUP again"):
+            totaler.load_index(str(path), 1)
+        monkeypatch.setattr(totaler, "build_index", real)
+        assert totaler.load_index(str(path), 1).events > 0, name  # left alone, it is read
+    other = tmp_path / "other.csv"
+    other.write_bytes(data)
+    with pytest.raises(totaler.InputError, match="is no longer the log indexed"):
+        totaler.load_index(str(path), 1, True, [totaler.path_stamp(str(other))])
+    assert totaler.load_index(str(path), 1, True, [totaler.path_stamp(str(path))]).events > 0

@@ -109,9 +109,29 @@ def test_a_customer_id_holding_markup_is_shown_as_text(tmp_path) -> None:
         running.stop()
 
 
+@needs_browser
+def test_a_customer_id_with_bidirectional_controls_shows_them_written_out(tmp_path) -> None:
+    """'\u202egnp.exe' would show as 'exe.png': the page writes the override out, and keeps the id itself."""
+    spoof = "\u202egnp.exe"
+    log = tmp_path / "bidi.csv"
+    log.write_text(f"{spoof},INGEST,t1,2021-03-01 04:05:00+00\n", encoding="utf-8")
+    running = Server(log, "--quiet", "--workers", "1")
+    try:
+        dom = dump_dom(page_url(running, *SEED), tmp_path / "profile")
+        assert bars(dom) == [("2021-03-01 04:00:00 +0000", spoof, 1)]  # the data is the id as it is
+        assert "<td>\\u202egnp.exe</td>" in dom and f"<td>{spoof}</td>" not in dom  # what is read is not
+    finally:
+        running.stop()
+
+
 def test_the_page_its_policy_and_the_customers_list(server) -> None:
     status, headers, body = server.request("GET", "/?" + urlencode({"start": SEED[0], "end": SEED[1]}))
     assert status == 200 and headers["Content-Type"] == "text/html; charset=utf-8"
+    assert (headers["Referrer-Policy"], headers["Cross-Origin-Opener-Policy"], headers["Cache-Control"]) == (
+        "no-referrer",
+        "same-origin",
+        "no-store",
+    )
     policy = headers["Content-Security-Policy"]
     assert "script-src 'self'" in policy and "default-src 'none'" in policy and "unsafe-inline" not in policy
     assert b"<script>" not in body and b'<script src="/app.js">' in body  # no inline script at all
