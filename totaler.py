@@ -3238,7 +3238,7 @@ class Limits(NamedTuple):
     reply_bytes: int = 16 << 20  # a longer answer is refused (400), never built
     cache_bytes: int = 32 << 20  # replies kept, in bytes; none bigger than a sixteenth of it
     stop_seconds: float = 0.8  # after SIGTERM, in-flight replies get this long to leave
-    unsent_bytes: int = 64 << 20  # replies written and not yet read by their clients, all connections together
+    unsent_bytes: int = 32 << 20  # replies written and not yet read by their clients, all connections together
 
 
 JSON_TYPE = "application/json"
@@ -3286,9 +3286,12 @@ def cached_size(query: str, reply: Reply) -> int:
     return len(query) + len(reply.payload) + len(reply.headers) + CACHE_ENTRY
 
 
-def counts_reply(index: Index, query: str, max_hours: int, limits: Limits, accept: str = "") -> Reply:
+def counts_reply(
+    index: Index, query: str, max_hours: int, limits: Limits, accept: str = "", room: int = 1 << 62
+) -> Reply:
     """The /counts reply to QUERY: the JSON (or CSV) the command line prints, and the window it answers (the
-    page draws the buckets the window cuts in proportion); BadRequest if it would be too big."""
+    page draws the buckets the window cuts in proportion); BadRequest if it would be too big; InputError (503)
+    if it may be over BIG_REPLY and over ROOM, the bytes of unread replies its worker may still hold."""
     window, form = parse_query(query, max_hours, accept)
     counts = index.counts(window)
     buckets = (window.end - window.buckets.floor(window.start)) // window.buckets.width + 2  # a change of offset: +1
@@ -3301,6 +3304,8 @@ def counts_reply(index: Index, query: str, max_hours: int, limits: Limits, accep
             f"the answer could take {size:,} bytes, over the limit of {limits.reply_bytes:,}: ask a shorter window"
             + (" or a real customer_id" if window.customer and len(window.customer) > index.longest_customer else "")
         )
+    if size > max(BIG_REPLY, room):  # refused before it is built: building one took 4 times its size
+        raise InputError("too many replies wait to be read; read yours, then ask")
     headers = f"Totaler-Window: {format_iso(window.start)}/{format_iso(window.end)}\r\nVary: Accept\r\n"
     if window.unique:  # the rows not counted: what the answer to the same question without unique counts more
         everything = sum(index.counts(window._replace(unique=False)).values())
@@ -3472,6 +3477,9 @@ SECURITY_HEADERS = (
     "X-Content-Type-Options: nosniff\r\n"
     "Referrer-Policy: no-referrer\r\n"  # a window in the address never goes to another site
     "Cross-Origin-Opener-Policy: same-origin\r\n"
+    "Cross-Origin-Resource-Policy: same-origin\r\n"
+    "X-Frame-Options: DENY\r\n"  # frame-ancestors 'none', for browsers that predate it
+    "Permissions-Policy: camera=(), microphone=(), geolocation=()\r\n"
     "Cache-Control: no-store\r\n"  # answers change with each reload of the log
 )
 
@@ -3807,6 +3815,11 @@ def customer_page(index: Index, page: Page) -> dict:
     return {"order": page.order, "prefix": page.prefix, "matching": high - low, "customers": customers, "next": cursor}
 
 
+def customers_reply(index: Index, query: str) -> Reply:
+    """The /customers reply to QUERY."""
+    return Reply((json.dumps(customer_page(index, parse_page(query)), indent=2) + "\n").encode("ascii"))
+
+
 def page_codes(table: CustomerTable, page: Page, low: int, high: int) -> tuple[list[int], bool]:
     """The codes of PAGE, whose prefix holds the ids from LOW to HIGH in id order; and whether more follow."""
     if page.order == "id":  # the cursor is the last id of the page before
@@ -3846,6 +3859,8 @@ def busiest_day(index: Index) -> tuple[int, int]:
 
 LONG_REPLY_SECONDS = 0.002  # a reply that took longer makes the next long window wait
 LONG_WINDOW_HOURS = 2000  # a window this long may take milliseconds to answer
+LONG_REPLY_BYTES = 1 << 20  # so may an answer that may be this long (1,999 hours of an 8,000-character id: 16 MB)
+LONG_EVENTS = 100_000  # or one whose hours hold this many events (a cut hour of 100,000 customers: 0.12 s)
 
 
 class Worker:
@@ -3870,9 +3885,8 @@ class Worker:
         if path == "/healthz":
             document = health(self.index, self.reload, self.settings.workers)
             return Reply((json.dumps(document, indent=2) + "\n").encode("ascii"))
-        if path == "/customers":
-            page = customer_page(self.index, parse_page(query))
-            return Reply((json.dumps(page, indent=2) + "\n").encode("ascii"))
+        if path == "/customers":  # a page of 100,000 customers' takes tens of ms: kept, and taking turns
+            return self.cached("/customers?" + query, lambda: customers_reply(self.index, query))
         if path == "/" and not query:
             start, end = busiest_day(self.index)
             raise Redirect("/?" + urlencode({"start": format_iso(start), "end": format_iso(end)}))
@@ -3883,13 +3897,18 @@ class Worker:
     def counts(self, query: str, accept: str = "") -> Reply:
         """The /counts reply to QUERY (ACCEPT, the request's Accept header), from the cache when it was asked
         before."""
-        key = query + ("\0csv" if "text/csv" in accept else "")
+        room = self.limits.unsent_bytes - self.unsent()
+        make = partial(counts_reply, self.index, query, self.settings.max_hours, self.limits, accept, room)
+        return self.cached(query + ("\0csv" if "text/csv" in accept else ""), make)
+
+    def cached(self, key: str, make: Callable[[], Reply]) -> Reply:
+        """The reply kept for KEY, else MAKE()'s, then kept; a slow one makes long requests wait their turn."""
         reply = self.cache.get(key)
         if reply is None:
             began = time.monotonic()
-            reply = counts_reply(self.index, query, self.settings.max_hours, self.limits, accept)
+            reply = make()
             took = time.monotonic() - began
-            if took > LONG_REPLY_SECONDS:  # the next long window waits twice as long: a third of the CPU at most
+            if took > LONG_REPLY_SECONDS:  # the next long request waits twice as long: a third of the CPU at most
                 self.long_after = time.monotonic() + 2 * took
             self.cache.put(key, reply)
         return reply
@@ -3903,13 +3922,16 @@ class Worker:
         """
         now = time.monotonic()
         path, _, query = target.partition("?")
-        if now >= self.long_after or path != "/counts" or self.cache.get(query) is not None:
+        key = query if path == "/counts" else "/customers?" + query  # as counts() and route() keep them
+        if now >= self.long_after or path not in ("/counts", "/customers") or self.cache.get(key) is not None:
             return 0.0
+        if path == "/customers":
+            return self.long_after - now
         try:
             window = parse_query(query, self.settings.max_hours).window
         except BadRequest:
             return 0.0
-        return self.long_after - now if window.end - window.start > LONG_WINDOW_HOURS * HOUR else 0.0
+        return self.long_after - now if is_long(window, self.index) else 0.0
 
     def run(self) -> None:
         """Serve until SIGTERM, then let in-flight replies leave and exit."""
@@ -3990,6 +4012,19 @@ class Worker:
         if not self.settings.quiet:
             stamp = time.strftime("%d/%b/%Y %H:%M:%S", time.gmtime())
             log(f'{peer} - - [{stamp}] "{line}" {status} {size}', prefix=False)
+
+
+def is_long(window: Window, index: Index) -> bool:
+    """Whether answering WINDOW from INDEX may take milliseconds: by its hours, the size its answer may have, or
+    the events in the hours it reaches (known before it is answered, in microseconds)."""
+    hours = (window.end - window.start) // HOUR + 1
+    if hours > LONG_WINDOW_HOURS:
+        return True
+    buckets = (window.end - window.start) // window.buckets.width + 2
+    if buckets * (36 + len(window.customer or "") + 16) > LONG_REPLY_BYTES:
+        return True
+    reached = range(hour_floor(window.start), window.end, HOUR)
+    return sum(map(index.events_by_hour.get, reached, repeat(0))) > LONG_EVENTS
 
 
 class ServeSettings(NamedTuple):

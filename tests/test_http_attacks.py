@@ -448,3 +448,63 @@ def test_the_reply_cache_charges_what_its_replies_really_cost() -> None:
     held, _ = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert cache.used <= budget and held <= budget * 1.1 and len(cache.replies) > 5000
+
+
+@pytest.fixture(scope="module")
+def worker(tmp_path_factory):
+    """A worker of the seed log, not serving: its routes and its turns, called directly."""
+    import totaler
+
+    path = tmp_path_factory.mktemp("worker") / "events.csv"
+    shutil.copy(EVENTS, path)
+    index = totaler.build_index(str(path), in_memory=True)
+    settings = totaler.ServeSettings(str(path), max_hours=200_000, quiet=True, jobs=1, workers=1)
+    with socket.socket() as unused:
+        yield totaler.Worker(index, unused, settings, None)
+
+
+def test_a_window_is_long_by_its_hours_the_size_of_its_answer_or_the_events_it_reaches(worker, monkeypatch) -> None:
+    import totaler
+
+    def window(start: str, end: str, customer: str = "") -> totaler.Window:
+        query = f"start={start}&end={end}" + (f"&customer_id={customer}" if customer else "")
+        return totaler.parse_query(query, 200_000).window
+
+    assert not totaler.is_long(window("2021-03-01T04:00:00Z", "2021-03-01T05:00:00Z"), worker.index)
+    assert totaler.is_long(window("2021-01-01T00:00:00Z", "2021-04-01T00:00:00Z"), worker.index)  # 2,160 hours
+    one_day = ("2021-03-01T00:00:00Z", "2021-03-02T00:00:00Z")
+    assert not totaler.is_long(window(*one_day, "x" * 4000), worker.index)
+    assert totaler.is_long(window("2021-01-01T00:00:00Z", "2021-03-20T00:00:00Z", "x" * 8000), worker.index)
+    busiest = max(worker.index.events_by_hour.values())
+    monkeypatch.setattr(totaler, "LONG_EVENTS", busiest - 1)
+    assert totaler.is_long(window(*one_day), worker.index)
+    monkeypatch.setattr(totaler, "LONG_EVENTS", 24 * busiest)
+    assert not totaler.is_long(window(*one_day), worker.index)
+
+
+def test_a_big_answer_is_refused_before_it_is_built_when_unread_replies_fill_the_room(worker) -> None:
+    import totaler
+
+    query = "start=2000-01-01T00:00:00Z&end=2001-01-01T00:00:00Z&customer_id=" + "x" * 40  # ~700 KB
+    limits = totaler.Limits()
+    with pytest.raises(totaler.InputError, match="too many replies wait to be read"):
+        totaler.counts_reply(worker.index, query, 200_000, limits, room=100_000)
+    assert len(totaler.counts_reply(worker.index, query, 200_000, limits, room=1 << 30).payload) > 100_000
+    small = totaler.counts_reply(worker.index, "start=2021-03-01T04:00:00Z&end=2021-03-01T06:00:00Z", 200_000, limits)
+    assert small.payload.startswith(b"{")
+    under_big_reply = query.replace("2001-01-01", "2000-01-02")  # 24 buckets: written whatever waits
+    assert totaler.counts_reply(worker.index, under_big_reply, 200_000, limits, room=0).payload
+
+
+def test_customers_replies_are_kept_and_an_uncached_one_waits_behind_a_slow_reply(worker) -> None:
+    first = worker.route("/customers", "limit=3")
+    assert worker.route("/customers", "limit=3") is first and json.loads(first.payload)["customers"]
+    worker.long_after = time.monotonic() + 10
+    try:
+        assert worker.wait_for_turn("/customers?limit=3") == 0.0  # kept: costs nothing
+        assert 9 < worker.wait_for_turn("/customers?limit=4") <= 10
+        assert worker.wait_for_turn("/healthz") == 0.0
+        assert worker.wait_for_turn("/counts?start=2021-03-01T04:00:00Z&end=2021-03-01T05:00:00Z") == 0.0
+        assert worker.wait_for_turn("/counts?start=2000-01-01T00:00:00Z&end=2021-03-01T05:00:00Z") > 9
+    finally:
+        worker.long_after = 0.0

@@ -132,6 +132,8 @@ def test_the_page_its_policy_and_the_customers_list(server) -> None:
         "same-origin",
         "no-store",
     )
+    assert (headers["X-Frame-Options"], headers["Cross-Origin-Resource-Policy"]) == ("DENY", "same-origin")
+    assert "camera=()" in headers["Permissions-Policy"]
     policy = headers["Content-Security-Policy"]
     assert "script-src 'self'" in policy and "default-src 'none'" in policy and "unsafe-inline" not in policy
     assert b"<script>" not in body and b'<script src="/app.js">' in body  # no inline script at all
