@@ -7,6 +7,25 @@ time; reading rows; the contract (count_events over plain_events, the whole
 specification); rendering; the question (a window, as typed); the fast path; whole
 files (workers, a Dask cluster); the index; HTTP (with its page); the entry point.
 
+Glossary (each word in this sense only; tests/test_layout.py checks the list is here):
+  instant      a point in time: an int, microseconds since the Unix epoch, UTC
+  line         bytes up to a newline; numbered from 1 in every message
+  row          a line read as the four CSV fields; valid (an event) or malformed (skipped and counted)
+  event        a valid row: customer_id, instant, event_type, transaction_id
+  transaction  the events sharing one transaction_id; under --unique only its first event counts
+  duplicate    a later event of a transaction, not counted under --unique
+  bucket       the interval of instants counted together: a UTC hour unless --bucket/--tz (Buckets)
+  window       the question: [START, END), maybe one customer and event types, its buckets (Window)
+  counts       the answer: events by (bucket start, customer), in first-seen order (Counts)
+  block        whole lines read together; the plain and the fast path each count blocks
+  plain path   the stdlib csv reader, row by row: count_events(plain_events(...)), the specification
+  fast path    regular expressions over a block of a shape they prove; equal to the plain path
+  part         what one worker reads of a byte range of a file (a Tally, an IndexPart), added in file order
+  tally        a part that counts one window, with its skipped rows and duplicates
+  hour index   the server's events by UTC hour, from which any window is answered (Index)
+  file-backed  an hour index holding counts by hour, reading the hours a window cuts from the file
+  cut hour     an hour a window's bound falls inside, read event by event
+
 The data flow:
   files -> read_blocks: blocks of whole lines (a line over MAX_LINE becomes one bad row)
         -> a Part takes each block: a Tally counts it (count_block: the fast path proves
@@ -70,6 +89,28 @@ if TYPE_CHECKING:
     from multiprocessing.pool import Pool
 
 __version__ = "1.0.0"
+__all__ = [  # the public API; every other name is machinery that may change
+    "Buckets",
+    "Counts",
+    "Event",
+    "Index",
+    "InputError",
+    "ServeSettings",
+    "UsageError",
+    "Window",
+    "build_index",
+    "count_events",
+    "count_files",
+    "main",
+    "parse_instant",
+    "parse_width",
+    "parse_window",
+    "plain_events",
+    "render_csv",
+    "render_json",
+    "render_text",
+    "serve",
+]
 
 # ---------------------------------------------------------------------------
 # Time: every instant is an int, microseconds since the Unix epoch, in UTC.
@@ -733,7 +774,6 @@ class Window(NamedTuple):
 
 Event = tuple[str, int, str, str]  # customer_id, instant (UTC microseconds), event_type, transaction_id
 Counts = dict[tuple[int, str], int]
-T = TypeVar("T")
 
 
 def wanted(window: Window, customer: str, event_type: str) -> bool:
@@ -3159,6 +3199,15 @@ def build_index(name: str, jobs: int = 1, paths: list[str] | None = None, in_mem
                  table, types, None, customer_table, whole.repeated.count(1))  # fmt: skip
 
 
+# ---------------------------------------------------------------------------
+# HTTP: a master process builds the index and opens the listening socket, then
+# forks worker processes that share both (prefork, as nginx and gunicorn do).
+# Each worker serves every connection from one asyncio event loop, so an idle or
+# slow connection costs a few KiB and no thread; every request has a deadline and
+# every reply a size limit.  SIGHUP builds a new index and forks new workers
+# before the old ones finish their requests and exit: no connection is refused.
+
+
 class BadRequest(ValueError):
     """A request the server will not answer (HTTP 400); the message names the parameter."""
 
@@ -3215,15 +3264,6 @@ def query_buckets(width: str, zone: str) -> Buckets:
     except BadZone as error:
         raise BadRequest(f"tz {error}") from None
     return Buckets(size, zone)
-
-
-# ---------------------------------------------------------------------------
-# HTTP: a master process builds the index and opens the listening socket, then
-# forks worker processes that share both (prefork, as nginx and gunicorn do).
-# Each worker serves every connection from one asyncio event loop, so an idle or
-# slow connection costs a few KiB and no thread; every request has a deadline and
-# every reply a size limit.  SIGHUP builds a new index and forks new workers
-# before the old ones finish their requests and exit: no connection is refused.
 
 
 class Limits(NamedTuple):
@@ -4670,6 +4710,9 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action="version", version=f"totaler {__version__}")
     add_http_arguments(parser)
     return parser
+
+
+T = TypeVar("T")  # what an argparse type gives
 
 
 def argument_type(convert: Callable[[str], T]) -> Callable[[str], T]:

@@ -79,3 +79,17 @@ def test_no_function_is_longer_than_thirty_lines() -> None:
 def test_no_line_is_longer_than_a_hundred_and_twenty_characters() -> None:
     long = [number for number, line in enumerate(SOURCE.splitlines(), 1) if len(line) > LONGEST_LINE]
     assert long == []
+
+
+def test_all_names_the_public_api_each_defined_documented_and_listed_in_the_readme() -> None:
+    import totaler
+
+    readme = (ROOT / "README.md").read_text()
+    development = readme[readme.index("## Development") :]
+    assert totaler.__all__ == sorted(totaler.__all__)
+    for name in totaler.__all__:
+        thing = getattr(totaler, name)
+        assert thing.__module__ in ("totaler", "typing", "builtins") or name in ("Event", "Counts"), name
+        assert f"`{name}`" in development, f"README's Development section does not list {name}"
+    documented = [name for name in totaler.__all__ if callable(getattr(totaler, name)) and name[0].islower()]
+    assert all(getattr(totaler, name).__doc__ for name in documented)

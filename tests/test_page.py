@@ -48,10 +48,24 @@ def dump_dom(url: str, profile: Path) -> str:
         "--disable-sync",
         f"--user-data-dir={profile}",
         "--virtual-time-budget=10000",  # let the page's fetches finish before the DOM is dumped
+        "--enable-logging=stderr",  # the console too: every page these tests load runs its script without error
+        "--v=0",
         "--dump-dom",
         url,
     ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=True).stdout
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
+    assert console_messages(done.stderr) == [], url
+    return done.stdout
+
+
+def console_messages(log: str) -> list[str]:
+    """What a page wrote to its console, uncaught errors and refused scripts included, in Chromium's log."""
+    return [line for line in log.splitlines() if ":CONSOLE" in line]
+
+
+def test_a_script_error_on_a_page_fails_these_tests(tmp_path: Path) -> None:
+    with pytest.raises(AssertionError):
+        dump_dom("data:text/html,<script>draw(;</script>", tmp_path / "profile")
 
 
 BAR = re.compile(r'<rect [^>]*data-hour="([^"]*)" data-customer="([^"]*)" data-count="(\d+)"')
