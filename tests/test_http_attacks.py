@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import EVENTS, EXPECTED, SEED, children
+from conftest import EVENTS, EXPECTED, SEED, children, file_backed
 from test_http import Server, counts_url
 
 SEED_JSON = (EXPECTED / "seed.json").read_bytes()
@@ -508,3 +508,38 @@ def test_customers_replies_are_kept_and_an_uncached_one_waits_behind_a_slow_repl
         assert worker.wait_for_turn("/counts?start=2000-01-01T00:00:00Z&end=2021-03-01T05:00:00Z") > 9
     finally:
         worker.long_after = 0.0
+
+
+def test_a_big_reply_makes_long_requests_wait_for_its_bytes_even_when_it_was_kept(worker, monkeypatch) -> None:
+    import totaler
+
+    monkeypatch.setattr(totaler, "LONG_REPLY_BYTES", 100_000)
+    monkeypatch.setattr(totaler, "LONG_BYTES_PER_SECOND", 100_000)
+    big = "start=2020-01-01T00:00:00Z&end=2020-01-20T00:00:00Z&customer_id=" + "y" * 300  # 456 buckets: ~150 KB
+    try:
+        before = time.monotonic()
+        reply = worker.route("/counts", big)
+        assert 100_000 < len(reply.payload) < 1 << 20
+        assert worker.long_after >= before + len(reply.payload) / 100_000  # bytes / rate: a second or more
+        assert worker.wait_for_turn("/counts?" + big) > 0.5  # kept, yet big: it waits too
+        small = "start=2021-03-01T04:00:00Z&end=2021-03-01T05:00:00Z"
+        worker.route("/counts", small)
+        assert worker.wait_for_turn("/counts?" + small) == 0.0
+    finally:
+        worker.long_after = 0.0
+
+
+def test_a_window_whose_hours_must_be_read_from_the_file_is_long_until_they_are_kept(tmp_path: Path) -> None:
+    import totaler
+
+    path = tmp_path / "events.csv"
+    shutil.copy(EVENTS, path)
+    with file_backed(SEGMENT_SIZE=4096):
+        index = totaler.build_index(str(path))
+    assert isinstance(index.hours, totaler.FileHours)
+    window = totaler.parse_query("start=2021-03-01T04:10:00Z&end=2021-03-01T05:20:00Z", 200_000).window
+    assert totaler.is_long(window, index)
+    index.counts(window)  # its two hours read, and kept
+    assert not totaler.is_long(window, index)
+    empty = totaler.parse_query("start=1990-03-01T04:10:00Z&end=1990-03-01T05:20:00Z", 200_000).window
+    assert not totaler.is_long(empty, index)  # no hour with events: nothing to read
