@@ -3326,25 +3326,33 @@ def cached_size(query: str, reply: Reply) -> int:
     return len(query) + len(reply.payload) + len(reply.headers) + CACHE_ENTRY
 
 
+def empty_answer_size(window: Window) -> int:
+    """An upper bound of the size of WINDOW's answer before its counts: a key per bucket, and the asked customer
+    in every one (a 60 KB id over 1,000 hours would be 60 MB); known before it is built."""
+    buckets = (window.end - window.buckets.floor(window.start)) // window.buckets.width + 2  # a change of offset: +1
+    return buckets * (36 + (0 if window.customer is None else len(quote(window.customer)) + 16))
+
+
 def counts_reply(
-    index: Index, query: str, max_hours: int, limits: Limits, accept: str = "", room: int = 1 << 62
+    index: Index,
+    query: str,
+    max_hours: int,
+    limits: Limits,
+    accept: str = "",
+    room: Callable[[], int] = lambda: 1 << 62,
 ) -> Reply:
     """The /counts reply to QUERY: the JSON (or CSV) the command line prints, and the window it answers (the
     page draws the buckets the window cuts in proportion); BadRequest if it would be too big; InputError (503)
-    if it may be over BIG_REPLY and over ROOM, the bytes of unread replies its worker may still hold."""
+    if it may be over BIG_REPLY and over ROOM(), the bytes of unread replies its worker may still hold."""
     window, form = parse_query(query, max_hours, accept)
     counts = index.counts(window)
-    buckets = (window.end - window.buckets.floor(window.start)) // window.buckets.width + 2  # a change of offset: +1
-    # An upper bound of the answer's size, known before it is built: a key per bucket, a line per count,
-    # and the asked customer in every empty bucket (a 60 KB id over 1,000 hours would be 60 MB).
-    asked = 0 if window.customer is None else len(quote(window.customer)) + 16
-    size = buckets * (36 + asked) + sum(len(quote(customer)) + 28 for _, customer in counts)
+    size = empty_answer_size(window) + sum(len(quote(customer)) + 28 for _, customer in counts)
     if size > limits.reply_bytes:
         raise BadRequest(
             f"the answer could take {size:,} bytes, over the limit of {limits.reply_bytes:,}: ask a shorter window"
             + (" or a real customer_id" if window.customer and len(window.customer) > index.longest_customer else "")
         )
-    if size > max(BIG_REPLY, room):  # refused before it is built: building one took 4 times its size
+    if size > BIG_REPLY and size > room():  # refused before it is built: building one took 4 times its size
         raise InputError("too many replies wait to be read; read yours, then ask")
     headers = f"Totaler-Window: {format_iso(window.start)}/{format_iso(window.end)}\r\nVary: Accept\r\n"
     if window.unique:  # the rows not counted: what the answer to the same question without unique counts more
@@ -3938,7 +3946,7 @@ class Worker:
     def counts(self, query: str, accept: str = "") -> Reply:
         """The /counts reply to QUERY (ACCEPT, the request's Accept header), from the cache when it was asked
         before."""
-        room = self.limits.unsent_bytes - self.unsent()
+        room = lambda: self.limits.unsent_bytes - self.unsent()  # noqa: E731 - asked only of a big answer: it walks
         make = partial(counts_reply, self.index, query, self.settings.max_hours, self.limits, accept, room)
         return self.cached(query + ("\0csv" if "text/csv" in accept else ""), make)
 
@@ -4062,8 +4070,7 @@ def is_long(window: Window, index: Index) -> bool:
     hour to read from the file, or the events in the hours it reaches (known before it is answered, in µs)."""
     if (window.end - window.start) // HOUR + 1 > LONG_WINDOW_HOURS:
         return True
-    buckets = (window.end - window.start) // window.buckets.width + 2
-    if buckets * (36 + len(window.customer or "") + 16) > LONG_REPLY_BYTES:
+    if empty_answer_size(window) > LONG_REPLY_BYTES:
         return True
     reached = range(hour_floor(window.start), window.end, HOUR)
     if isinstance(kept := index.hours, FileHours) and any(

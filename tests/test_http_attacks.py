@@ -488,12 +488,12 @@ def test_a_big_answer_is_refused_before_it_is_built_when_unread_replies_fill_the
     query = "start=2000-01-01T00:00:00Z&end=2001-01-01T00:00:00Z&customer_id=" + "x" * 40  # ~700 KB
     limits = totaler.Limits()
     with pytest.raises(totaler.InputError, match="too many replies wait to be read"):
-        totaler.counts_reply(worker.index, query, 200_000, limits, room=100_000)
-    assert len(totaler.counts_reply(worker.index, query, 200_000, limits, room=1 << 30).payload) > 100_000
+        totaler.counts_reply(worker.index, query, 200_000, limits, room=lambda: 100_000)
+    assert len(totaler.counts_reply(worker.index, query, 200_000, limits, room=lambda: 1 << 30).payload) > 100_000
     small = totaler.counts_reply(worker.index, "start=2021-03-01T04:00:00Z&end=2021-03-01T06:00:00Z", 200_000, limits)
     assert small.payload.startswith(b"{")
     under_big_reply = query.replace("2001-01-01", "2000-01-02")  # 24 buckets: written whatever waits
-    assert totaler.counts_reply(worker.index, under_big_reply, 200_000, limits, room=0).payload
+    assert totaler.counts_reply(worker.index, under_big_reply, 200_000, limits, room=lambda: 0).payload
 
 
 def test_customers_replies_are_kept_and_an_uncached_one_waits_behind_a_slow_reply(worker) -> None:
