@@ -19,7 +19,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
-from conftest import EVENTS, EXPECTED, ROOT, SEED, SEED_CUSTOMER, kill_group, random_windows, run_cli, spawn
+from conftest import EVENTS, EXPECTED, ROOT, SEED, SEED_CUSTOMER, children, kill_group, random_windows, run_cli, spawn
 
 import totaler
 
@@ -301,6 +301,24 @@ def test_sigterm_stops_it_within_a_second_even_with_an_open_connection(tmp_path:
     idle.close()
     assert took < 1.0
     assert running.process.returncode == 0
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_stopped_while_it_builds_its_first_index_it_exits_as_a_count_does(signum: int, status: int) -> None:
+    """Not serving yet: the exit status of a stopped count (the README says which), within a second."""
+    slow = "import time; b = totaler.build_index; totaler.build_index = lambda *a, **k: time.sleep(20) or b(*a, **k)"
+    command = ["-c", f"import sys; sys.path.insert(0, {str(ROOT)!r}); import totaler; {slow}; totaler.run()"]
+    process = spawn([sys.executable, *command, str(EVENTS), "--serve", "--port", "0"], stderr=subprocess.PIPE)
+    try:
+        time.sleep(1.5)  # well into the build
+        began = time.monotonic()
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=5)
+        took = time.monotonic() - began
+    finally:
+        kill_group(process)
+    assert process.returncode == status and took < 1.0
+    assert b"Traceback" not in stderr and not children(process.pid)
 
 
 @pytest.mark.parametrize(
