@@ -1,6 +1,12 @@
 """Attack the HTTP service the way an audit did, each attack against a fresh server, and print the figures.
 
     python bench/attack.py [--program totaler.py] [--workers N] [--only NAME ...]
+    python bench/attack.py --audit [../shared/attacks] [--big-csv bench/data/events-10m.csv]
+
+The first audit's attacks are here; the second audit's reproducers (issue 22: sixteen
+rows) live beside the project in ../shared/attacks, and --audit runs each of them from a
+copy of this checkout and prints what each reports (ratios to a baseline taken in the same
+run); the three that need a 10-million-row log run only with --big-csv.
 
 Everything goes to 127.0.0.1 only, every loop is bounded in count and time.  Needs
 wrk (Debian package `wrk`) for the load rows.  Memory is the proportional set size
@@ -329,14 +335,55 @@ ATTACKS: dict[str, tuple[str, Callable]] = {
 }
 
 
+AUDIT = (  # the second audit's reproducers and their arguments, in the order of its table
+    ("headbomb.py", "2 short 4096 64"),
+    ("deferbuf.py", ""),
+    ("noread.py", "big 60"),
+    ("noread.py", "pipe 200 1000"),
+    ("filebacked.py", "4"),
+    ("conns.py", "10000 silent 25"),
+    ("cachefill.py", "30 20"),
+    ("reload_race.py", "3"),
+    ("reload10m.py", "truncate replace"),
+    ("strict.py", ""),
+    ("customers.py", "100000"),
+    ("beside.py", "bypass1999 pipe1000x50 long100k flood500"),
+    ("halfclose.py", ""),
+    ("stopping2.py", ""),
+    ("page.py", ""),
+)
+NEEDS_BIG_CSV = ("filebacked.py", "reload10m.py", "stopping2.py")
+
+
+def audit(folder: Path, big_csv: Path | None) -> None:
+    """Run each reproducer of FOLDER from a copy of the checkout (the files they read), printing what it reports."""
+    with tempfile.TemporaryDirectory() as copy:
+        for name in ("totaler.py", "events.csv", "tests/expected/seed.json"):
+            (Path(copy) / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(ROOT / name, Path(copy) / name)
+        environment = {**os.environ, "BIG_CSV": str(big_csv.resolve())} if big_csv else dict(os.environ)
+        for script, arguments in AUDIT:
+            if script in NEEDS_BIG_CSV and not big_csv:
+                print(f"## {script} {arguments}: skipped (needs --big-csv)\n", flush=True)
+                continue
+            command = [sys.executable, str(folder / script), *arguments.split()]
+            done = subprocess.run(command, cwd=copy, env=environment, capture_output=True, text=True, timeout=900)
+            print(f"## {script} {arguments} (exit {done.returncode})\n{done.stdout.strip()}\n", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--program", type=Path, default=ROOT / "totaler.py")
     parser.add_argument("--workers", default="2", help="'' to leave it out (a totaler without --workers)")
     parser.add_argument("--only", nargs="*", choices=list(ATTACKS))
+    shared = ROOT.parent / "shared" / "attacks"
+    parser.add_argument("--audit", type=Path, nargs="?", const=shared, help=f"the reproducers (default {shared})")
+    parser.add_argument("--big-csv", type=Path, help="a log of 64 MiB or more in time order (make_big.py)")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: apt-get install wrk")
+    if args.audit:
+        return audit(args.audit, args.big_csv)
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # thousands of client sockets
     with tempfile.TemporaryDirectory() as folder:

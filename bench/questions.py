@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from run import BIG, HERE, ROOT, measure
+from run import BIG, HERE, ROOT, race_row
 
 YEAR = ["2021-01-01T00:00:00Z", "2022-01-01T00:00:00Z"]
 # (what is asked, totaler's options, DuckDB's bucket expression, DuckDB's filter)
@@ -108,19 +108,9 @@ def main() -> None:
         if args.only and number not in args.only:
             continue
         agree(args.log, options, bucket, where)
-        results = measure(
-            {
-                "totaler": [sys.executable, str(ROOT / "totaler.py"), str(args.log), *YEAR, *options, "--json"],
-                "duckdb": [sys.executable, "-c", DUCKDB.format(bucket=bucket, where=where), str(args.log), *YEAR],
-            },
-            args.rounds,
-        )
-        (ours, our_peak), (theirs, their_peak) = results["totaler"], results["duckdb"]
-        print(
-            f"| {name} | {ours:.2f} s | {theirs:.2f} s | {ours / theirs:.2f} | "
-            f"{our_peak / 1024:.0f} MiB | {their_peak / 1024:.0f} MiB |",
-            flush=True,
-        )
+        ours = [sys.executable, str(ROOT / "totaler.py"), str(args.log), *YEAR, *options, "--json"]
+        duckdb = [sys.executable, "-c", DUCKDB.format(bucket=bucket, where=where), str(args.log), *YEAR]
+        print(race_row(name, ours, duckdb, args.rounds), flush=True)
 
 
 if __name__ == "__main__":

@@ -72,6 +72,16 @@ def measure(commands: dict[str, list[str]], rounds: int) -> dict[str, tuple[floa
     return {name: (statistics.median(walls[name]), peaks[name]) for name in commands}
 
 
+def race_row(name: str, ours: list[str], duckdb: list[str], rounds: int) -> str:
+    """A Markdown row: NAME, then the median wall of totaler's command OURS and of DUCKDB's, their ratio and peaks."""
+    results = measure({"totaler": ours, "duckdb": duckdb}, rounds)
+    (mine, my_peak), (theirs, their_peak) = results["totaler"], results["duckdb"]
+    return (
+        f"| {name} | {mine:.2f} s | {theirs:.2f} s | {mine / theirs:.2f} | "
+        f"{my_peak / 1024:.0f} MiB | {their_peak / 1024:.0f} MiB |"
+    )
+
+
 def table(title: str, results: dict[str, tuple[float, int]], rows: int, baseline: str | None) -> str:
     """A Markdown table of RESULTS."""
     lines = [f"### {title}", "", "| program | median wall | vs DuckDB | rows/s | peak RSS |", "|---|---|---|---|---|"]

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from run import BIG, HERE, ROOT, measure
+from run import BIG, HERE, ROOT, race_row
 
 SHAPES_DIR = HERE / "data" / "shapes"
 YEAR = ["2021-01-01T00:00:00Z", "2022-01-01T00:00:00Z"]
@@ -161,19 +161,8 @@ def main() -> None:
             continue
         path = SHAPES_DIR / f"shape-{number}-{args.rows}.csv"
         agree(path, window)
-        results = measure(
-            {
-                "totaler": [sys.executable, str(ROOT / "totaler.py"), str(path), *window, "--json"],
-                "duckdb": [sys.executable, "-c", DUCKDB, str(path), *window],
-            },
-            args.rounds,
-        )
-        (ours, our_peak), (theirs, their_peak) = results["totaler"], results["duckdb"]
-        print(
-            f"| {name} | {ours:.2f} s | {theirs:.2f} s | {ours / theirs:.2f} | "
-            f"{our_peak / 1024:.0f} MiB | {their_peak / 1024:.0f} MiB |",
-            flush=True,
-        )
+        ours = [sys.executable, str(ROOT / "totaler.py"), str(path), *window, "--json"]
+        print(race_row(name, ours, [sys.executable, "-c", DUCKDB, str(path), *window], args.rounds), flush=True)
 
 
 if __name__ == "__main__":
