@@ -2897,6 +2897,7 @@ LAZY_MIN = 1 << 26  # smaller logs are indexed in memory: fast enough, and no an
 PROBE_HOURS = 16  # more hours than this in the first segment: not in time order, indexed in memory
 LAZY_SPAN = 16 << 20  # the most bytes an hour's rows may lie in (16 MiB: about 0.15 s to read again)
 CACHED_EVENTS = 1 << 21  # the events of hours read again that a server worker keeps (LRU)
+FILE_HOURS = 26  # the most hours one window reads again from the file: a day cut at both ends (one: ~1 s)
 
 
 class Survey(Part):
@@ -3118,12 +3119,18 @@ class Index(NamedTuple):
     customer_table: CustomerTable | None = None  # for /customers (in memory)
     duplicates: int | None = None  # rows whose transaction_id an earlier row carried (in memory)
 
+    def starts_in(self, window: Window) -> list[int]:
+        """The hours with events that WINDOW reaches."""
+        return self.starts[bisect_left(self.starts, hour_floor(window.start)) : bisect_left(self.starts, window.end)]
+
     def counts(self, window: Window) -> Counts:
         """The same counts count_file gives for WINDOW, from the index."""
         if window.unique and self.files is not None:
             raise InputError("unique=true comes with the index in memory, being built; try again in a few seconds")
-        first = bisect_left(self.starts, hour_floor(window.start))
-        starts = self.starts[first : bisect_left(self.starts, window.end)]
+        starts = self.starts_in(window)
+        if isinstance(self.hours, FileHours) and sum(start not in self.hours.kept for start in starts) > FILE_HOURS:
+            raise InputError(f"a window that reads over {FILE_HOURS} hours from the file comes with the index in "
+                             "memory, being built; try again in a few seconds")  # fmt: skip
         chosen = [(start, self.hours[start]) for start in starts]  # read first, if from the file: they fill its tables
         hours = self.hours
         table, types = (
@@ -3333,6 +3340,15 @@ def empty_answer_size(window: Window) -> int:
     return buckets * (36 + (0 if window.customer is None else len(quote(window.customer)) + 16))
 
 
+def check_answer_size(size: int, window: Window, index: Index, limits: Limits) -> None:
+    """BadRequest if an answer to WINDOW of SIZE bytes would pass the limit."""
+    if size > limits.reply_bytes:
+        raise BadRequest(
+            f"the answer could take {size:,} bytes, over the limit of {limits.reply_bytes:,}: ask a shorter window"
+            + (" or a real customer_id" if window.customer and len(window.customer) > index.longest_customer else "")
+        )
+
+
 def counts_reply(
     index: Index,
     query: str,
@@ -3345,13 +3361,10 @@ def counts_reply(
     page draws the buckets the window cuts in proportion); BadRequest if it would be too big; InputError (503)
     if it may be over BIG_REPLY and over ROOM(), the bytes of unread replies its worker may still hold."""
     window, form = parse_query(query, max_hours, accept)
+    check_answer_size(empty_answer_size(window), window, index, limits)  # before counting: counting may take seconds
     counts = index.counts(window)
     size = empty_answer_size(window) + sum(len(quote(customer)) + 28 for _, customer in counts)
-    if size > limits.reply_bytes:
-        raise BadRequest(
-            f"the answer could take {size:,} bytes, over the limit of {limits.reply_bytes:,}: ask a shorter window"
-            + (" or a real customer_id" if window.customer and len(window.customer) > index.longest_customer else "")
-        )
+    check_answer_size(size, window, index, limits)
     if size > BIG_REPLY and size > room():  # refused before it is built: building one took 4 times its size
         raise InputError("too many replies wait to be read; read yours, then ask")
     headers = f"Totaler-Window: {format_iso(window.start)}/{format_iso(window.end)}\r\nVary: Accept\r\n"
@@ -3682,8 +3695,8 @@ class Connection:
 
     def take_turn(self, request: Request) -> None:
         """Answer REQUEST now, or later if it is a long window and long windows have had their share."""
-        wait = self.worker.wait_for_turn(request.target) if request.method in ("GET", "HEAD") else 0.0
-        if wait > 0:
+        wait = self.worker.wait_for_turn(request.target, request.accept) if request.method in ("GET", "HEAD") else 0.0
+        if wait > 0 and not self.worker.stopping:  # stopping, no turn is left to wait for: answered now
             if self.timer:
                 self.timer.cancel()
             self.deferred = request
@@ -3909,7 +3922,12 @@ LONG_REPLY_SECONDS = 0.002  # a reply that took longer makes the next long windo
 LONG_WINDOW_HOURS = 2000  # a window this long may take milliseconds to answer
 LONG_REPLY_BYTES = 1 << 20  # so may an answer that may be this long (1,999 hours of an 8,000-character id: 16 MB)
 LONG_BYTES_PER_SECOND = 16 << 20  # long replies a worker sends: four clients taking 16 MB answers left 46%
-LONG_EVENTS = 100_000  # or one whose hours hold this many events (a cut hour of 100,000 customers: 0.12 s)
+LONG_EVENTS = 5_000  # or one whose hours hold this many events: 0.3 to 2 µs each (84,498 in zones: 47 ms)
+
+
+def reply_key(path: str, query: str, accept: str = "") -> str:
+    """What a reply is kept under: its path and query, and for /counts whether the Accept header asks for CSV."""
+    return f"{path}?{query}" + ("\0csv" if path == "/counts" and "text/csv" in accept else "")
 
 
 class Worker:
@@ -3935,7 +3953,7 @@ class Worker:
             document = health(self.index, self.reload, self.settings.workers)
             return Reply((json.dumps(document, indent=2) + "\n").encode("ascii"))
         if path == "/customers":  # a page of 100,000 customers' takes tens of ms: kept, and taking turns
-            return self.cached("/customers?" + query, lambda: customers_reply(self.index, query))
+            return self.cached(reply_key(path, query), lambda: customers_reply(self.index, query))
         if path == "/" and not query:
             start, end = busiest_day(self.index)
             raise Redirect("/?" + urlencode({"start": format_iso(start), "end": format_iso(end)}))
@@ -3948,23 +3966,25 @@ class Worker:
         before."""
         room = lambda: self.limits.unsent_bytes - self.unsent()  # noqa: E731 - asked only of a big answer: it walks
         make = partial(counts_reply, self.index, query, self.settings.max_hours, self.limits, accept, room)
-        return self.cached(query + ("\0csv" if "text/csv" in accept else ""), make)
+        return self.cached(reply_key("/counts", query, accept), make)
 
     def cached(self, key: str, make: Callable[[], Reply]) -> Reply:
         """The reply kept for KEY, else MAKE()'s, then kept; a slow one makes long requests wait their turn."""
         reply = self.cache.get(key)
         if reply is None:
             began = time.monotonic()
-            reply = make()
-            took = time.monotonic() - began
-            if took > LONG_REPLY_SECONDS:  # the next long request waits twice as long: a third of the CPU at most
-                self.long_after = time.monotonic() + 2 * took
+            try:
+                reply = make()
+            finally:  # a 400 or a 503 may have taken as long: it waits the same
+                took = time.monotonic() - began
+                if took > LONG_REPLY_SECONDS:  # the next long request waits twice as long: a third of the CPU at most
+                    self.long_after = time.monotonic() + 2 * took
             self.cache.put(key, reply)
         if len(reply.payload) > LONG_REPLY_BYTES:  # sending it costs more than building it (16 MB: 0.05 s to build)
             self.long_after = max(self.long_after, time.monotonic() + len(reply.payload) / LONG_BYTES_PER_SECOND)
         return reply
 
-    def wait_for_turn(self, target: str) -> float:
+    def wait_for_turn(self, target: str, accept: str = "") -> float:
         """Seconds before a request for TARGET may be answered: long windows take a third of the time at most.
 
         A long window takes milliseconds of a loop that answers a short one in tens of
@@ -3973,7 +3993,7 @@ class Worker:
         """
         now = time.monotonic()
         path, _, query = target.partition("?")
-        key = query if path == "/counts" else "/customers?" + query  # as counts() and route() keep them
+        key = reply_key(path, query, accept)
         if now >= self.long_after or path not in ("/counts", "/customers"):
             return 0.0
         if (kept := self.cache.get(key)) is not None or path == "/customers":
@@ -4050,6 +4070,8 @@ class Worker:
             # still be on its way: leave it STOP_SECONDS to arrive and be answered.
             if connection.served and not connection.buffer.strip() and connection.deferred is None:
                 connection.close()
+            elif connection.deferred is not None:  # a long request waiting its turn: answered now
+                connection.worker.loop.call_soon(connection.resume_deferred)
         if not self.connections:
             self.loop.stop()
         self.loop.call_later(self.limits.stop_seconds, self.loop.stop)

@@ -63,8 +63,9 @@ def patched(**values: int) -> Iterator[None]:
 
 
 def file_backed(**sizes: int) -> ContextManager[None]:
-    """Index any log file-backed (cut hours read again from the file), with SIZES changed."""
-    return patched(**{"LAZY_MIN": 0, "PROBE_HOURS": 10**9, "LAZY_SPAN": 1 << 62, **sizes})
+    """Index any log file-backed (cut hours read again from the file), with SIZES changed; windows of any
+    length answered from the file (FILE_HOURS, a server's bound, is tested on its own)."""
+    return patched(**{"LAZY_MIN": 0, "PROBE_HOURS": 10**9, "LAZY_SPAN": 1 << 62, "FILE_HOURS": 1 << 62, **sizes})
 
 
 def sizes(block: int, max_line: int, part: int = 1 << 26, segment: int | None = None) -> ContextManager[None]:

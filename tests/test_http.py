@@ -370,7 +370,8 @@ def test_a_body_closes_the_connection_after_the_reply(server: Server) -> None:
 # log big (LAZY_MIN = 0) and read it in parallel parts, so that the in-memory build runs
 # on worker processes, as it does on a big log.
 FILE_BACKED = (
-    "totaler.LAZY_MIN = 0; totaler.SEGMENT_SIZE = 1 << 14; totaler.PARALLEL_MIN = 1; totaler.PART_SIZE = 1 << 19"
+    "totaler.LAZY_MIN = 0; totaler.SEGMENT_SIZE = 1 << 14; totaler.PARALLEL_MIN = 1; totaler.PART_SIZE = 1 << 19;"
+    " totaler.FILE_HOURS = 1 << 62"
 )
 
 

@@ -472,8 +472,9 @@ def test_a_window_is_long_by_its_hours_the_size_of_its_answer_or_the_events_it_r
 
     assert not totaler.is_long(window("2021-03-01T04:00:00Z", "2021-03-01T05:00:00Z"), worker.index)
     assert totaler.is_long(window("2021-01-01T00:00:00Z", "2021-04-01T00:00:00Z"), worker.index)  # 2,160 hours
+    quiet_day = ("2000-03-01T00:00:00Z", "2000-03-02T00:00:00Z")  # no events: only the size of its answer
+    assert not totaler.is_long(window(*quiet_day, "x" * 4000), worker.index)
     one_day = ("2021-03-01T00:00:00Z", "2021-03-02T00:00:00Z")
-    assert not totaler.is_long(window(*one_day, "x" * 4000), worker.index)
     assert totaler.is_long(window("2021-01-01T00:00:00Z", "2021-03-20T00:00:00Z", "x" * 8000), worker.index)
     busiest = max(worker.index.events_by_hour.values())
     monkeypatch.setattr(totaler, "LONG_EVENTS", busiest - 1)
@@ -543,3 +544,82 @@ def test_a_window_whose_hours_must_be_read_from_the_file_is_long_until_they_are_
     assert not totaler.is_long(window, index)
     empty = totaler.parse_query("start=1990-03-01T04:10:00Z&end=1990-03-01T05:20:00Z", 200_000).window
     assert not totaler.is_long(empty, index)  # no hour with events: nothing to read
+
+
+def test_a_counts_query_is_never_answered_with_a_customers_page_kept_under_the_same_text(worker) -> None:
+    worker.route("/customers", "limit=1")
+    with pytest.raises(Exception, match="unknown parameter"):
+        worker.route("/counts", "/customers?limit=1")
+
+
+def test_a_long_window_asked_as_csv_waits_its_turn_though_its_json_was_kept(worker) -> None:
+    long = "start=2021-01-01T00:00:00Z&end=2021-04-01T00:00:00Z"  # 2,160 hours; 78 KB: kept
+    worker.route("/counts", long)
+    worker.long_after = time.monotonic() + 10
+    try:
+        assert worker.wait_for_turn("/counts?" + long) == 0.0  # kept
+        assert worker.wait_for_turn("/counts?" + long, "text/csv") > 9  # not kept as CSV: it would be built
+    finally:
+        worker.long_after = 0.0
+
+
+def test_a_refusal_that_took_long_makes_long_requests_wait_too(worker) -> None:
+    import totaler
+
+    def slow_refusal() -> totaler.Reply:
+        time.sleep(0.05)
+        raise totaler.BadRequest("refused after 50 ms of work")
+
+    try:
+        with pytest.raises(totaler.BadRequest):
+            worker.cached("a key never kept", slow_refusal)
+        assert worker.long_after > time.monotonic() + 0.05
+    finally:
+        worker.long_after = 0.0
+
+
+def test_an_answer_over_the_limit_is_refused_before_anything_is_counted(worker, monkeypatch) -> None:
+    import totaler
+
+    def never(*_: object) -> None:
+        raise AssertionError("counted")
+
+    monkeypatch.setattr(totaler.Index, "counts", never)
+    ten_years = "start=2021-01-01T00:00:00Z&end=2031-01-01T00:00:00Z&bucket=10m"  # 525,600 buckets: 19 MB
+    with pytest.raises(totaler.BadRequest, match="over the limit of 16,777,216"):
+        totaler.counts_reply(worker.index, ten_years, 10**6, totaler.Limits())
+
+
+def test_a_file_backed_index_answers_a_day_from_the_file_and_leaves_longer_windows_to_the_index_in_memory(
+    tmp_path: Path,
+) -> None:
+    import totaler
+
+    with file_backed(SEGMENT_SIZE=4096):
+        index = totaler.build_index(str(EVENTS))
+    window = totaler.parse_query("start=2021-03-01T00:10:00Z&end=2021-03-02T00:20:00Z", 200_000).window  # 25 h
+    assert sum(index.counts(window).values()) > 0
+    week = totaler.parse_query("start=2021-03-01T00:10:00Z&end=2021-03-08T00:00:00Z", 200_000).window
+    with pytest.raises(totaler.InputError, match="reads over 26 hours from the file comes with the index in memory"):
+        index.counts(week)
+
+
+def test_long_windows_waiting_their_turn_when_the_server_stops_are_answered(tmp_path: Path) -> None:
+    """The one waiting its turn is answered, with Connection: close (a client asks again what comes after)."""
+    path = tmp_path / "events.csv"
+    shutil.copy(EVENTS, path)
+    slow_wire = "totaler.LONG_BYTES_PER_SECOND = 1000"  # after the first 3.6 MB answer, the next waits an hour
+    running = Server(path, "--quiet", "--workers", "1", "--max-hours", "200000", patch=slow_wire)
+    long = [counts_url(f"2011-03-01T00:00:00.00000{i}Z", "2022-07-27T15:00:00Z").encode() for i in range(2)]
+    try:
+        with socket.create_connection(("127.0.0.1", running.port), timeout=10) as raw:
+            raw.sendall(b"".join(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n" for target in long))
+            time.sleep(0.3)  # the first answered, the second waits its turn
+            running.process.send_signal(signal.SIGTERM)
+            replies = b""
+            while chunk := raw.recv(1 << 20):
+                replies += chunk
+        assert replies.count(b"HTTP/1.1 200 OK") == 2 and replies.count(b"Connection: close") == 1
+    finally:
+        running.stop()
+    assert "Traceback" not in running.stderr()
