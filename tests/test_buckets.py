@@ -371,3 +371,27 @@ def test_zones_come_from_dateutils_copy_where_the_system_has_none() -> None:
         totaler.zone_named.cache_clear()
         totaler.fixed_offset.cache_clear()
         totaler.hour_memos.cache_clear()
+
+
+def test_a_clock_going_back_to_no_buckets_start_keeps_the_bucket_it_left_or_begins_one(tmp_path) -> None:
+    """Lord Howe, 2022-04-03: 02:00 +11 back to 01:30 +10:30, as the README's example says."""
+    path = tmp_path / "lh.csv"
+    path.write_text("a,INGEST,t1,2022-04-02T14:50:00Z\nb,INGEST,t2,2022-04-02T15:05:00Z\n")
+    zone = ["--tz", "Australia/Lord_Howe", "--json"]
+    hour = run_cli(str(path), "2022-04-02T14:00Z", "2022-04-02T16:30Z", *zone)
+    assert json.loads(hour.stdout) == {"2022-04-03 01:00:00 +1100": {"a": 1, "b": 1}, "2022-04-03 02:00:00 +1030": {}}
+    quarter = run_cli(str(path), "2022-04-02T14:40Z", "2022-04-02T15:20Z", *zone, "--bucket", "15m")
+    assert list(json.loads(quarter.stdout).items()) == [
+        ("2022-04-03 01:30:00 +1100", {}),
+        ("2022-04-03 01:45:00 +1100", {"a": 1}),
+        ("2022-04-03 01:30:00 +1030", {"b": 1}),
+        ("2022-04-03 01:45:00 +1030", {}),
+    ]
+
+
+def test_a_negative_offset_is_a_zone_written_after_tz_as_it_is() -> None:
+    """argparse would take '-03:30' for an option: '--tz -03:30' is read as '--tz=-03:30'."""
+    window = ["events.csv", "2021-03-01T04:00:00Z", "2021-03-01T06:00:00Z", "--json"]
+    apart, joined = run_cli(*window, "--tz", "-03:30"), run_cli(*window, "--tz=-03:30")
+    assert apart.returncode == joined.returncode == 0 and apart.stdout == joined.stdout
+    assert next(iter(json.loads(apart.stdout))) == "2021-03-01 00:00:00 -0330"
