@@ -3527,7 +3527,7 @@ def parse_head(head: bytes, limits: Limits) -> Request:
 
 
 REASONS = {status.value: status.phrase for status in HTTPStatus}
-TURN_SECONDS = 0.005  # a connection's requests are answered this long (one at least) before the others' turn
+TURN_SECONDS = 0.001  # a connection's requests are answered this long (one at least) before the others' turn
 BIG_REPLY = 1 << 16  # a reply this long is written only within Limits.unsent_bytes
 
 
