@@ -3289,6 +3289,7 @@ class Limits(NamedTuple):
 
 
 JSON_TYPE = "application/json"
+STOPPING = "this worker is stopping (a reload or a stop) before this long request's turn; ask again"
 
 
 class Reply(NamedTuple):
@@ -3696,6 +3697,9 @@ class Connection:
     def take_turn(self, request: Request) -> None:
         """Answer REQUEST now, or later if it is a long window and long windows have had their share."""
         wait = self.worker.wait_for_turn(request.target, request.accept) if request.method in ("GET", "HEAD") else 0.0
+        if wait > 0 and self.worker.stopping and self.worker.stop_half_gone():  # no time left to answer it
+            self.send(503, error_payload(STOPPING), request.method != "HEAD", True, request, "Retry-After: 1\r\n")
+            return
         if wait > 0 and not self.worker.stopping:  # stopping, no turn is left to wait for: answered now
             if self.timer:
                 self.timer.cancel()
@@ -3922,6 +3926,7 @@ LONG_REPLY_SECONDS = 0.002  # a reply that took longer makes the next long windo
 LONG_WINDOW_HOURS = 2000  # a window this long may take milliseconds to answer
 LONG_REPLY_BYTES = 1 << 20  # so may an answer that may be this long (1,999 hours of an 8,000-character id: 16 MB)
 LONG_BYTES_PER_SECOND = 16 << 20  # long replies a worker sends: four clients taking 16 MB answers left 46%
+LONG_ZONE_BUCKETS = 200  # or in a zone that changes its offset, this many buckets (an empty one: 12 µs)
 LONG_EVENTS = 5_000  # or one whose hours hold this many events: 0.3 to 2 µs each (84,498 in zones: 47 ms)
 
 
@@ -3996,6 +4001,8 @@ class Worker:
         key = reply_key(path, query, accept)
         if now >= self.long_after or path not in ("/counts", "/customers"):
             return 0.0
+        if path == "/customers" and self.index.customer_table is None:
+            return 0.0  # file-backed: a 503 at once
         if (kept := self.cache.get(key)) is not None or path == "/customers":
             return 0.0 if kept and len(kept.payload) <= LONG_REPLY_BYTES else self.long_after - now
         try:
@@ -4063,7 +4070,7 @@ class Worker:
 
     def stop(self) -> None:
         """Stop accepting, close idle connections, give the rest STOP_SECONDS, then end the loop."""
-        self.stopping = True
+        self.stopping, self.stopped_at = True, time.monotonic()
         self.pause_accepting()
         for connection in list(self.connections):
             # Idle between requests: close, as nginx does.  Just accepted, its request may
@@ -4075,6 +4082,13 @@ class Worker:
         if not self.connections:
             self.loop.stop()
         self.loop.call_later(self.limits.stop_seconds, self.loop.stop)
+
+    stopped_at = 0.0
+
+    def stop_half_gone(self) -> bool:
+        """Whether half the time a stopping worker gives its requests has gone: long ones are told to ask again
+        (back to back, thirty of half a second each were cut off unanswered)."""
+        return time.monotonic() > self.stopped_at + self.limits.stop_seconds / 2
 
     def unsent(self) -> int:
         """Bytes of replies written and not yet read by their clients, on every connection."""
@@ -4094,6 +4108,9 @@ def is_long(window: Window, index: Index) -> bool:
         return True
     if empty_answer_size(window) > LONG_REPLY_BYTES:
         return True
+    buckets = (window.end - window.start) // window.buckets.width + 2
+    if buckets > LONG_ZONE_BUCKETS and fixed_offset(window.buckets.zone) is None:
+        return True  # each bucket labelled on its own where the offset changes: 10 to 13 µs a bucket
     reached = range(hour_floor(window.start), window.end, HOUR)
     if isinstance(kept := index.hours, FileHours) and any(
         h in index.events_by_hour for h in reached if h not in kept.kept

@@ -623,3 +623,46 @@ def test_long_windows_waiting_their_turn_when_the_server_stops_are_answered(tmp_
     finally:
         running.stop()
     assert "Traceback" not in running.stderr()
+
+
+def test_many_buckets_in_a_zone_that_changes_its_offset_make_a_window_long(worker) -> None:
+    import totaler
+
+    def window(zone: str) -> totaler.Window:
+        query = f"start=2020-01-01T00:00:00Z&end=2020-03-23T00:00:10Z&bucket=5m&tz={zone}"  # no events; 23,618
+        return totaler.parse_query(query, 200_000).window
+
+    assert totaler.is_long(window("America/New_York"), worker.index)
+    assert not totaler.is_long(window("UTC"), worker.index) and not totaler.is_long(window("%2B05:30"), worker.index)
+    day = "start=2020-01-01T00:00:00Z&end=2020-01-02T00:00:00Z&tz=America/New_York"  # 26 buckets at most
+    assert not totaler.is_long(totaler.parse_query(day, 200_000).window, worker.index)
+
+
+def test_every_long_request_waiting_when_the_server_stops_gets_a_reply(tmp_path: Path) -> None:
+    """Answered while half the stop's time is left, then a 503 saying to ask again: never nothing."""
+    path = tmp_path / "events.csv"
+    shutil.copy(EVENTS, path)
+    slow_wire = "totaler.LONG_BYTES_PER_SECOND = 1000"  # after one 3.6 MB answer, long requests wait an hour
+    running = Server(path, "--quiet", "--workers", "1", "--max-hours", "200000", patch=slow_wire)
+    first = counts_url("2011-03-01T00:00:00Z", "2022-07-27T15:00:00Z").encode()
+    try:
+        assert status_of(exchange(running.port, b"GET " + first + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+        waiting = []
+        for i in range(10):  # each a small answer of a quarter of a second or so: 23,618 buckets in New York
+            raw = socket.create_connection(("127.0.0.1", running.port), timeout=10)
+            target = f"/counts?start=2020-01-01T00:00:00.{i:06d}Z&end=2020-03-23T00:00:10Z&bucket=5m"
+            raw.sendall(b"GET " + target.encode() + b"&tz=America/New_York&format=csv HTTP/1.1\r\nHost: x\r\n\r\n")
+            waiting.append(raw)
+        time.sleep(0.5)  # each waits its turn
+        running.process.send_signal(signal.SIGTERM)
+        statuses = []
+        for raw in waiting:
+            reply = b""
+            while chunk := raw.recv(1 << 20):
+                reply += chunk
+            statuses.append(status_of(reply) if reply else None)
+            raw.close()
+        assert None not in statuses and set(statuses) == {200, 503}, statuses
+    finally:
+        running.stop()
+    assert "Traceback" not in running.stderr()
