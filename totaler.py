@@ -23,7 +23,7 @@ Glossary (each word in this sense only; tests/test_layout.py checks the list is 
   part         what one worker reads of a byte range of a file (a Tally, an IndexPart), added in file order
   tally        a part that counts one window, with its skipped rows and duplicates
   hour index   the server's events by UTC hour, from which any window is answered (Index)
-  file-backed  an hour index holding counts by hour, reading the hours a window cuts from the file
+  file-backed  an hour index that reads the hours a window reaches again from the file, kept open
   cut hour     an hour a window's bound falls inside, read event by event
 
 The data flow:
@@ -3334,11 +3334,15 @@ def cached_size(query: str, reply: Reply) -> int:
     return len(query) + len(reply.payload) + len(reply.headers) + CACHE_ENTRY
 
 
+def bucket_count(window: Window) -> int:
+    """At most how many buckets WINDOW's answer lists (a change of offset may add one)."""
+    return (window.end - window.buckets.floor(window.start)) // window.buckets.width + 2
+
+
 def empty_answer_size(window: Window) -> int:
     """An upper bound of the size of WINDOW's answer before its counts: a key per bucket, and the asked customer
     in every one (a 60 KB id over 1,000 hours would be 60 MB); known before it is built."""
-    buckets = (window.end - window.buckets.floor(window.start)) // window.buckets.width + 2  # a change of offset: +1
-    return buckets * (36 + (0 if window.customer is None else len(quote(window.customer)) + 16))
+    return bucket_count(window) * (36 + (0 if window.customer is None else len(quote(window.customer)) + 16))
 
 
 def check_answer_size(size: int, window: Window, index: Index, limits: Limits) -> None:
@@ -3362,9 +3366,10 @@ def counts_reply(
     page draws the buckets the window cuts in proportion); BadRequest if it would be too big; InputError (503)
     if it may be over BIG_REPLY and over ROOM(), the bytes of unread replies its worker may still hold."""
     window, form = parse_query(query, max_hours, accept)
-    check_answer_size(empty_answer_size(window), window, index, limits)  # before counting: counting may take seconds
+    empty = empty_answer_size(window)
+    check_answer_size(empty, window, index, limits)  # before counting: counting may take seconds
     counts = index.counts(window)
-    size = empty_answer_size(window) + sum(len(quote(customer)) + 28 for _, customer in counts)
+    size = empty + sum(len(quote(customer)) + 28 for _, customer in counts)
     check_answer_size(size, window, index, limits)
     if size > BIG_REPLY and size > room():  # refused before it is built: building one took 4 times its size
         raise InputError("too many replies wait to be read; read yours, then ask")
@@ -4108,8 +4113,7 @@ def is_long(window: Window, index: Index) -> bool:
         return True
     if empty_answer_size(window) > LONG_REPLY_BYTES:
         return True
-    buckets = (window.end - window.start) // window.buckets.width + 2
-    if buckets > LONG_ZONE_BUCKETS and fixed_offset(window.buckets.zone) is None:
+    if bucket_count(window) > LONG_ZONE_BUCKETS and fixed_offset(window.buckets.zone) is None:
         return True  # each bucket labelled on its own where the offset changes: 10 to 13 µs a bucket
     reached = range(hour_floor(window.start), window.end, HOUR)
     if isinstance(kept := index.hours, FileHours) and any(
