@@ -7,7 +7,7 @@ time; reading rows; the contract (count_events over plain_events, the whole
 specification); rendering; the question (a window, as typed); the fast path; whole
 files (workers, a Dask cluster); the index; HTTP (with its page); the entry point.
 
-Glossary (each word in this sense only; tests/test_layout.py checks the list is here):
+Glossary (each word in this sense only):
   instant      a point in time: an int, microseconds since the Unix epoch, UTC
   line         bytes up to a newline; numbered from 1 in every message
   row          a line read as the four CSV fields; valid (an event) or malformed (skipped and counted)
