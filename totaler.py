@@ -3223,6 +3223,19 @@ QUERY_PARAMETERS = ("start", "end", "customer_id", "bucket", "tz", "event_type",
 LOST_PLUS = re.compile(r"\d \d\d(?::?\d\d)?$")  # '09:30:00 05:30': the '+' of an offset, read as a space
 
 
+def asks_csv(accept: str) -> bool:
+    """Whether an Accept header prefers CSV: text/csv with a q above 0 and above application/json's (RFC 9110
+    12.5.1; equal, JSON, the default)."""
+    weights = {"text/csv": 0.0, "application/json": 0.0}
+    for media in accept.lower().split(","):
+        kind, *parameters = (part.strip() for part in media.split(";"))
+        if kind in weights:
+            quality = next((value for name, _, value in (p.partition("=") for p in parameters) if name == "q"), "1")
+            with suppress(ValueError):
+                weights[kind] = max(weights[kind], float(quality))
+    return weights["text/csv"] > max(0.0, weights["application/json"])
+
+
 class Query(NamedTuple):
     """A /counts request: its window, and the format of the answer (json or csv)."""
 
@@ -3242,7 +3255,7 @@ def parse_query(query: str, max_hours: int, accept: str = "") -> Query:
     for name in ("start", "end"):
         if name not in params:
             raise BadRequest(f"{name} is missing (e.g. /counts?start=2021-03-01T04:00:00Z&end=2021-03-01T06:30:00Z)")
-    form = params.get("format", ["csv" if "text/csv" in accept else "json"])[0]
+    form = params.get("format", ["csv" if asks_csv(accept) else "json"])[0]
     if form not in RENDERINGS:
         raise BadRequest(f"format {form!r} is not json or csv")
     unique = params.get("unique", ["false"])[0]
@@ -3937,7 +3950,7 @@ LONG_EVENTS = 5_000  # or one whose hours hold this many events: 0.3 to 2 µs ea
 
 def reply_key(path: str, query: str, accept: str = "") -> str:
     """What a reply is kept under: its path and query, and for /counts whether the Accept header asks for CSV."""
-    return f"{path}?{query}" + ("\0csv" if path == "/counts" and "text/csv" in accept else "")
+    return f"{path}?{query}" + ("\0csv" if path == "/counts" and asks_csv(accept) else "")
 
 
 class Worker:

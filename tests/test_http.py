@@ -585,3 +585,25 @@ def test_a_prefix_finds_customers_by_the_start_of_their_id(server) -> None:
 def test_a_bad_page_is_a_400_naming_the_parameter(server, query: str, message: str) -> None:
     status, body = server.get("/customers?" + query)
     assert status == 400 and json.loads(body)["error"].startswith(message)
+
+
+@pytest.mark.parametrize(
+    "accept, csv",
+    [
+        ("text/csv", True),
+        ("TEXT/CSV; q=0.9", True),
+        ("application/json;q=0.5, text/csv", True),
+        ("text/csv;q=0", False),
+        ("application/json, text/csv;q=0", False),
+        ("text/csv, application/json", False),  # equal: JSON, the default
+        ("text/csvx", False),
+        ("text/csv;q=abc", False),
+        ("*/*", False),
+        ("", False),
+    ],
+)
+def test_csv_is_answered_only_where_the_accept_header_prefers_it(accept: str, csv: bool) -> None:
+    assert totaler.asks_csv(accept) is csv
+    query = "start=2021-03-01T04:00:00Z&end=2021-03-01T05:00:00Z"
+    assert totaler.parse_query(query, 1000, accept).format == ("csv" if csv else "json")
+    assert totaler.reply_key("/counts", query, accept).endswith("\0csv") is csv
