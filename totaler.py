@@ -2164,9 +2164,10 @@ class UniqueTally(Tally):
         reader = block_columns if self.fast and not block.too_long else plain_columns
         columns, lines = reader(block, self.lines + 1, self.skipped)
         numbers = self.part_ids.marked(columns.ids)
-        asked = asked_rows(columns, self.window)
+        moments = list(map(add, columns.hours, columns.offsets))
+        asked = asked_rows(columns, moments, self.window)
         hours = list(compress(columns.hours, asked))
-        moments = list(compress(map(add, columns.hours, columns.offsets), asked))
+        moments = list(compress(moments, asked))
         buckets = bucket_column(hours, moments, self.window.buckets)
         names = list(compress(columns.names, asked))
         decoded = {name: name.decode("utf-8", "surrogateescape") for name in set(names)}
@@ -2199,10 +2200,10 @@ class UniqueTally(Tally):
         self.duplicates += later.duplicates
 
 
-def asked_rows(columns: Columns, window: Window) -> list[bool]:
-    """For each row of COLUMNS, whether WINDOW counts it (its time, customer and event type): wanted() in C."""
+def asked_rows(columns: Columns, moments: list[int], window: Window) -> list[bool]:
+    """For each row of COLUMNS (at MOMENTS), whether WINDOW counts it (its time, customer and event type): wanted()
+    in C."""
     start, end = window.start, window.end
-    moments = list(map(add, columns.hours, columns.offsets))
     asked = list(map(and_, map(le, repeat(start), moments), map(gt, repeat(end), moments)))
     if window.customer is not None:
         customer = window.customer.encode("utf-8", "surrogateescape")
@@ -2679,7 +2680,7 @@ class IndexPart(Part):
             if len(chunks) > 1:
                 self.hours[hour] = chunks = [joined(chunks)]
             counted = Counter(chunks[0][0])
-            self.counts[hour] = counted if len(counted) * DENSE <= len(chunks[0][0]) else None
+            self.counts[hour] = kept_counts(counted, len(chunks[0][0]))
             self.totals.update(counted if self.counts[hour] is not None else chunks[0][0])  # few keys, or in C
         # dict.fromkeys keeps the last value a key gets, in C: hours in time order give each customer's last
         # hour, and backwards its first.
@@ -2786,6 +2787,11 @@ def narrowest(column: array, largest: int) -> array:
 
 
 DENSE = 4  # an hour keeps its counts when its events are at least this many times its customers
+
+
+def kept_counts(counted: Counter, events: int) -> Counter | None:
+    """COUNTED, an hour's counts by customer code, if the hour keeps them (of EVENTS, few customers send many)."""
+    return counted if len(counted) * DENSE <= events else None
 
 
 def hours_of_part(whole: IndexPart) -> dict[int, Hour]:
@@ -3063,7 +3069,7 @@ class FileHours:
             chunks += self.files.read(number, self.customers, self.types).get(hour, [])
         chunk = joined(chunks) if chunks else EMPTY_CHUNK
         counted = Counter(chunk[0])
-        made = Hour(chunk, False, counted if len(counted) * DENSE <= len(chunk[0]) else None)
+        made = Hour(chunk, False, kept_counts(counted, len(chunk[0])))
         self.kept[hour], self.kept_events = made, self.kept_events + len(made.codes)
         while self.kept_events > CACHED_EVENTS and len(self.kept) > 1:
             self.kept_events -= len(self.kept.popitem(last=False)[1].codes)
@@ -3245,7 +3251,7 @@ class Query(NamedTuple):
 
 def parse_query(query: str, max_hours: int, accept: str = "") -> Query:
     """The question a /counts query string asks, and the format (its format parameter, else CSV if the Accept
-    header names text/csv, else JSON); BadRequest names what is wrong."""
+    header prefers it, else JSON); BadRequest names what is wrong."""
     params = parse_qs(query, keep_blank_values=True)
     for name, values in params.items():
         if name not in QUERY_PARAMETERS:
@@ -3302,6 +3308,7 @@ class Limits(NamedTuple):
 
 
 JSON_TYPE = "application/json"
+TOO_MANY_UNREAD = "too many replies wait to be read; read yours, then ask"  # a 503
 STOPPING = "this worker is stopping (a reload or a stop) before this long request's turn; ask again"
 
 
@@ -3385,7 +3392,7 @@ def counts_reply(
     size = empty + sum(len(quote(customer)) + 28 for _, customer in counts)
     check_answer_size(size, window, index, limits)
     if size > BIG_REPLY and size > room():  # refused before it is built: building one took 4 times its size
-        raise InputError("too many replies wait to be read; read yours, then ask")
+        raise InputError(TOO_MANY_UNREAD)
     headers = f"Totaler-Window: {format_iso(window.start)}/{format_iso(window.end)}\r\nVary: Accept\r\n"
     if window.unique:  # the rows not counted: what the answer to the same question without unique counts more
         everything = sum(index.counts(window._replace(unique=False)).values())
@@ -3785,7 +3792,7 @@ class Connection:
             return
         data = reply_bytes(status, payload, body, close, extra, content_type)
         if len(data) > BIG_REPLY and self.worker.unsent() + len(data) > self.worker.limits.unsent_bytes:
-            status, payload, close = 503, error_payload("too many replies wait to be read; read yours, then ask"), True
+            status, payload, close = 503, error_payload(TOO_MANY_UNREAD), True
             data = reply_bytes(status, payload, body, close)
         self.transport.write(data)
         self.worker.access(self.peer, request.line if request else "-", status, len(payload))
