@@ -12,18 +12,21 @@ Glossary (each word in this sense only):
   line         bytes up to a newline; numbered from 1 in every message
   row          a line read as the four CSV fields; valid (an event) or malformed (skipped and counted)
   event        a valid row: customer_id, instant, event_type, transaction_id
-  transaction  the events sharing one transaction_id; under --unique only its first event counts
-  duplicate    a later event of a transaction, not counted under --unique
+  transaction  the events sharing one transaction_id; under --unique only the first counts, a later one is a duplicate
   bucket       the interval of instants counted together: a UTC hour unless --bucket/--tz (Buckets)
   window       the question: [START, END), maybe one customer and event types, its buckets (Window)
   counts       the answer: events by (bucket start, customer), in first-seen order (Counts)
   block        whole lines read together; the plain and the fast path each count blocks
   plain path   the stdlib csv reader, row by row: count_events(plain_events(...)), the specification
-  fast path    regular expressions over a block of a shape they prove; equal to the plain path
-  part         what one worker reads of a byte range of a file (a Tally, an IndexPart), added in file order
+  fast path    regular expressions over a block whose shape they prove (else Unproved); equal to the plain path
+  hour key     a timestamp up to its hour as written, b'2021-03-01T04'; with its zone, a UTC hour or two
+  run          consecutive rows that share customer, hour key and zone (and event type, where asked)
+  byte range   [lo, hi) of a file, starting and ending at line boundaries: what a worker or cluster task reads
+  part         what is read of a byte range or a stream (a Tally, an IndexPart, a Survey), added in file order
   tally        a part that counts one window, with its skipped rows and duplicates
   hour index   the server's events by UTC hour, from which any window is answered (Index)
   file-backed  an hour index that reads the hours a window reaches again from the file, kept open
+  segment      256 KiB of a file whose UTC hours a survey notes, so that a file-backed index reads only those
   cut hour     an hour a window's bound falls inside, read event by event
 
 The data flow:
@@ -694,11 +697,11 @@ def read_blocks(stream: BinaryIO, limit: int = -1, at_start: bool = True) -> Ite
         yield line_block(head, over, first)
 
 
-def grown(head: bytes, over: int, piece: bytes) -> tuple[bytes, int]:
-    """The line HEAD (or OVER bytes long, too long to keep) continued by PIECE."""
-    if over or len(head) + len(piece) > MAX_LINE:
-        return b"", (over or len(head)) + len(piece)
-    return head + piece, 0
+def grown(head: bytes, over: int, chunk: bytes) -> tuple[bytes, int]:
+    """The line HEAD (or OVER bytes long, too long to keep) continued by CHUNK."""
+    if over or len(head) + len(chunk) > MAX_LINE:
+        return b"", (over or len(head)) + len(chunk)
+    return head + chunk, 0
 
 
 def line_block(line: bytes, over: int, first: bool) -> Block:
@@ -785,9 +788,9 @@ def count_events(events: Iterable[Event], window: Window) -> Counts:
     """Count events per (bucket, customer) in WINDOW, in order of first counted event."""
     counts: Counts = {}
     floor = window.buckets.floor
-    for customer, moment, event_type, _ in events:
-        if window.start <= moment < window.end and wanted(window, customer, event_type):
-            key = (floor(moment), customer)
+    for customer, instant, event_type, _ in events:
+        if window.start <= instant < window.end and wanted(window, customer, event_type):
+            key = (floor(instant), customer)
             counts[key] = counts.get(key, 0) + 1
     return counts
 
@@ -1075,19 +1078,19 @@ def render_json(window: Window, counts: Counts) -> str:
     fixed = fixed_offset(buckets.zone)
     busy_days = {bucket - (bucket + fixed) % DAY for bucket in table} if fixed is not None else set()
     empty = "{}" if window.customer is None else f"{{\n    {quote(window.customer)}: 0\n  }}"
-    pieces = []
+    entries = []
     bucket = buckets.floor(window.start)
     while bucket < window.end:
         if fixed is not None and (bucket + fixed) % DAY == 0 and bucket + DAY <= window.end and bucket not in busy_days:
-            pieces.append(empty_day(empty, buckets).replace("\0", buckets.label(bucket)[:10]))
+            entries.append(empty_day(empty, buckets).replace("\0", buckets.label(bucket)[:10]))
             bucket += DAY
             continue
         # A list, not a generator, and a dict a bucket, not tuples: 26-35 ms, not 48-56, for 62,000 pairs.
         customers = table.get(bucket)
         inner = ",\n".join([f"    {quote(customer)}: {n}" for customer, n in customers.items()]) if customers else ""
-        pieces.append(f'  "{buckets.label(bucket)}": ' + (f"{{\n{inner}\n  }}" if customers else empty))
+        entries.append(f'  "{buckets.label(bucket)}": ' + (f"{{\n{inner}\n  }}" if customers else empty))
         bucket = buckets.following(bucket)
-    return "{\n" + ",\n".join(pieces) + "\n}\n"
+    return "{\n" + ",\n".join(entries) + "\n}\n"
 
 
 def customers_by_bucket(counts: Counts) -> dict[int, dict[str, int]]:
@@ -1181,7 +1184,7 @@ def parse_window(
 # customer, hour and zone (one match a run) where the log comes in runs, else four
 # rows a match; where few rows of a block can fall in the window, only those (sparse
 # blocks, below).  A block with any other row is cut in two at a newline until the
-# odd rows sit in small pieces that go through parse_row, the plain path.  The
+# odd rows sit in small blocks that go through parse_row, the plain path.  The
 # fast path counts exactly what the plain path counts, in the same order
 # (tests/test_fast_path.py proves it on generated files of every shape).
 #
@@ -1208,21 +1211,21 @@ ZONE_AT_END = re.compile(rb"\d(" + _ZONE + rb')"?\r?\Z')
 # Four rows a match: a quarter of the matches and tuples, and Counter keys that
 # repeat just as often in a log where neighbours share customer and hour.
 GROUP = 4
-SMALL_SEGMENT = 1 << 16
+SMALL_BLOCK = 1 << 16  # bytes: a block this small with odd rows goes to the plain path, not cut again
 Pairs = dict[tuple[bytes, bytes, bytes], int]  # rows per (customer, hour key, zone), in first-seen order
 
 
-class NotCanonical(Exception):
+class Unproved(Exception):
     """A row matched the fast pattern but is not a valid instant (say, February 30)."""
 
 
 @lru_cache(maxsize=1 << 16)
-def hour_bucket(key: bytes) -> int:
+def hour_key_utc(key: bytes) -> int:
     """The start of an hour key like b'2021-03-01 04' read as UTC (cached: a log has few hours)."""
     try:
         return to_micros(datetime(int(key[:4]), int(key[5:7]), int(key[8:10]), int(key[11:13])))
     except ValueError:
-        raise NotCanonical(key) from None
+        raise Unproved(key) from None
 
 
 @lru_cache(maxsize=256)
@@ -1244,24 +1247,24 @@ def unmarked(zone: bytes) -> bytes:
 
 
 @lru_cache(maxsize=1 << 16)
-def hour_start(key: bytes, zone: bytes) -> int:
-    """The UTC instant at which the local hour KEY of ZONE begins; NotCanonical unless all of that hour lies in
+def local_hour_start(key: bytes, zone: bytes) -> int:
+    """The UTC instant at which the local hour KEY of ZONE begins; Unproved unless all of that hour lies in
     years 1 to 9999 in UTC (rows of an hour at either end go to the plain path, which decides row by row)."""
-    start = hour_bucket(key) - zone_micros(zone)
+    start = hour_key_utc(key) - zone_micros(zone)
     if not FIRST_INSTANT <= start <= LAST_INSTANT + 1 - HOUR:
-        raise NotCanonical(key)
+        raise Unproved(key)
     return start
 
 
 @lru_cache(maxsize=1 << 16)
-def utc_bucket(key: bytes, zone: bytes) -> int | None:
+def key_utc_start(key: bytes, zone: bytes) -> int | None:
     """The UTC hour (or, for a slot key like b'2021-03-01 04:3' and a marked zone, the five minutes) of every row
     with this key and zone; None for an hour key when the zone has minutes and no mark."""
     mark = zone[-1:]
     if len(key) > 13:
         minutes = int(key[14:15]) * 10 + (5 if mark == LATE else 0)
-        return hour_start(key[:13], unmarked(zone)) + minutes * MINUTE
-    start = hour_start(key, unmarked(zone))
+        return local_hour_start(key[:13], unmarked(zone)) + minutes * MINUTE
+    start = local_hour_start(key, unmarked(zone))
     if mark in (EARLY, LATE):
         return hour_floor(start) + (HOUR if mark == LATE else 0)
     return None if zone_micros(zone) % HOUR else start
@@ -1271,8 +1274,8 @@ def reach(key: bytes, zone: bytes) -> tuple[int, ...]:
     """The UTC hours (or minute) the rows of a key and (unmarked) zone can fall in: two hours when the zone has
     minutes."""
     if len(key) > 13:  # a slot key, and its two halves
-        return tuple(utc_bucket(key, zone + mark) for mark in (EARLY, LATE))  # type: ignore[misc]
-    first = hour_floor(hour_start(key, zone))
+        return tuple(key_utc_start(key, zone + mark) for mark in (EARLY, LATE))  # type: ignore[misc]
+    first = hour_floor(local_hour_start(key, zone))
     return (first,) if zone_micros(zone) % HOUR == 0 else (first, first + HOUR)
 
 
@@ -1338,7 +1341,7 @@ _TIME_IN_HOUR = rb"([0-5]\d:[0-5]\d)(?:\.(\d{1,3}+)(\d{0,3}+))?+"  # "MM:SS", fr
 
 
 @lru_cache(maxsize=64)
-def timed_pattern(hours: bytes, shape: RowShape) -> re.Pattern[bytes]:
+def timed_rows_pattern(hours: bytes, shape: RowShape) -> re.Pattern[bytes]:
     """Rows whose hour key matches HOURS: customer, hour key, "MM:SS", a fraction's first three digits and the
     rest, zone."""
     start, end = row_shape(shape)
@@ -1353,7 +1356,7 @@ MILLIS = {b"": 0} | {b"%0*d" % (n, k): k * 10 ** (6 - n) for n in (1, 2, 3) for 
 MICROS = {b"": 0} | {b"%0*d" % (n, k): k * 10 ** (3 - n) for n in (1, 2, 3) for k in range(10**n)}
 
 
-def offsets_in_hour(minute_seconds: Iterable[bytes], millis: Iterable[bytes], micros: Iterable[bytes]) -> list[int]:
+def micros_in_hour(minute_seconds: Iterable[bytes], millis: Iterable[bytes], micros: Iterable[bytes]) -> list[int]:
     """Microseconds into the hour of each row's "MM:SS", fraction's first three digits and the rest."""
     in_hour = map(add, map(MINUTE_SECOND.__getitem__, minute_seconds), map(MILLIS.__getitem__, millis))
     return list(map(add, in_hour, map(MICROS.__getitem__, micros)))
@@ -1383,10 +1386,10 @@ def wanted_name(captured: str, shape: RowShape, window: Window) -> str | None:
 def row_columns(
     rows: list[tuple[bytes, ...]], shape: RowShape, window: Window | None = None
 ) -> tuple[list[str | None], list[int], list[int]]:
-    """Customers (None: not asked about by WINDOW), UTC hours and offsets in the hour of timed_pattern's ROWS:
-    each column a map that C runs."""
-    # Plainly: for each row, moment = hour_bucket(key) - zone + minutes, seconds and fraction;
-    # bucket = hour_floor(moment).  Map chains and dict lookups do it in C, each customer is
+    """Customers (None: not asked about by WINDOW), UTC hours and microseconds into the hour of
+    timed_rows_pattern's ROWS: each column a map that C runs."""
+    # Plainly: for each row, instant = hour_key_utc(key) - zone + minutes, seconds and fraction;
+    # bucket = hour_floor(instant).  Map chains and dict lookups do it in C, each customer is
     # decoded once, and a whole-hour zone's hour start is the bucket: a 2 MiB block of the
     # 10-million-row file in 0.37 us a row instead of 0.69.
     if not rows:
@@ -1403,14 +1406,14 @@ def row_times(
     zones: tuple[bytes, ...],
 ) -> tuple[list[int], list[int]]:
     """The UTC hour and microseconds into it of each row, from the columns of its hour key, "MM:SS", fraction's
-    first three digits and the rest, and zone (as timed_pattern captures them)."""
-    in_hour = offsets_in_hour(minute_seconds, millis, micros)
-    starts = list(map(hour_start, keys, zones))
+    first three digits and the rest, and zone (as timed_rows_pattern captures them)."""
+    in_hour = micros_in_hour(minute_seconds, millis, micros)
+    starts = list(map(local_hour_start, keys, zones))
     if not any(zone_micros(zone) % HOUR for zone in set(zones)):
         return starts, in_hour
-    moments = list(map(add, starts, in_hour))
-    offsets = list(map(mod, moments, repeat(HOUR)))
-    return list(map(sub, moments, offsets)), offsets
+    instants = list(map(add, starts, in_hour))
+    in_hour = list(map(mod, instants, repeat(HOUR)))
+    return list(map(sub, instants, in_hour)), in_hour
 
 
 @lru_cache(maxsize=64)
@@ -1522,8 +1525,8 @@ SHORT_RUN = 1.5  # below this average, neighbours rarely repeat: one row a match
 def run_length(data: bytes, lo: int, hi: int, shape: RowShape, zones: bytes = _WHOLE_HOUR_ZONE) -> float:
     """The average run (rows that share customer, hour and a zone of ZONES) among the first rows of DATA[LO:HI]."""
     end = data.rfind(b"\n", lo + 1, lo + RUN_PROBE) + 1 or hi
-    runs = len(run_pattern(shape, zones).findall(data, lo, end))
-    return data.count(b"\n", lo, end) / runs if runs else 0.0  # lines a run: odd lines only make it longer
+    found = len(run_pattern(shape, zones).findall(data, lo, end))
+    return data.count(b"\n", lo, end) / found if found else 0.0  # lines a run: odd lines only make it longer
 
 
 Proved = tuple[tuple[bytes, ...], tuple[bytes, ...], tuple[bytes, ...], tuple[int, ...]]
@@ -1531,13 +1534,13 @@ Proved = tuple[tuple[bytes, ...], tuple[bytes, ...], tuple[bytes, ...], tuple[in
 
 def proved_runs(data: bytes, lo: int, hi: int, shape: RowShape) -> Proved | None:
     """The customer, key, zone and rows of each run of DATA[LO:HI]; None unless every line has a fast shape."""
-    runs = run_pattern(shape, _ZONE if shape.slots else _WHOLE_HOUR_ZONE).findall(data, lo, hi)
-    # The runs cover every byte but the last newline exactly when every line has a fast shape.
-    if sum(map(len, map(itemgetter(0), runs))) != hi - lo - 1:
+    matches = run_pattern(shape, _ZONE if shape.slots else _WHOLE_HOUR_ZONE).findall(data, lo, hi)
+    # The matches cover every byte but the last newline exactly when every line has a fast shape.
+    if sum(map(len, map(itemgetter(0), matches))) != hi - lo - 1:
         return None
-    if not runs:
+    if not matches:
         return (), (), (), ()
-    texts, customers, hours, *marks, zones = zip(*runs, strict=True)
+    texts, customers, hours, *marks, zones = zip(*matches, strict=True)
     if shape.slots:  # the zones marked with each run's half of its ten minutes
         zones = tuple(map(slot_zone, zones, marks[0]))
     return customers, hours, zones, tuple(map(bytes.count, texts, repeat(b"\n")))
@@ -1545,34 +1548,34 @@ def proved_runs(data: bytes, lo: int, hi: int, shape: RowShape) -> Proved | None
 
 def run_pairs(data: bytes, lo: int, hi: int, shape: RowShape) -> Pairs | None:
     """Rows per (customer, hour key, zone) of DATA[LO:HI], first-seen order; None unless every line has a fast shape."""
-    if (runs := proved_runs(data, lo, hi, shape)) is None:
+    if (proved := proved_runs(data, lo, hi, shape)) is None:
         return None
-    customers, hours, zones, sizes = runs
+    customers, hours, zones, sizes = proved
     pairs: Pairs = {}
     for key, rows in zip(zip(customers, hours, zones, strict=True), sizes, strict=True):
         pairs[key] = pairs.get(key, 0) + rows
     return pairs
 
 
-def read_by_runs(runs: float, zone: bytes | None, slots: bool = False) -> bool:
-    """Whether a block whose average run is RUNS and whose first and last rows share ZONE is read by runs: long
+def read_by_runs(mean_run: float, zone: bytes | None, slots: bool = False) -> bool:
+    """Whether a block whose average run is MEAN_RUN and whose first and last rows share ZONE is read by runs: long
     ones, keyed by slot or in a zone of whole hours (a run is counted by its key; a zone with minutes splits
     a local hour)."""
-    return runs >= LONG_RUN and (slots or not (zone and zone_micros(zone) % HOUR))
+    return mean_run >= LONG_RUN and (slots or not (zone and zone_micros(zone) % HOUR))
 
 
 def fast_pairs(
-    data: bytes, lo: int, hi: int, lines: int | None, shape: RowShape, runs: float | None = None
+    data: bytes, lo: int, hi: int, lines: int | None, shape: RowShape, mean_run: float | None = None
 ) -> tuple[Pairs | None, int, int]:
     """DATA[LO:HI]'s Pairs if every line has a fast shape (else None), its lines, and how many had one.
 
-    RUNS, run_length's average (measured here if not given), says whether to match by runs, fours or rows;
+    MEAN_RUN, run_length's average (measured here if not given), says whether to match by runs, fours or rows;
     SHAPE.loose (a block plain_bytes passed), whether rows not read by runs may have middle fields of any bytes.
     """
-    if runs is None:
-        runs = run_length(data, lo, hi, shape, _ZONE)
+    if mean_run is None:
+        mean_run = run_length(data, lo, hi, shape, _ZONE)
     zone = shared_zone(data, lo, hi)
-    if read_by_runs(runs, zone, shape.slots):
+    if read_by_runs(mean_run, zone, shape.slots):
         pairs = run_pairs(data, lo, hi, shape)
         if pairs is not None:
             rows = sum(pairs.values())
@@ -1581,7 +1584,7 @@ def fast_pairs(
         lines = data.count(b"\n", lo + 1, hi)
     # Groups of four where neighbours repeat, in any zone: +05:30 rows in time order take 470 ns a row by
     # fours, 561 one by one (a 2 MiB block).
-    group = GROUP if runs >= SHORT_RUN else 1
+    group = GROUP if mean_run >= SHORT_RUN else 1
     pairs, rows = match_rows(data, lo, hi, lines, zone, shape, group)
     if rows != lines and zone is not None:  # the first and last lines agreed, others differ
         pairs, rows = match_rows(data, lo, hi, lines, None, shape, group)
@@ -1637,11 +1640,11 @@ def whole_units(buckets: Buckets, unit: int) -> Memo:
         return Memo(lambda start: buckets.whole(start, unit))
     steady, floors = hour_memos(buckets)
 
-    def floor(moment: int) -> int:  # as bucket_column floors, an hour's offset and first bucket found once
-        hour = moment - moment % HOUR
+    def floor(instant: int) -> int:  # as bucket_column floors, an hour's offset and first bucket found once
+        hour = instant - instant % HOUR
         if (offset := steady[hour]) is None:
-            return buckets.floor(moment)
-        latest = moment - (moment + offset) % buckets.width
+            return buckets.floor(instant)
+        latest = instant - (instant + offset) % buckets.width
         return latest if latest >= hour else floors[hour]
 
     return Memo(lambda start: bucket if (bucket := floor(start)) == floor(start + unit - 1) else None)
@@ -1658,7 +1661,7 @@ def slot_keys(window: Window) -> bool:
     return any(local_wall(edge, zone)[1] % HOUR for edge in (window.start, window.end - 1))
 
 
-def bucket_column(hours: list[int], moments: list[int], buckets: Buckets) -> list[int]:
+def bucket_column(hours: list[int], instants: list[int], buckets: Buckets) -> list[int]:
     """buckets.floor of each of MOMENTS (in the UTC hour HOURS gives), worked out in C.
 
     Where the zone's offset holds through an hour, its clocks show a multiple of the width
@@ -1671,54 +1674,54 @@ def bucket_column(hours: list[int], moments: list[int], buckets: Buckets) -> lis
         return hours
     width = buckets.width
     if (fixed := fixed_offset(buckets.zone)) is not None:
-        return list(map(sub, moments, map(mod, map(add, moments, repeat(fixed)), repeat(width))))
+        return list(map(sub, instants, map(mod, map(add, instants, repeat(fixed)), repeat(width))))
     steady, floors = hour_memos(buckets)
     offsets = list(map(steady.__getitem__, hours))
     if None in offsets:
-        return [buckets.floor(moment) for moment in moments]
-    latest = list(map(sub, moments, map(mod, map(add, moments, offsets), repeat(width))))
+        return [buckets.floor(instant) for instant in instants]
+    latest = list(map(sub, instants, map(mod, map(add, instants, offsets), repeat(width))))
     # Plainly: latest if latest >= hour else floors[hour]; a pair indexed by the comparison.
     choices = zip(map(floors.__getitem__, hours), latest, strict=True)
     return list(map(getitem, choices, map(ge, latest, hours)))
 
 
-def hours_of(pairs: Pairs) -> Iterator[tuple[bytes, bytes]]:
+def keys_of(pairs: Pairs) -> Iterator[tuple[bytes, bytes]]:
     """The (key, zone) of each pair, in order."""
     return map(itemgetter(1, 2), pairs)
 
 
-Hours = dict[tuple[bytes, bytes], int | None]  # (key, zone) -> its UTC hour or minute (utc_bucket)
+KeyStarts = dict[tuple[bytes, bytes], int | None]  # (key, zone) -> its UTC hour or minute (key_utc_start)
 
 
-def hour_buckets(pairs: Pairs) -> Hours:
+def key_starts(pairs: Pairs) -> KeyStarts:
     """The UTC hour (or minute) of each (key, zone) of PAIRS, looked up once: a block of rows in no order has a
     thousand hours, and as many pairs again as customers."""
-    hours = dict.fromkeys(hours_of(pairs))
-    return dict(zip(hours, starmap(utc_bucket, hours), strict=True))
+    keys = dict.fromkeys(keys_of(pairs))
+    return dict(zip(keys, starmap(key_utc_start, keys), strict=True))
 
 
-def hour_buckets_in(hours: Hours, window: Window, unit: int) -> Hours:
-    """The bucket of WINDOW's buckets that holds all of each UTC hour (or minute: UNIT) of HOURS (None: none
+def key_buckets(starts: KeyStarts, window: Window, unit: int) -> KeyStarts:
+    """The bucket of WINDOW's buckets that holds all of each UTC hour (or minute: UNIT) of STARTS (None: none
     does)."""
     if window.buckets == UTC_HOURS:
-        return hours  # an hour is its own bucket
-    return dict(zip(hours, map(whole_units(window.buckets, unit).__getitem__, hours.values()), strict=True))
+        return starts  # an hour is its own bucket
+    return dict(zip(starts, map(whole_units(window.buckets, unit).__getitem__, starts.values()), strict=True))
 
 
-def timed_hours(hours: Hours, window: Window, unit: int = HOUR) -> set[tuple[bytes, bytes]]:
-    """The (key, unmarked zone) of HOURS (hours or minutes: UNIT) whose rows must be timed one by one."""
+def timed_keys(starts: KeyStarts, window: Window, unit: int = HOUR) -> set[tuple[bytes, bytes]]:
+    """The (key, unmarked zone) of STARTS (hours or minutes: UNIT) whose rows must be timed one by one."""
     # The rows of a zone with minutes and no mark (no UTC hour), of a unit the window
     # cuts or that no bucket holds whole, and then of every unit whose bucket timed rows
     # reach, until none is left to add: so that every row of a bucket with timed rows is
     # counted in file order, once.
-    buckets = hour_buckets_in(hours, window, unit)
+    buckets = key_buckets(starts, window, unit)
     cut = cut_units(window, unit)
-    if buckets is hours:  # UTC hours: no UTC hour, or cut
-        needs_time: Iterable[bool] = map({None, *cut}.__contains__, hours.values())
+    if buckets is starts:  # UTC hours: no UTC hour, or cut
+        needs_time: Iterable[bool] = map({None, *cut}.__contains__, starts.values())
     else:  # ... or in the window, and no bucket holds it whole
-        pairs = zip(hours.values(), buckets.values(), strict=True)
+        pairs = zip(starts.values(), buckets.values(), strict=True)
         needs_time = [u is None or u in cut or (b is None and overlaps(u, window, unit)) for u, b in pairs]
-    timed = {(key, unmarked(zone)) for key, zone in compress(hours, needs_time)}
+    timed = {(key, unmarked(zone)) for key, zone in compress(starts, needs_time)}
     while timed:
         reached = {bucket for key, zone in timed for bucket in buckets_reached(key, zone, window, unit)}
         more = {(key, unmarked(zone)) for (key, zone), bucket in buckets.items() if bucket in reached} - timed
@@ -1745,20 +1748,20 @@ def buckets_reached(key: bytes, zone: bytes, window: Window, unit: int) -> set[i
     return reached
 
 
-def whole_hours(hours: Hours, timed: set, window: Window, unit: int = HOUR) -> set[tuple[bytes, bytes]]:
-    """The (key, zone) of HOURS (hours or minutes: UNIT) counted by key: not TIMED, and inside WINDOW."""
-    inside = {key for key, start in hours.items() if start is not None and window.start <= start < window.end}
+def whole_keys(starts: KeyStarts, timed: set, window: Window, unit: int = HOUR) -> set[tuple[bytes, bytes]]:
+    """The (key, zone) of STARTS (hours or minutes: UNIT) counted by key: not TIMED, and inside WINDOW."""
+    inside = {key for key, start in starts.items() if start is not None and window.start <= start < window.end}
     return {(key, zone) for key, zone in inside if (key, unmarked(zone)) not in timed} if timed else inside
 
 
-def count_timed(names: list[str | None], hours: list[int], offsets: list[int], window: Window) -> Counts:
+def count_timed(names: list[str | None], hours: list[int], in_hour: list[int], window: Window) -> Counts:
     """count_events for rows of NAMES (None: not asked about) at HOURS + OFFSETS (row_columns' columns),
     customers of each bucket in file order: buckets the window holds whole by a Counter, in C; the two at
     most it cuts, row by row."""
     # count_events costs 0.32 us a row; the Counter 0.13 (19,064 rows of a 2 MiB block timed one by one,
     # window of a year).
-    moments = hours if window.buckets == UTC_HOURS else list(map(add, hours, offsets))
-    buckets = bucket_column(hours, moments, window.buckets)
+    instants = hours if window.buckets == UTC_HOURS else list(map(add, hours, in_hour))
+    buckets = bucket_column(hours, instants, window.buckets)
     distinct = set(buckets)
     following = window.buckets.following
     whole = {b for b in distinct if window.start <= b < window.end and following(b) <= window.end}
@@ -1767,27 +1770,27 @@ def count_timed(names: list[str | None], hours: list[int], offsets: list[int], w
     counted = Counter(pairs if whole == distinct else compress(pairs, map(whole.__contains__, buckets)))
     counts: Counts = {key: n for key, n in counted.items() if key[1] is not None}
     if cut:
-        if moments is hours:
-            moments = list(map(add, hours, offsets))
-        timed = compress(zip(names, moments, strict=True), map(cut.__contains__, buckets))
+        if instants is hours:
+            instants = list(map(add, hours, in_hour))
+        timed = compress(zip(names, instants, strict=True), map(cut.__contains__, buckets))
         asked = window._replace(customer=None, event_types=None)  # NAMES are those asked about
-        merge_counts(counts, count_events(((name, moment, "", "") for name, moment in timed if name), asked))
+        merge_counts(counts, count_events(((name, instant, "", "") for name, instant in timed if name), asked))
     return counts
 
 
-def count_canonical(data: bytes, lo: int, hi: int, pairs: Pairs, window: Window, shape: RowShape) -> Counts:
+def count_proved(data: bytes, lo: int, hi: int, pairs: Pairs, window: Window, shape: RowShape) -> Counts:
     """Count PAIRS, from the fast-shaped rows of DATA[LO:HI] (read as SHAPE says): whole hours by key, the other
     hours row by row."""
     unit = SLOT if shape.slots else HOUR
-    hours = hour_buckets(pairs)
-    timed = timed_hours(hours, window, unit)
-    whole = whole_hours(hours, timed, window, unit)
+    hours = key_starts(pairs)
+    timed = timed_keys(hours, window, unit)
+    whole = whole_keys(hours, timed, window, unit)
     # Plainly: each pair whose hour is whole and inside; compress picks them in C (with
     # 100,000 customers, most pairs fall outside a window of one day), and each of their
     # customers is decoded once.
-    chosen = list(compress(pairs.items(), map(whole.__contains__, hours_of(pairs))))
+    chosen = list(compress(pairs.items(), map(whole.__contains__, keys_of(pairs))))
     names = decoded((customer for (customer, _, _), _ in chosen), shape, window)
-    buckets = hour_buckets_in(hours, window, unit)
+    buckets = key_buckets(hours, window, unit)
     counts: Counts = {}
     for ((_, key, zone), n), name in zip(chosen, names, strict=True):
         if name is not None:
@@ -1795,14 +1798,14 @@ def count_canonical(data: bytes, lo: int, hi: int, pairs: Pairs, window: Window,
             counts[(bucket, name)] = counts.get((bucket, name), 0) + n
     if timed:
         alternatives = b"|".join(re.escape(key) for key in dict.fromkeys(key[:13] for key, _ in timed))
-        rows = timed_pattern(alternatives, shape).findall(data, lo, hi)
+        rows = timed_rows_pattern(alternatives, shape).findall(data, lo, hi)
         rows = list(compress(rows, map(timed.__contains__, row_keys(rows, shape))))
         merge_counts(counts, count_timed(*row_columns(rows, shape, window), window))
     return counts
 
 
 def row_keys(rows: list[tuple[bytes, ...]], shape: RowShape) -> Iterable[tuple[bytes, bytes]]:
-    """The (key, zone) of each of timed_pattern's ROWS: an hour key, or with SLOTS "hour key:M" (the minute's
+    """The (key, zone) of each of timed_rows_pattern's ROWS: an hour key, or with SLOTS "hour key:M" (the minute's
     first digit), made in C."""
     if not shape.slots:
         return map(itemgetter(1, 5), rows)
@@ -1864,7 +1867,7 @@ def date_search(first: int, last: int, quoted: bool) -> re.Pattern[bytes] | None
 
 @lru_cache(maxsize=64)
 def sparse_pattern(dates: bytes, zone: bytes | None, shape: RowShape) -> re.Pattern[bytes]:
-    """Valid rows off DATES, in ZONE (None: any), then one on them captured as timed_pattern captures, or the
+    """Valid rows off DATES, in ZONE (None: any), then one on them captured as timed_rows_pattern captures, or the
     block's last newline."""
     start, end = row_shape(shape._replace(loose=False))
     zone_pattern = _ZONE if zone is None else re.escape(zone)
@@ -1907,7 +1910,7 @@ def sparse_counts(data: bytes, lo: int, hi: int, lines: int, window: Window, sha
     return count_timed(*row_columns(rows, shape, window), window)
 
 
-def count_segment(
+def count_data(
     data: bytes, lo: int, hi: int, first_line: int, window: Window, skipped: Skipped, lines: int | None = None
 ) -> tuple[Counts, int]:
     """Count DATA[LO:HI], from a newline to a newline: fast where it can prove the shape.  Return it and its lines."""
@@ -1916,10 +1919,10 @@ def count_segment(
         return counts, lines
     middle = split_point(data, lo, hi)
     # Mostly odd rows: one failed attempt, then the plain path, not a cascade of cuts.
-    if hi - lo <= SMALL_SEGMENT or (fast_rows is not None and fast_rows < lines // 2) or middle < 0:
+    if hi - lo <= SMALL_BLOCK or (fast_rows is not None and fast_rows < lines // 2) or middle < 0:
         return count_events(block_events(Block(data, lo, hi), first_line, skipped), window), lines
-    counts, before = count_segment(data, lo, middle + 1, first_line, window, skipped)
-    later, after = count_segment(data, middle, hi, first_line + before, window, skipped)
+    counts, before = count_data(data, lo, middle + 1, first_line, window, skipped)
+    later, after = count_data(data, middle, hi, first_line + before, window, skipped)
     merge_counts(counts, later)
     return counts, before + after
 
@@ -1928,11 +1931,11 @@ def count_fast(
     data: bytes, lo: int, hi: int, window: Window, lines: int | None
 ) -> tuple[Counts | None, int, int | None]:
     """Count DATA[LO:HI] by the fast shapes: counts (None unless every row has one), its lines, and how many
-    rows had one (None when a row's date does not exist: the segment is then cut to find it)."""
+    rows had one (None when a row's date does not exist: the block is then cut to find it)."""
     quoted, typed = data.startswith(b'\n"', lo), window.event_types is not None
     shape = RowShape(quoted, typed=typed, slots=window.buckets != UTC_HOURS and slot_keys(window))
-    runs = run_length(data, lo, hi, shape, _ZONE)
-    by_runs = read_by_runs(runs, shared_zone(data, lo, hi), shape.slots)
+    mean_run = run_length(data, lo, hi, shape, _ZONE)
+    by_runs = read_by_runs(mean_run, shared_zone(data, lo, hi), shape.slots)
     try:
         if not by_runs:
             lines = data.count(b"\n", lo + 1, hi) if lines is None else lines
@@ -1940,10 +1943,10 @@ def count_fast(
                 return counts, lines, lines
         if not (by_runs or shape.quoted) and plain_bytes(data, lo, hi):
             shape = shape._replace(loose=True)
-        pairs, lines, fast_rows = fast_pairs(data, lo, hi, lines, shape, runs)
-        counts = None if pairs is None else count_canonical(data, lo, hi, pairs, window, shape)
+        pairs, lines, fast_rows = fast_pairs(data, lo, hi, lines, shape, mean_run)
+        counts = None if pairs is None else count_proved(data, lo, hi, pairs, window, shape)
         return counts, lines, fast_rows
-    except NotCanonical:  # from either: an hour key is checked when first met
+    except Unproved:  # from either: an hour key is checked when first met
         return None, data.count(b"\n", lo + 1, hi) if lines is None else lines, None
 
 
@@ -1959,7 +1962,7 @@ def count_block(
 ) -> tuple[Counts, int]:
     """Count one block, whose first line is FIRST_LINE, by the fast path or the plain one; return it and its lines."""
     if fast and not block.too_long:
-        return count_segment(block.data, block.lo, block.hi, first_line, window, skipped, block.lines)
+        return count_data(block.data, block.lo, block.hi, first_line, window, skipped, block.lines)
     return count_events(block_events(block, first_line, skipped), window), block_lines(block)
 
 
@@ -1969,11 +1972,11 @@ def count_block(
 
 
 class Columns(NamedTuple):
-    """Events of a piece of the log, in file order, as columns."""
+    """Events of a block of the log, in file order, as columns."""
 
     names: list[bytes]  # each customer_id, as UTF-8
     hours: list[int]  # each event's UTC hour
-    offsets: list[int]  # and its microseconds into it
+    in_hour: list[int]  # and its microseconds into it
     types: list[bytes]  # each event type, as UTF-8, stripped
     ids: list[bytes]  # each transaction_id, as UTF-8, stripped
 
@@ -1999,7 +2002,7 @@ def id_pattern(quoted: bool) -> re.Pattern[bytes]:
 
 
 @lru_cache(maxsize=2)
-def time_pattern(quoted: bool) -> re.Pattern[bytes]:
+def run_times_pattern(quoted: bool) -> re.Pattern[bytes]:
     """The end of a row whose shape run_pattern proved: "MM:SS", a fraction's first three digits and the rest."""
     # From the colon after the hour to the line's end: in a proved row only the timestamp
     # can end a line like this, so each row gives exactly one match.
@@ -2007,28 +2010,33 @@ def time_pattern(quoted: bool) -> re.Pattern[bytes]:
     return re.compile(rb":" + _TIME_IN_HOUR + _WHOLE_HOUR_ZONE + q + rb"\r?(?=\n)")
 
 
+def stripped_each(fields: tuple[bytes, ...]) -> list[bytes]:
+    """Each of FIELDS without the spaces around it (no part of a field), each distinct one stripped once."""
+    stripped = {raw: raw.strip() for raw in set(fields)}
+    return list(map(stripped.__getitem__, fields))
+
+
 def run_columns(data: bytes, lo: int, hi: int, lines: int, shape: RowShape) -> Columns | None:
     """DATA[LO:HI]'s columns where its rows come in runs of one customer, event type, hour key and whole-hour
     zone: each run's fields made once and repeated, only the times read row by row; None unless every line is
     in a run (events.csv's shape: 1.9 against 0.9 s for 100 MB)."""
-    if (runs := proved_runs(data, lo, hi, shape)) is None:
+    if (proved := proved_runs(data, lo, hi, shape)) is None:
         return None
-    times = time_pattern(shape.quoted).findall(data, lo, hi)
+    times = run_times_pattern(shape.quoted).findall(data, lo, hi)
     if len(times) != lines:
         return None
-    captured, keys, zones, sizes = runs
+    captured, keys, zones, sizes = proved
     split = {text: text.split(b'","' if shape.quoted else b",", 1) for text in set(captured)}
     names, types = zip(*map(split.__getitem__, captured), strict=True) if captured else ((), ())
-    stripped = {raw: raw.strip() for raw in set(types)}
     minute_seconds, millis, micros = zip(*times, strict=True) if times else ((), (), ())
     ids = id_pattern(shape.quoted).findall(data, lo, hi)
     if len(ids) != lines:
         return None
     return Columns(
         list(chain.from_iterable(map(repeat, names, sizes))),
-        list(chain.from_iterable(map(repeat, map(hour_start, keys, zones), sizes))),
-        offsets_in_hour(minute_seconds, millis, micros),
-        list(chain.from_iterable(map(repeat, map(stripped.__getitem__, types), sizes))),
+        list(chain.from_iterable(map(repeat, map(local_hour_start, keys, zones), sizes))),
+        micros_in_hour(minute_seconds, millis, micros),
+        list(chain.from_iterable(map(repeat, stripped_each(types), sizes))),
         list(map(bytes.strip, ids)),
     )
 
@@ -2038,18 +2046,15 @@ def block_columns(block: Block, first_line: int, skipped: Skipped) -> tuple[Colu
     lines = block_lines(block)
     data, lo, hi = block.data, block.lo, block.hi
     shape = RowShape(quoted=data.startswith(b'\n"', lo), typed=True)
-    with suppress(NotCanonical):
-        runs = not block.too_long and run_length(data, lo, hi, shape) >= LONG_RUN
-        if runs and (columns := run_columns(data, lo, hi, lines, shape)) is not None:
+    with suppress(Unproved):
+        by_runs = not block.too_long and run_length(data, lo, hi, shape) >= LONG_RUN
+        if by_runs and (columns := run_columns(data, lo, hi, lines, shape)) is not None:
             return columns, lines
         rows = [] if block.too_long else index_pattern(shape.quoted).findall(data, lo, hi)
         if rows and len(rows) == lines:
             names, types, ids, *times = zip(*rows, strict=True)
-            stripped = {raw: raw.strip() for raw in set(types)}  # spaces around a field are no part of it
-            hours, offsets = row_times(*times)  # type: ignore[arg-type]
-            columns = Columns(
-                names, hours, offsets, list(map(stripped.__getitem__, types)), list(map(bytes.strip, ids))
-            )
+            hours, in_hour = row_times(*times)  # type: ignore[arg-type]
+            columns = Columns(names, hours, in_hour, stripped_each(types), list(map(bytes.strip, ids)))
             return columns, lines
     return plain_columns(block, first_line, skipped)
 
@@ -2058,10 +2063,10 @@ def plain_columns(block: Block, first_line: int, skipped: Skipped) -> tuple[Colu
     """BLOCK's events as columns, row by row by the plain reader; and its lines."""
     lines = block_lines(block)
     events = list(block_events(block, first_line, skipped))
-    hours = [moment - moment % HOUR for _, moment, _, _ in events]
-    offsets = [moment - hour for (_, moment, _, _), hour in zip(events, hours, strict=True)]
+    hours = [instant - instant % HOUR for _, instant, _, _ in events]
+    in_hour = [instant - hour for (_, instant, _, _), hour in zip(events, hours, strict=True)]
     names, types, ids = ([event[k].encode("utf-8", "surrogateescape") for event in events] for k in (0, 2, 3))
-    return Columns(names, hours, offsets, types, ids), lines
+    return Columns(names, hours, in_hour, types, ids), lines
 
 
 # ---------------------------------------------------------------------------
@@ -2164,11 +2169,11 @@ class UniqueTally(Tally):
         reader = block_columns if self.fast and not block.too_long else plain_columns
         columns, lines = reader(block, self.lines + 1, self.skipped)
         numbers = self.part_ids.marked(columns.ids)
-        moments = list(map(add, columns.hours, columns.offsets))
-        asked = asked_rows(columns, moments, self.window)
+        instants = list(map(add, columns.hours, columns.in_hour))
+        asked = asked_rows(columns, instants, self.window)
         hours = list(compress(columns.hours, asked))
-        moments = list(compress(moments, asked))
-        buckets = bucket_column(hours, moments, self.window.buckets)
+        instants = list(compress(instants, asked))
+        buckets = bucket_column(hours, instants, self.window.buckets)
         names = list(compress(columns.names, asked))
         decoded = {name: name.decode("utf-8", "surrogateescape") for name in set(names)}
         self.waiting.extend(map(self.buckets.__getitem__, zip(buckets, map(decoded.__getitem__, names), strict=True)))
@@ -2200,11 +2205,11 @@ class UniqueTally(Tally):
         self.duplicates += later.duplicates
 
 
-def asked_rows(columns: Columns, moments: list[int], window: Window) -> list[bool]:
+def asked_rows(columns: Columns, instants: list[int], window: Window) -> list[bool]:
     """For each row of COLUMNS (at MOMENTS), whether WINDOW counts it (its time, customer and event type): wanted()
     in C."""
     start, end = window.start, window.end
-    asked = list(map(and_, map(le, repeat(start), moments), map(gt, repeat(end), moments)))
+    asked = list(map(and_, map(le, repeat(start), instants), map(gt, repeat(end), instants)))
     if window.customer is not None:
         customer = window.customer.encode("utf-8", "surrogateescape")
         asked = list(map(and_, asked, map(eq, columns.names, repeat(customer))))
@@ -2222,7 +2227,7 @@ def new_tally(window: Window, transactions: Transactions | None = None, fast: bo
 
 
 P = TypeVar("P", bound=Part)
-Task = tuple[str, int, int, Callable[[], P]]  # a worker's share: bytes [lo, hi) of a file, and the part to fill
+ByteRange = tuple[str, int, int, Callable[[], P]]  # [lo, hi) of a file, line-aligned, and the new part to read it into
 
 
 def read_stream(
@@ -2273,9 +2278,9 @@ def release_free_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-def read_range(task: Task[P]) -> P:
-    """A worker's share: bytes [lo, hi) of a file, which start and end at line boundaries, into a new part."""
-    path, lo, hi, new_part = task
+def read_range(byte_range: ByteRange[P]) -> P:
+    """A byte range: bytes [lo, hi) of a file, which start and end at line boundaries, into a new part."""
+    path, lo, hi, new_part = byte_range
     part = new_part()
     part.prepare()
     with open(path, "rb") as stream:
@@ -2286,7 +2291,7 @@ def read_range(task: Task[P]) -> P:
 
 
 def next_line(stream: BinaryIO, at: int) -> int:
-    """The offset just past the first newline at or after AT in STREAM, or its end if there is none."""
+    """The position just past the first newline at or after AT in STREAM, or its end if there is none."""
     stream.seek(at)
     while chunk := stream.read(1 << 12):
         if (found := chunk.find(b"\n")) >= 0:
@@ -2296,7 +2301,7 @@ def next_line(stream: BinaryIO, at: int) -> int:
 
 
 def line_bounds(path: str, size: int, parts: int) -> list[int]:
-    """Offsets that cut PATH into about PARTS pieces, each starting at the beginning of a line."""
+    """Positions that cut PATH into about PARTS byte ranges, each starting at the beginning of a line."""
     bounds = [0]
     with open(path, "rb") as stream:
         for k in range(1, parts):
@@ -2339,7 +2344,7 @@ def in_parts(
     size: int,
     jobs: int,
     new_part: Callable[[], P],
-    reader: Callable[[Task[P]], P] = read_range,
+    reader: Callable[[ByteRange[P]], P] = read_range,
     part_size: int = 0,
 ) -> Iterator[tuple[int, P]]:
     """Line-aligned parts [lo, hi) of PATH, of PART_SIZE bytes at most (PART_SIZE unless told), each read by
@@ -2368,7 +2373,7 @@ def read_parallel(
     new_part: Callable[[], P],
     strict: bool = False,
     progress: Progress | None = None,
-    reader: Callable[[Task[P]], P] = read_range,
+    reader: Callable[[ByteRange[P]], P] = read_range,
     part_size: int = 0,
     whole: P | None = None,
 ) -> P:
@@ -2424,27 +2429,27 @@ def parts_size(path: str, stream: BinaryIO, jobs: int) -> int:
     return size if size >= PARALLEL_MIN else 0
 
 
-# On a Dask cluster: the same line-aligned parts (a compressed file is one part)
-# become Dask tasks running count_piece, and their tallies are merged in file order
+# On a Dask cluster: the same byte ranges (a compressed file is read whole)
+# become Dask tasks running count_range, and their tallies are merged in file order
 # exactly as the local workers' are.  Dask is optional: imported only here.
 SCHEDULER_SECONDS = 10  # to reach the scheduler; then an error, not a hang
 
 
-def cluster_pieces(paths: list[str]) -> list[tuple[str, int, int]]:
+def cluster_ranges(paths: list[str]) -> list[tuple[str, int, int]]:
     """The tasks for PATHS: (path, lo, hi) line-aligned ranges of big plain files, (path, 0, -1) for a whole file."""
-    pieces = []
+    ranges = []
     for path in paths:
         with opened(path) as stream:
             size = 0 if isinstance(stream, COMPRESSED) else os.fstat(stream.fileno()).st_size
         if size > PART_SIZE:
             bounds = line_bounds(path, size, -(-size // PART_SIZE))
-            pieces += [(path, lo, hi) for lo, hi in pairwise(bounds)]
+            ranges += [(path, lo, hi) for lo, hi in pairwise(bounds)]
         else:
-            pieces.append((path, 0, -1))
-    return pieces
+            ranges.append((path, 0, -1))
+    return ranges
 
 
-def count_piece(path: str, lo: int, hi: int, window: Window) -> Tally:
+def count_range(path: str, lo: int, hi: int, window: Window) -> Tally:
     """A cluster task: bytes [LO, HI) of PATH, or the whole file (HI < 0), compressed or not."""
     part = partial(UniqueTally if window.unique else Tally, window=window)  # unsettled: the merger settles it
     if hi >= 0:
@@ -2455,18 +2460,18 @@ def count_piece(path: str, lo: int, hi: int, window: Window) -> Tally:
     return tally
 
 
-def merge_pieces(
+def merge_ranges(
     results: Iterable[tuple[tuple[str, int, int], Tally]], several: bool, strict: bool, new: Callable[[], Tally] = Tally
 ) -> Tally:
-    """The tallies of consecutive pieces, merged in file order into NEW() ones; rows skipped name their file when
+    """The tallies of consecutive ranges, merged in file order into NEW() ones; rows skipped name their file when
     SEVERAL."""
     total, current, path = new(), new(), ""
-    for (piece_path, _, _), tally in results:
-        if piece_path != path and path:
+    for (range_path, _, _), tally in results:
+        if range_path != path and path:
             total.add(current, file=path if several else "")
             current = new()
-        path = piece_path
-        current.add(tally)  # pieces of one file: their lines number on
+        path = range_path
+        current.add(tally)  # ranges of one file: their lines number on
         if strict and current.skipped.count:
             break
     if path:
@@ -2482,24 +2487,24 @@ def count_on_cluster(paths: list[str], window: Window, address: str, strict: boo
         from dask.distributed import Client
     except ImportError:
         raise UsageError("--scheduler needs Dask: pip install '.[dask]' in a clone of totaler") from None
-    import totaler as module  # tasks name module.count_piece: the workers import totaler, never __main__
+    import totaler as module  # tasks name module.count_range: the workers import totaler, never __main__
 
     if "-" in paths:
         raise UsageError("--scheduler counts files its workers can open, not standard input")
-    pieces = cluster_pieces(paths)
+    ranges = cluster_ranges(paths)
     try:
         client = Client(address, timeout=SCHEDULER_SECONDS, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as error:
         raise InputError(f"cannot reach the Dask scheduler at {address} ({error})") from None
-    tasks = [(os.path.abspath(path), lo, hi) for path, lo, hi in pieces]  # workers have another directory
+    tasks = [(os.path.abspath(path), lo, hi) for path, lo, hi in ranges]  # workers have another directory
     with client:
         client.upload_file(module.__file__)  # the workers run this very version
         # The window as the imported module's classes: those of __main__ would be pickled by value, code and all.
         asked = module.Window(*window[:3], module.Buckets(*window.buckets), *window[4:])
-        futures = client.map(module.count_piece, *zip(*tasks, strict=True), [asked] * len(tasks), pure=False)
+        futures = client.map(module.count_range, *zip(*tasks, strict=True), [asked] * len(tasks), pure=False)
         try:
-            results = zip(pieces, (future.result() for future in futures), strict=True)
-            return merge_pieces(results, len(paths) > 1, strict, partial(new_tally, window, Transactions()))
+            results = zip(ranges, (future.result() for future in futures), strict=True)
+            return merge_ranges(results, len(paths) > 1, strict, partial(new_tally, window, Transactions()))
         except (InputError, module.InputError) as error:  # raised by a worker: the module's own class
             raise InputError(str(error)) from None
         except Exception as error:  # a task that failed on its worker: say which, once
@@ -2591,7 +2596,7 @@ def count_file(
 # The index: the log read once into columns by UTC hour, so that a question is
 # answered from the hours its window reaches, in time that grows with their events
 # (with their customers, for whole hours of the default question), never with the
-# log.  Each hour keeps its events in file order: offset in the hour, customer code,
+# log.  Each hour keeps its events in file order: microseconds into the hour, customer code,
 # event type code and position in the file, 13 bytes an event; each customer id is
 # stored once, in one table, and an hour where few customers send many events keeps
 # their counts too.  Answers come from count_hours, whichever way the hours came.
@@ -2612,12 +2617,12 @@ class Codes(dict):
 
 
 MAX_INDEXED = (1 << 32) - 1  # events --serve indexes: 4-byte file positions (a log of about 400 GB)
-Chunk = tuple[array, array, array, array]  # codes, offsets, event type codes, positions: events of one hour
+Chunk = tuple[array, array, array, array]  # an hour's events: codes, microseconds into it, event types, positions
 
 
 class IndexPart(Part):
     """A part of the log, read for the index: its events by UTC hour, in file order, as chunks of columns:
-    customer and event type codes (of this part's tables), offsets in the hour, and positions (events before
+    customer and event type codes (of this part's tables), microseconds into the hour, and positions (events before
     them in the part); once read (finish), each hour's counts where dense (None where not), and each customer's
     events.  Its events' transaction ids are marked as UniqueTally marks them, and settled against TRANSACTIONS
     (each block, where given; else when the part is joined): REPEATED, 1 for each duplicate, 0 for the others."""
@@ -2647,7 +2652,7 @@ class IndexPart(Part):
         types = array("I", map(self.types.__getitem__, columns.types))
         positions = array("I", range(self.events, self.events + len(codes)))
         for hour, rows in hour_runs(columns.hours):
-            chunk = (codes, array("I", columns.offsets), types, positions)
+            chunk = (codes, array("I", columns.in_hour), types, positions)
             if rows is not None:  # the rows of this hour, where the block holds several
                 chunk = tuple(array("I", map(column.__getitem__, rows)) for column in chunk)  # type: ignore[assignment]
             self.hours.setdefault(hour, []).append(chunk)
@@ -2715,11 +2720,11 @@ class IndexPart(Part):
                 mine = self.counts.get(hour)
                 counted = None if mine is None or counted is None else mine + counted
             self.counts[hour] = counted
-            for codes, offsets, type_codes, positions in chunks:
+            for codes, in_hour, type_codes, positions in chunks:
                 codes = array("I", map(customers.__getitem__, codes))
                 type_codes = array("I", map(types.__getitem__, type_codes))
                 positions = array("I", map(add, positions, repeat(self.events)))
-                self.hours.setdefault(hour, []).append((codes, offsets, type_codes, positions))
+                self.hours.setdefault(hour, []).append((codes, in_hour, type_codes, positions))
         for code, n in later.totals.items():
             mine = customers[code]
             self.totals[mine] += n
@@ -2750,12 +2755,12 @@ def joined(chunks: list[Chunk]) -> Chunk:
 
 
 class Hour:
-    """One UTC hour of the log: its events in file order (customer codes, offsets in the hour, event type codes
+    """One UTC hour of the log: its events in file order (customer codes, microseconds into the hour, event type codes
     or None if the log has one type, positions in the file after the hour's first), and its counts by customer,
     in order of first event, where few customers send many events (else None: counting its codes is as quick).
     Each column in the narrowest array its values fit: a log of 7 customers takes 8 bytes an event."""
 
-    __slots__ = ("codes", "counts", "first", "offsets", "positions", "repeated", "types")
+    __slots__ = ("codes", "counts", "first", "in_hour", "positions", "repeated", "types")
 
     def __init__(
         self,
@@ -2765,7 +2770,7 @@ class Hour:
         customers: int = 1 << 32,
         repeated: bytearray | None = None,
     ) -> None:
-        codes, self.offsets, types, positions = chunk
+        codes, self.in_hour, types, positions = chunk
         flags = None if repeated is None else bytes(map(repeated.__getitem__, positions))
         self.repeated = flags if flags and 1 in flags else None  # 1 for each duplicate, where the hour has any
         self.codes = narrowest(codes, customers - 1)
@@ -2795,7 +2800,7 @@ def kept_counts(counted: Counter, events: int) -> Counter | None:
 
 
 def hours_of_part(whole: IndexPart) -> dict[int, Hour]:
-    """The Hours of a part read whole, in time order; each hour's chunks freed once its Hour is made."""
+    """The Hour of each hour of a part read whole, in time order; each hour's chunks freed once its Hour is made."""
     hours = {}
     one_type, customers = len(whole.types) <= 1, len(whole.customers)
     repeated = whole.repeated if 1 in whole.repeated else None
@@ -2833,11 +2838,12 @@ def asked_of(window: Window, codes: Codes, types: list[str]) -> Asked:
 
 
 def picked(hour: Hour, start: int, window: Window, asked: Asked) -> tuple[Iterable[int], list[int], Iterable[int]]:
-    """The offsets, codes and positions of the events of HOUR (from START) that WINDOW counts, in file order."""
+    """The microseconds into the hour, codes and positions of the events of HOUR (from START) that WINDOW counts,
+    in file order."""
     low, high = max(window.start - start, 0), min(window.end - start, HOUR)
     selectors = []
     if (low, high) != (0, HOUR):
-        selectors += [map(le, repeat(low), hour.offsets), map(gt, repeat(high), hour.offsets)]
+        selectors += [map(le, repeat(low), hour.in_hour), map(gt, repeat(high), hour.in_hour)]
     if asked.customer is not None:
         selectors.append(map(eq, hour.codes, repeat(asked.customer)))
     if asked.types is not None and hour.types is not None:
@@ -2845,9 +2851,9 @@ def picked(hour: Hour, start: int, window: Window, asked: Asked) -> tuple[Iterab
     if window.unique and hour.repeated is not None:
         selectors.append(map(not_, hour.repeated))
     if not selectors:
-        return hour.offsets, hour.codes, hour.position_column()  # type: ignore[return-value]
+        return hour.in_hour, hour.codes, hour.position_column()  # type: ignore[return-value]
     chosen = list(selectors[0]) if len(selectors) == 1 else list(map(all, zip(*selectors, strict=True)))
-    return compress(hour.offsets, chosen), list(compress(hour.codes, chosen)), compress(hour.position_column(), chosen)
+    return compress(hour.in_hour, chosen), list(compress(hour.codes, chosen)), compress(hour.position_column(), chosen)
 
 
 def hour_counts(hour: Hour, start: int, window: Window, asked: Asked) -> tuple[dict, dict | None]:
@@ -2864,12 +2870,12 @@ def hour_counts(hour: Hour, start: int, window: Window, asked: Asked) -> tuple[d
             return counts, None
         firsts = dict(zip(reversed(hour.codes), reversed(list(hour.position_column())), strict=True))
         return counts, {(bucket, code): firsts[code] for code in counted}
-    offsets, codes, positions = picked(hour, start, window, asked)
+    in_hour, codes, positions = picked(hour, start, window, asked)
     if bucket is not None:
         keys = list(zip(repeat(bucket), codes))
     else:
-        moments = list(map(add, repeat(start), offsets))
-        keys = list(zip(bucket_column([start] * len(moments), moments, window.buckets), codes, strict=True))
+        instants = list(map(add, repeat(start), in_hour))
+        keys = list(zip(bucket_column([start] * len(instants), instants, window.buckets), codes, strict=True))
     return Counter(keys), dict(zip(reversed(keys), reversed(list(positions)), strict=True)) if several else None
 
 
@@ -2907,19 +2913,19 @@ FILE_HOURS = 26  # the most hours one window reads again from the file: a day cu
 
 
 class Survey(Part):
-    """What a pass over a file (or part) found: (start, end, its UTC hours, its rows) of each segment.  Its
+    """What a pass over a file (or byte range) found: (start, end, its UTC hours, its rows) of each segment.  Its
     customers are not gathered: that cost a third again with 100,000 of them."""
 
     def __init__(self) -> None:
         super().__init__()
         self.segments: list[tuple[int, int, set[int], int]] = []
-        self.hours: set[int] = set()  # of the piece being read
+        self.hours: set[int] = set()  # of the segment being read
 
     def take(self, block: Block) -> None:
         """Note BLOCK's hours and customers: by the fast shapes' keys where every row has one (no tuple a row
         where rows come in runs), else from its columns."""
         lines = block_lines(block)
-        with suppress(NotCanonical):
+        with suppress(Unproved):
             if not block.too_long and (found := surveyed(block.data, block.lo, block.hi, lines)) is not None:
                 self.hours |= found
                 self.lines += lines
@@ -2947,9 +2953,9 @@ def surveyed(data: bytes, lo: int, hi: int, lines: int) -> set[int] | None:
     """The UTC hours of DATA[LO:HI], of LINES lines, by the fast shapes: by runs where rows come in them, else
     GROUP rows a match capturing only their keys; None unless every row has one."""
     shape, zone = RowShape(quoted=data.startswith(b'\n"', lo)), shared_zone(data, lo, hi)
-    runs = proved_runs(data, lo, hi, shape) if read_by_runs(run_length(data, lo, hi, shape, _ZONE), zone) else None
-    if runs is not None:
-        return {hour for key in set(zip(runs[1], runs[2], strict=True)) for hour in reach(*key)}
+    proved = proved_runs(data, lo, hi, shape) if read_by_runs(run_length(data, lo, hi, shape, _ZONE), zone) else None
+    if proved is not None:
+        return {hour for key in set(zip(proved[1], proved[2], strict=True)) for hour in reach(*key)}
     if zone is not None and zone_micros(zone) % HOUR:
         zone = None  # each row's zone captured: an hour key in a zone with minutes reaches two UTC hours
     split = lo
@@ -2966,9 +2972,9 @@ def surveyed(data: bytes, lo: int, hi: int, lines: int) -> set[int] | None:
     return {hour for key in keys for hour in reach(*key)}
 
 
-def survey_segments(task: Task[Survey]) -> Survey:
-    """A worker's share, read segment by segment, each one's hours noted."""
-    path, lo, hi, new_part = task
+def survey_segments(byte_range: ByteRange[Survey]) -> Survey:
+    """A byte range, read segment by segment, each one's hours noted."""
+    path, lo, hi, new_part = byte_range
     whole = new_part()
     with open(path, "rb") as stream:
         bounds = [lo]
@@ -2976,9 +2982,9 @@ def survey_segments(task: Task[Survey]) -> Survey:
             bounds.append(at)
         for start, end in pairwise([*bounds, hi]):
             stream.seek(start)
-            piece = read_stream(stream, Survey(), end - start, at_start=start == 0)
-            piece.segments.append((start, end, piece.hours, piece.rows))
-            whole.add(piece)
+            segment = read_stream(stream, Survey(), end - start, at_start=start == 0)
+            segment.segments.append((start, end, segment.hours, segment.rows))
+            whole.add(segment)
     return whole
 
 
@@ -3411,8 +3417,8 @@ class Reload(NamedTuple):
 
     def document(self) -> dict:
         """As /healthz shows it."""
-        moment = datetime.fromtimestamp(self.at, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-        return {"at": moment, "applied": self.applied, **({"reason": self.reason} if self.reason else {})}
+        when = datetime.fromtimestamp(self.at, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        return {"at": when, "applied": self.applied, **({"reason": self.reason} if self.reason else {})}
 
 
 def health(index: Index, reload: Reload | None, workers: int) -> dict:
@@ -3931,9 +3937,9 @@ def edge_instants(index: Index, codes: list[int], hours: array, pick: Callable) 
     for start, chosen in wanted.items():
         hour = index.hours[start]
         times: dict[int, list[int]] = {}
-        for code, offset in compress(zip(hour.codes, hour.offsets, strict=True), map(chosen.__contains__, hour.codes)):
-            times.setdefault(code, []).append(offset)
-        found.update((code, start + pick(offsets)) for code, offsets in times.items())
+        for code, in_hour in compress(zip(hour.codes, hour.in_hour, strict=True), map(chosen.__contains__, hour.codes)):
+            times.setdefault(code, []).append(in_hour)
+        found.update((code, start + pick(in_hours)) for code, in_hours in times.items())
     return found
 
 
@@ -3978,7 +3984,7 @@ class Worker:
     def route(self, path: str, query: str, accept: str = "") -> Reply:
         """The reply to a GET of PATH?QUERY (ACCEPT: its Accept header)."""
         if path == "/counts":
-            return self.counts(query, accept)
+            return self.reply_counts(query, accept)
         if path == "/healthz":
             document = health(self.index, self.reload, self.settings.workers)
             return Reply((json.dumps(document, indent=2) + "\n").encode("ascii"))
@@ -3991,7 +3997,7 @@ class Worker:
             return PAGE[path]
         raise NotFound(f"no such path {path!r}; try /, /counts, /customers or /healthz")
 
-    def counts(self, query: str, accept: str = "") -> Reply:
+    def reply_counts(self, query: str, accept: str = "") -> Reply:
         """The /counts reply to QUERY (ACCEPT, the request's Accept header), from the cache when it was asked
         before."""
         room = lambda: self.limits.unsent_bytes - self.unsent()  # noqa: E731 - asked only of a big answer: it walks
@@ -4211,7 +4217,7 @@ class Master:
         waited = {signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD}
         signal.pthread_sigmask(signal.SIG_BLOCK, waited)
         self.workers = self.fork_workers()
-        stopped = not self.filled()
+        stopped = not self.moved_into_memory()
         while not stopped:
             received = signal.sigwait(waited)
             if received in STOP_SIGNALS:
@@ -4219,7 +4225,7 @@ class Master:
             if received == signal.SIGCHLD:
                 self.replace_dead_workers()
             elif received == signal.SIGHUP:
-                stopped = not self.reloaded() or not self.filled()
+                stopped = not self.reloaded() or not self.moved_into_memory()
         self.stop_workers(self.workers)
         log("stopped")
         return 0
@@ -4256,7 +4262,7 @@ class Master:
         """SIGHUP: build a new index; if it may replace the old, serve it.  False if stopped meanwhile."""
         return self.replaced(in_memory=False)
 
-    def filled(self) -> bool:
+    def moved_into_memory(self) -> bool:
         """If cut hours are read from the file, build the index that keeps them in memory and serve it: the
         server answers from the file-backed one within seconds, and from memory (every answer in well under a
         millisecond) once this is done.  False if stopped meanwhile."""

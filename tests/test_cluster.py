@@ -190,7 +190,7 @@ def test_a_file_cut_into_many_parts_and_a_worker_killed_mid_count(cluster: Clust
     window = totaler.Window(totaler.parse_bound("2021-03-01"), totaler.parse_bound("2021-03-04"))
     local = totaler.count_files([str(big)], window, jobs=1)
     with sizes(1 << 21, 1 << 20, part=1 << 20):  # 90 tasks of 1 MiB
-        assert len(totaler.cluster_pieces([str(big)])) > 80
+        assert len(totaler.cluster_ranges([str(big)])) > 80
         killed = []
 
         def kill_a_worker() -> None:

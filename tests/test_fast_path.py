@@ -108,7 +108,7 @@ def rows(draw, messy: bool = True) -> bytes:
 def small_blocks(block: int, segment: int, long_run: int = totaler.LONG_RUN, sparse_share: int = totaler.SPARSE_SHARE):
     """Shrink the block and segment sizes so that small files exercise every split; set when runs and
     sparse blocks are used (SPARSE_SHARE 0: every block whose rows are all valid is tried as sparse)."""
-    return patched(BLOCK_SIZE=block, SMALL_SEGMENT=segment, LONG_RUN=long_run, SPARSE_SHARE=sparse_share)
+    return patched(BLOCK_SIZE=block, SMALL_BLOCK=segment, LONG_RUN=long_run, SPARSE_SHARE=sparse_share)
 
 
 def answer(data: bytes, window: totaler.Window, fast: bool) -> tuple[list, int, list]:
@@ -194,7 +194,7 @@ def test_the_index_answers_like_the_command_line(tmp_path_factory, lines, data, 
     path = tmp_path_factory.mktemp("index") / "log.csv"
     path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + b"\n".join(lines) + b"\n")
     questions = [(*windows_near(lines, data), data.draw(QUESTIONS)) for _ in range(3)]
-    with tiny_parts(), small_blocks(totaler.BLOCK_SIZE, totaler.SMALL_SEGMENT, long_run), kept(where):
+    with tiny_parts(), small_blocks(totaler.BLOCK_SIZE, totaler.SMALL_BLOCK, long_run), kept(where):
         index = totaler.build_index(str(path), jobs=jobs)
         assert (index.files is None) == (where == "memory")
         for start, end, customer, (buckets, types) in questions:  # several: one hour kept pushes another out
@@ -520,7 +520,7 @@ def test_a_window_at_the_ends_of_time_searches_the_dates_it_can_reach() -> None:
 def test_row_columns_time_every_fraction_and_zone_to_the_microsecond(fraction: str, zone: str) -> None:
     stamp = f"2021-03-01 10:59:58{fraction}{zone}"
     data = f"\nc,INGEST,t,{stamp}\n".encode()
-    rows = totaler.timed_pattern(totaler._DATE_HOUR, BARE).findall(data)
+    rows = totaler.timed_rows_pattern(totaler._DATE_HOUR, BARE).findall(data)
     moment = totaler.parse_event_time(stamp)
     names, buckets, offsets = totaler.row_columns(rows, BARE)
     assert (names, buckets, offsets) == (["c"], [totaler.hour_floor(moment)], [moment % totaler.HOUR])

@@ -446,7 +446,7 @@ def test_a_log_changed_under_a_file_backed_server_is_a_503_naming_it(tmp_path: P
     middle = datetime.fromisoformat(rows[len(rows) // 2].split(b",")[3].decode().strip())
     target = counts_url((middle - timedelta(minutes=5)).isoformat(), (middle + timedelta(minutes=5)).isoformat())
     [(first, answer)] = cut_queries(path, 1, seed=12)
-    never = "totaler.Master.filled = lambda self: True"  # kept file-backed: the in-memory index never comes
+    never = "totaler.Master.moved_into_memory = lambda self: True"  # kept file-backed: the in-memory index never comes
     running = Server(path, "--workers", "1", "--quiet", patch=f"{FILE_BACKED}; {never}")
     try:
         assert json.loads(running.get("/healthz")[1])["cut_hours"] == "read from the file"

@@ -52,9 +52,9 @@ def test_index_built_in_parts_is_the_index_built_in_one(tmp_path: Path, monkeypa
     assert one.table.names == parts.table.names and one.types == parts.types
     for start in one.starts:
         a, b = one.hours[start], parts.hours[start]
-        assert (a.codes, a.offsets, list(a.position_column()), a.types) == (
+        assert (a.codes, a.in_hour, list(a.position_column()), a.types) == (
             b.codes,
-            b.offsets,
+            b.in_hour,
             list(b.position_column()),
             b.types,
         )
@@ -110,7 +110,7 @@ def test_rows_read_by_the_fast_shapes_are_indexed_as_the_plain_path_reads_them(t
     for start, rows in by_hour.items():
         hour = index.hours[start]
         names, types = index.table.names, index.types
-        columns = zip(hour.codes, hour.offsets, hour.types, hour.position_column(), strict=True)
+        columns = zip(hour.codes, hour.in_hour, hour.types, hour.position_column(), strict=True)
         found = [(names[c], o, types[t], p) for c, o, t, p in columns]
         assert found == rows
 

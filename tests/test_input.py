@@ -125,7 +125,7 @@ def test_many_malformed_rows_report_count_and_first_three() -> None:
 
 def test_line_numbers_hold_across_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(totaler, "BLOCK_SIZE", 64)
-    monkeypatch.setattr(totaler, "SMALL_SEGMENT", 64)
+    monkeypatch.setattr(totaler, "SMALL_BLOCK", 64)
     rows = [GOOD] * 50
     rows[37] = b"a,b\n"
     doc, skipped = both(b"".join(rows))

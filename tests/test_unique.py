@@ -403,7 +403,7 @@ def test_a_file_backed_server_answers_unique_once_the_index_is_in_memory(tmp_pat
 
     path = tmp_path / "log.csv"
     path.write_text("\n".join(with_duplicates(500, seed=2, size=1 << 21)) + "\n")
-    never = "totaler.Master.filled = lambda self: True"  # kept file-backed: the in-memory index never comes
+    never = "totaler.Master.moved_into_memory = lambda self: True"  # kept file-backed: the in-memory index never comes
     target = "/counts?start=2021-03-01T04:00:00Z&end=2021-03-01T06:00:00Z&unique=true"
     running = Server(path, "--workers", "1", "--quiet", patch=f"{FILE_BACKED}; {never}")
     try:
