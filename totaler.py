@@ -18,11 +18,11 @@ Glossary (each word in this sense only):
   counts       the answer: events by (bucket start, customer), in first-seen order (Counts)
   block        whole lines read together; the plain and the fast path each count blocks
   plain path   the stdlib csv reader, row by row: count_events(plain_events(...)), the specification
-  fast path    regular expressions over a block whose shape they prove (else Unproved); equal to the plain path
+  fast path    regular expressions over a block whose shape they prove (else _Unproved); equal to the plain path
   hour key     a timestamp up to its hour as written, b'2021-03-01T04'; with its zone, a UTC hour or two
   run          consecutive rows that share customer, hour key and zone (and event type, where asked)
   byte range   [lo, hi) of a file, starting and ending at line boundaries: what a worker or cluster task reads
-  part         what is read of a byte range or a stream (a Tally, an IndexPart, a Survey), added in file order
+  part         what is read of a byte range or a stream (a _Tally, an _IndexPart, a _Survey), added in file order
   tally        a part that counts one window, with its skipped rows and duplicates
   hour index   the server's events by UTC hour, from which any window is answered (Index)
   file-backed  an hour index that reads the hours a window reaches again from the file, kept open
@@ -30,13 +30,13 @@ Glossary (each word in this sense only):
   cut hour     an hour a window's bound falls inside, read event by event
 
 The data flow:
-  files -> read_blocks: blocks of whole lines (a line over MAX_LINE becomes one bad row)
-        -> a Part takes each block: a Tally counts it (count_block: the fast path proves
-           a block's shape with regular expressions, else the plain path), an IndexPart
+  files -> _read_blocks: blocks of whole lines (a line over _MAX_LINE becomes one bad row)
+        -> a _Part takes each block: a _Tally counts it (_count_block: the fast path proves
+           a block's shape with regular expressions, else the plain path), an _IndexPart
            files its events for --serve; both give what count_events(plain_events(...)) gives
-           (under --unique, a UniqueTally reads columns: count_events(first_events(...)))
-        -> parts read by workers or cluster tasks, appended in file order (Part.add); under
-           --unique each part's transaction ids settled against the earlier parts' (Transactions)
+           (under --unique, a _UniqueTally reads columns: count_events(_first_events(...)))
+        -> parts read by workers or cluster tasks, appended in file order (_Part.add); under
+           --unique each part's transaction ids settled against the earlier parts' (_Transactions)
         -> render_text / render_json, or the Index that forked HTTP workers answer from
            (a big log in time order: first one of counts by hour, whose cut hours are
            read again from the file, while the one holding every event is built)
@@ -50,8 +50,8 @@ from __future__ import annotations
 import sys
 
 if sys.version_info < (3, 11):  # noqa: UP036 - before an import that needs 3.11 fails with a traceback
-    found = ".".join(map(str, sys.version_info[:3]))
-    sys.stderr.write(f"totaler: error: needs Python 3.11 or newer; this is Python {found} ({sys.executable})\n")
+    _found = ".".join(map(str, sys.version_info[:3]))
+    sys.stderr.write(f"totaler: error: needs Python 3.11 or newer; this is Python {_found} ({sys.executable})\n")
     sys.exit(2)
 
 import argparse
@@ -112,6 +112,7 @@ __all__ = [  # the public API; every other name is machinery that may change
     "render_csv",
     "render_json",
     "render_text",
+    "run",
     "serve",
 ]
 
@@ -121,166 +122,166 @@ __all__ = [  # the public API; every other name is machinery that may change
 # the interval of instants a question counts together: a UTC hour unless asked
 # otherwise (Buckets: a width of local wall time in a zone, below).
 
-MICROSECOND = timedelta(microseconds=1)
-MINUTE = 60_000_000
-HOUR = 3_600_000_000
-DAY = 24 * HOUR
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_MINUTE = 60_000_000
+_HOUR = 3_600_000_000
+_DAY = 24 * _HOUR
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # What goes to dateutil: an ISO date, maybe a time, maybe one zone name or offset.
 # Anything looser (dateutil reads '2021-03-01 05:30' after a lost '+' as 05:30 local) is refused.
-DATEUTIL_SHAPE = re.compile(
+_DATEUTIL_SHAPE = re.compile(
     r"(?P<local>\d{4}-\d{2}-\d{2}"  # the date, year first
     r"(?:[ T]\d{1,2}(?::\d{2}(?::\d{2}(?:\.\d{1,6})?)?)?)?)"  # a time, maybe
     r"(?:\s*(?:(?P<name>[A-Za-z]{1,5})|(?P<offset>[+-]\d{2}(?::?\d{2})?)))?"  # a zone name or an offset, maybe
 )
-ZONE_WITH_OFFSET = re.compile(r"(?:UTC|GMT|UT|Z)\s*[+-]\d", re.IGNORECASE)
-UTC_NAMES = {"UTC", "GMT", "UT", "Z"}
+_ZONE_WITH_OFFSET = re.compile(r"(?:UTC|GMT|UT|Z)\s*[+-]\d", re.IGNORECASE)
+_UTC_NAMES = {"UTC", "GMT", "UT", "Z"}
 # The instants a datetime can hold: a bound outside them cannot even be printed.
-FIRST_INSTANT = -62_135_596_800_000_000  # 0001-01-01 00:00:00 UTC
-LAST_INSTANT = 253_402_300_799_999_999  # 9999-12-31 23:59:59.999999 UTC
+_FIRST_INSTANT = -62_135_596_800_000_000  # 0001-01-01 00:00:00 UTC
+_LAST_INSTANT = 253_402_300_799_999_999  # 9999-12-31 23:59:59.999999 UTC
 
 
-class BadTimestamp(ValueError):
+class _BadTimestamp(ValueError):
     """A timestamp that is not ISO 8601."""
 
 
-def to_micros(moment: datetime) -> int:
+def _to_micros(moment: datetime) -> int:
     """Microseconds since the epoch; a naive datetime is taken as UTC."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return (moment - EPOCH) // MICROSECOND
+    return (moment - _EPOCH) // _MICROSECOND
 
 
-def from_micros(micros: int) -> datetime:
+def _from_micros(micros: int) -> datetime:
     """The UTC datetime of MICROS."""
-    return EPOCH + micros * MICROSECOND
+    return _EPOCH + micros * _MICROSECOND
 
 
-def hour_floor(micros: int) -> int:
+def _hour_floor(micros: int) -> int:
     """The start of the UTC hour that contains MICROS."""
-    return micros - micros % HOUR
+    return micros - micros % _HOUR
 
 
-def format_seconds(moment: datetime) -> str:
+def _format_seconds(moment: datetime) -> str:
     """2021-03-01 04:00:00; years below 1000 zero-padded, which strftime's %Y does not do on Linux."""
     return f"{moment.year:04d}-{moment:%m-%d %H:%M:%S}"
 
 
 @lru_cache(maxsize=1 << 16)
-def format_bucket(micros: int) -> str:
+def _format_bucket(micros: int) -> str:
     """A bucket as the reference printed it: 2021-03-01 04:00:00 +0000."""
-    return format_seconds(from_micros(micros)) + " +0000"
+    return _format_seconds(_from_micros(micros)) + " +0000"
 
 
-def format_utc(micros: int) -> str:
+def _format_utc(micros: int) -> str:
     """An instant as the reference printed it: 2021-03-01 04:00:00 UTC (fraction if any)."""
-    moment = from_micros(micros)
-    text = format_seconds(moment)
+    moment = _from_micros(micros)
+    text = _format_seconds(moment)
     if moment.microsecond:
         text += f".{moment.microsecond:06d}"
     return text + " UTC"
 
 
-def format_iso(micros: int) -> str:
+def _format_iso(micros: int) -> str:
     """2021-03-01T00:00:00Z (fraction if any): the form a URL or a header carries best (no space, no '+')."""
-    return format_utc(micros).removesuffix(" UTC").replace(" ", "T") + "Z"
+    return _format_utc(micros).removesuffix(" UTC").replace(" ", "T") + "Z"
 
 
-def parse_event_time(text: str) -> int:
+def _parse_event_time(text: str) -> int:
     """A row's timestamp: ISO 8601 with a time of day, offset optional (UTC)."""
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise BadTimestamp(f"timestamp {text!r} is not ISO 8601") from None
+        raise _BadTimestamp(f"timestamp {text!r} is not ISO 8601") from None
     if "T" not in text and " " not in text:
-        raise BadTimestamp(f"timestamp {text!r} has no time of day")
-    micros = to_micros(moment)
-    if not FIRST_INSTANT <= micros <= LAST_INSTANT:  # 0001-01-01 00:30+01:00 is in year 0 in UTC
-        raise BadTimestamp(f"timestamp {text!r} falls outside the years 1 to 9999 in UTC")
+        raise _BadTimestamp(f"timestamp {text!r} has no time of day")
+    micros = _to_micros(moment)
+    if not _FIRST_INSTANT <= micros <= _LAST_INSTANT:  # 0001-01-01 00:30+01:00 is in year 0 in UTC
+        raise _BadTimestamp(f"timestamp {text!r} falls outside the years 1 to 9999 in UTC")
     return micros
 
 
-def parse_bound(text: str, zone: str = "UTC") -> int:
+def _parse_bound(text: str, zone: str = "UTC") -> int:
     """A window bound: ISO 8601, or a form this tool prints; never a guess; within years 1 to 9999 in UTC.
     Without an offset it is a wall time in ZONE (UTC unless told)."""
     micros = parse_instant(text.strip(), zone)
-    if not FIRST_INSTANT <= micros <= LAST_INSTANT:
-        raise BadTimestamp(f"{text!r} falls outside the years 1 to 9999 in UTC")
+    if not _FIRST_INSTANT <= micros <= _LAST_INSTANT:
+        raise _BadTimestamp(f"{text!r} falls outside the years 1 to 9999 in UTC")
     return micros
 
 
 def parse_instant(text: str, zone: str = "UTC") -> int:
-    """parse_bound without the range check."""
+    """_parse_bound without the range check."""
     if not (text.isascii() and text.isprintable()):  # fromisoformat reads fullwidth digits
-        raise BadTimestamp(f"{text!r} is not an ISO 8601 timestamp (e.g. 2021-03-01T04:00:00Z)")
+        raise _BadTimestamp(f"{text!r} is not an ISO 8601 timestamp (e.g. 2021-03-01T04:00:00Z)")
     try:
-        return instant_in(datetime.fromisoformat(text), zone, text)
+        return _instant_in(datetime.fromisoformat(text), zone, text)
     except ValueError as error:
-        if isinstance(error, BadTimestamp):
+        if isinstance(error, _BadTimestamp):
             raise
     # dateutil reads '... UTC' and '... +0000' but also guesses at '03/01/21' or
     # '4pm': insist on an ISO date first, so year, month and day are never guessed.
-    if ZONE_WITH_OFFSET.search(text):  # 'UTC+3' means UTC-3 to POSIX: refuse to guess
-        raise BadTimestamp(f"{text!r} mixes a zone name and an offset; give one offset like +03:00")
-    shape = DATEUTIL_SHAPE.fullmatch(text)
+    if _ZONE_WITH_OFFSET.search(text):  # 'UTC+3' means UTC-3 to POSIX: refuse to guess
+        raise _BadTimestamp(f"{text!r} mixes a zone name and an offset; give one offset like +03:00")
+    shape = _DATEUTIL_SHAPE.fullmatch(text)
     if not shape:
-        raise BadTimestamp(f"{text!r} is not an ISO 8601 timestamp (e.g. 2021-03-01T04:00:00Z)")
+        raise _BadTimestamp(f"{text!r} is not an ISO 8601 timestamp (e.g. 2021-03-01T04:00:00Z)")
     name = shape["name"]
     if name and name.upper() in ("AM", "PM"):
-        raise BadTimestamp(f"{text!r} ends in {name}; give a 24-hour time")
-    if name and name.upper() not in UTC_NAMES:  # dateutil would ignore a word ('Sat') or guess a zone ('EST')
-        raise BadTimestamp(f"{text!r} ends in {name!r}: only UTC, Z or an offset like -05:00 may follow the time")
+        raise _BadTimestamp(f"{text!r} ends in {name}; give a 24-hour time")
+    if name and name.upper() not in _UTC_NAMES:  # dateutil would ignore a word ('Sat') or guess a zone ('EST')
+        raise _BadTimestamp(f"{text!r} ends in {name!r}: only UTC, Z or an offset like -05:00 may follow the time")
     try:  # the forms this tool prints itself, '2021-03-01 04:00:00 UTC' and '... +0000', need no dateutil
         offset = shape["offset"] or ("+00:00" if name else "")
-        return instant_in(datetime.fromisoformat(shape["local"] + offset), zone, text)
+        return _instant_in(datetime.fromisoformat(shape["local"] + offset), zone, text)
     except ValueError as error:
-        if isinstance(error, BadTimestamp):
+        if isinstance(error, _BadTimestamp):
             raise
-    return instant_in(parse_with_dateutil(text), zone, text)
+    return _instant_in(_parse_with_dateutil(text), zone, text)
 
 
-def parse_with_dateutil(text: str) -> datetime:
-    """What fromisoformat does not read of DATEUTIL_SHAPE (an hour of one digit, say), read by dateutil."""
+def _parse_with_dateutil(text: str) -> datetime:
+    """What fromisoformat does not read of _DATEUTIL_SHAPE (an hour of one digit, say), read by dateutil."""
     try:
         from dateutil import parser
     except ImportError:
-        raise BadTimestamp(f"{text!r} needs python-dateutil to be read (pip install python-dateutil)") from None
+        raise _BadTimestamp(f"{text!r} needs python-dateutil to be read (pip install python-dateutil)") from None
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         try:
-            return parser.parse(text, tzinfos=utc_zone_only)
+            return parser.parse(text, tzinfos=_utc_zone_only)
         except (ValueError, OverflowError, Warning) as error:
-            reason = str(error) if isinstance(error, BadTimestamp) else "is not an ISO 8601 timestamp"
-            raise BadTimestamp(f"{text!r} {reason}") from None
+            reason = str(error) if isinstance(error, _BadTimestamp) else "is not an ISO 8601 timestamp"
+            raise _BadTimestamp(f"{text!r} {reason}") from None
 
 
-def utc_zone_only(name: str | None, offset: int | None) -> tzinfo:
+def _utc_zone_only(name: str | None, offset: int | None) -> tzinfo:
     """dateutil's zone lookup, made the same on every machine: offsets and UTC names only."""
     # Left to itself dateutil maps a name that matches the machine's own zone to
     # local time, so 'EST' would work on one laptop and fail on the next.
     if name is None:
         return timezone(timedelta(seconds=offset or 0))
-    if name.upper() in UTC_NAMES and not offset:
+    if name.upper() in _UTC_NAMES and not offset:
         return UTC
-    raise BadTimestamp(f"names a time zone ({name}); give an offset like -05:00")
+    raise _BadTimestamp(f"names a time zone ({name}); give an offset like -05:00")
 
 
 # Zones: an IANA name from the system's tz database (else from python-dateutil's own
 # copy, as in a slim container image), UTC, or a fixed offset like +05:30.
-FIXED_OFFSET = re.compile(r"([+-])([01]\d|2[0-3]):([0-5]\d)")
-ZONE_HELP = "an IANA name like America/New_York, UTC, or a fixed offset like +05:30"
+_FIXED_OFFSET = re.compile(r"([+-])([01]\d|2[0-3]):([0-5]\d)")
+_ZONE_HELP = "an IANA name like America/New_York, UTC, or a fixed offset like +05:30"
 
 
-class BadZone(ValueError):
+class _BadZone(ValueError):
     """A zone that is not one (exit status 2)."""
 
 
 @lru_cache(maxsize=64)
-def zone_named(name: str) -> tzinfo:
-    """The tzinfo NAME stands for; BadZone if none."""
+def _zone_named(name: str) -> tzinfo:
+    """The tzinfo NAME stands for; _BadZone if none."""
     if name == "UTC":
         return UTC
-    if fixed := FIXED_OFFSET.fullmatch(name):
+    if fixed := _FIXED_OFFSET.fullmatch(name):
         minutes = int(fixed[2]) * 60 + int(fixed[3])
         return timezone(timedelta(minutes=-minutes if fixed[1] == "-" else minutes))
     import zoneinfo  # here: a command line in UTC never needs it
@@ -293,36 +294,36 @@ def zone_named(name: str) -> tzinfo:
 
         if (bundled := get_zonefile_instance().get(name)) is not None:
             return bundled
-    raise BadZone(f"{name!r} is not a time zone: give {ZONE_HELP}")
+    raise _BadZone(f"{name!r} is not a time zone: give {_ZONE_HELP}")
 
 
-def local_wall(micros: int, zone: tzinfo) -> tuple[int, int]:
+def _local_wall(micros: int, zone: tzinfo) -> tuple[int, int]:
     """The wall time ZONE's clocks show at MICROS, as microseconds since 1970-01-01 00:00 on such a clock, and
     ZONE's offset from UTC then."""
-    offset = from_micros(micros).astimezone(zone).utcoffset() // MICROSECOND
+    offset = _from_micros(micros).astimezone(zone).utcoffset() // _MICROSECOND
     return micros + offset, offset
 
 
-def instant_in(moment: datetime, zone: str, text: str) -> int:
-    """MOMENT as an instant: itself if it has an offset, else a wall time in ZONE; BadTimestamp (naming TEXT)
+def _instant_in(moment: datetime, zone: str, text: str) -> int:
+    """MOMENT as an instant: itself if it has an offset, else a wall time in ZONE; _BadTimestamp (naming TEXT)
     if that wall time does not exist there or exists twice."""
     if moment.tzinfo is not None or zone == "UTC":
-        return to_micros(moment)
-    tz = zone_named(zone)
+        return _to_micros(moment)
+    tz = _zone_named(zone)
     found = set()
     for fold in (0, 1):
-        micros = to_micros(moment.replace(tzinfo=tz, fold=fold))
-        if from_micros(micros).astimezone(tz).replace(tzinfo=None) == moment:
+        micros = _to_micros(moment.replace(tzinfo=tz, fold=fold))
+        if _from_micros(micros).astimezone(tz).replace(tzinfo=None) == moment:
             found.add(micros)
     if not found:
-        raise BadTimestamp(f"{text!r} does not exist in {zone} (the clocks skip it): give an offset")
+        raise _BadTimestamp(f"{text!r} does not exist in {zone} (the clocks skip it): give an offset")
     if len(found) > 1:
-        offsets = " and ".join(format_offset(local_wall(micros, tz)[1]) for micros in sorted(found))
-        raise BadTimestamp(f"{text!r} happens twice in {zone} (at {offsets}): give an offset")
+        offsets = " and ".join(_format_offset(_local_wall(micros, tz)[1]) for micros in sorted(found))
+        raise _BadTimestamp(f"{text!r} happens twice in {zone} (at {offsets}): give an offset")
     return found.pop()
 
 
-def format_offset(offset: int) -> str:
+def _format_offset(offset: int) -> str:
     """+0530, as strftime's %z writes an offset of microseconds OFFSET (seconds too, if any)."""
     sign, offset = ("-", -offset) if offset < 0 else ("+", offset)
     minutes, seconds = divmod(offset // 1_000_000, 60)
@@ -339,71 +340,71 @@ def format_offset(offset: int) -> str:
 # a bucket of its own.  A bucket is named by its first instant.  The tz database
 # never changes a zone's offset twice within four days, and a bucket is at most a
 # day and a few hours, so one change at most bears on any bucket.
-WIDTH = re.compile(r"([1-9]\d{0,2})([mhd])")
-WIDTHS = {"m": (MINUTE, 60), "h": (HOUR, 24), "d": (DAY, 1)}  # unit, and what N must divide
-WIDTH_HELP = "Nm with N dividing 60 (1m, 5m, 15m, 30m), Nh with N dividing 24 (1h, 2h, 6h, 12h), or 1d"
+_WIDTH = re.compile(r"([1-9]\d{0,2})([mhd])")
+_WIDTHS = {"m": (_MINUTE, 60), "h": (_HOUR, 24), "d": (_DAY, 1)}  # unit, and what N must divide
+_WIDTH_HELP = "Nm with N dividing 60 (1m, 5m, 15m, 30m), Nh with N dividing 24 (1h, 2h, 6h, 12h), or 1d"
 
 
 def parse_width(text: str) -> int:
     """A bucket width like 15m, 6h or 1d, in microseconds; ValueError saying what is accepted."""
-    found = WIDTH.fullmatch(text)
-    if found is None or WIDTHS[found[2]][1] % int(found[1]):
-        raise ValueError(f"{text!r} is not a bucket width: give {WIDTH_HELP}")
-    return int(found[1]) * WIDTHS[found[2]][0]
+    found = _WIDTH.fullmatch(text)
+    if found is None or _WIDTHS[found[2]][1] % int(found[1]):
+        raise ValueError(f"{text!r} is not a bucket width: give {_WIDTH_HELP}")
+    return int(found[1]) * _WIDTHS[found[2]][0]
 
 
-def format_width(width: int) -> str:
+def _format_width(width: int) -> str:
     """15m, 6h or 1d: a width as parse_width reads it."""
-    for letter, (unit, _) in reversed(WIDTHS.items()):
+    for letter, (unit, _) in reversed(_WIDTHS.items()):
         if width % unit == 0:
             return f"{width // unit}{letter}"
     raise ValueError(width)
 
 
 @lru_cache(maxsize=64)
-def fixed_offset(zone: str) -> int | None:
+def _fixed_offset(zone: str) -> int | None:
     """ZONE's offset from UTC in microseconds if it never changes (UTC, +05:30), else None."""
-    offset = zone_named(zone).utcoffset(None)
-    return None if offset is None else offset // MICROSECOND
+    offset = _zone_named(zone).utcoffset(None)
+    return None if offset is None else offset // _MICROSECOND
 
 
-def change_before(micros: int, zone: tzinfo) -> int | None:
+def _change_before(micros: int, zone: tzinfo) -> int | None:
     """The first instant of ZONE's offset in force at MICROS, if it began within the two days before."""
-    low, high = micros - 2 * DAY, micros
-    before, now = local_wall(low, zone)[1], local_wall(high, zone)[1]
+    low, high = micros - 2 * _DAY, micros
+    before, now = _local_wall(low, zone)[1], _local_wall(high, zone)[1]
     if before == now:
         return None
     while high - low > 1:  # offset(low) is the old one, offset(high) the new one
         middle = (low + high) // 2
-        low, high = (middle, high) if local_wall(middle, zone)[1] == before else (low, middle)
+        low, high = (middle, high) if _local_wall(middle, zone)[1] == before else (low, middle)
     return high
 
 
 class Buckets(NamedTuple):
     """How a question cuts time: buckets WIDTH microseconds wide in local wall time, in ZONE (a name)."""
 
-    width: int = HOUR
+    width: int = _HOUR
     zone: str = "UTC"
 
     def floor(self, micros: int) -> int:
         """The first instant of the bucket that holds MICROS."""
-        if (fixed := fixed_offset(self.zone)) is not None:  # the epoch is a midnight: buckets count from it
+        if (fixed := _fixed_offset(self.zone)) is not None:  # the epoch is a midnight: buckets count from it
             return micros - (micros + fixed) % self.width
-        zone = zone_named(self.zone)
-        wall, offset = local_wall(micros, zone)
+        zone = _zone_named(self.zone)
+        wall, offset = _local_wall(micros, zone)
         floored = wall - wall % self.width
         start = floored - offset  # the clock showed FLOORED then, if its offset has held since
-        change = change_before(micros, zone)
+        change = _change_before(micros, zone)
         if change is None or change <= start:
             return start
         # The offset changed after the clock last showed a multiple of the width: the change
         # begins this bucket, unless the floored wall time is the same on both sides of it.
-        wall_before = local_wall(change - 1, zone)[0]
+        wall_before = _local_wall(change - 1, zone)[0]
         return self.floor(change - 1) if wall_before - wall_before % self.width == floored else change
 
     def following(self, bucket: int) -> int:
         """The first instant of the bucket after BUCKET (which must be a bucket's first instant)."""
-        if fixed_offset(self.zone) is not None:
+        if _fixed_offset(self.zone) is not None:
             return bucket + self.width
         later = bucket + self.width
         while (start := self.floor(later)) == bucket:  # a bucket longer than its width (clocks went back)
@@ -413,13 +414,13 @@ class Buckets(NamedTuple):
     def label(self, bucket: int) -> str:
         """A bucket as totaler prints it: its first instant's wall time and offset, 2021-03-01 09:30:00 +0530."""
         if self.zone == "UTC":
-            return format_bucket(bucket)  # cached: the default answer prints many
-        moment = from_micros(bucket).astimezone(zone_named(self.zone))
-        return f"{format_seconds(moment)} {format_offset(moment.utcoffset() // MICROSECOND)}"
+            return _format_bucket(bucket)  # cached: the default answer prints many
+        moment = _from_micros(bucket).astimezone(_zone_named(self.zone))
+        return f"{_format_seconds(moment)} {_format_offset(moment.utcoffset() // _MICROSECOND)}"
 
     def starts(self, start: int, end: int) -> Iterator[int]:
         """The first instant of every bucket an instant of [START, END) falls in, in time order."""
-        if fixed_offset(self.zone) is not None:
+        if _fixed_offset(self.zone) is not None:
             yield from range(self.floor(start), end, self.width)
             return
         bucket = self.floor(start)
@@ -433,7 +434,7 @@ class Buckets(NamedTuple):
         return bucket if self.floor(first + span - 1) == bucket else None
 
 
-UTC_HOURS = Buckets()
+_UTC_HOURS = Buckets()
 
 
 # ---------------------------------------------------------------------------
@@ -441,14 +442,14 @@ UTC_HOURS = Buckets()
 # a line makes that row malformed instead of swallowing the lines after it, so a
 # file can be cut into blocks (and workers) at any newline.
 
-HEADER = ["customer_id", "event_type", "transaction_id", "timestamp"]
-BLOCK_SIZE = 1 << 21
-MAX_LINE = 1 << 20
-SHOWN_SKIPS = 3
-BOM = b"\xef\xbb\xbf"
+_HEADER = ["customer_id", "event_type", "transaction_id", "timestamp"]
+_BLOCK_SIZE = 1 << 21
+_MAX_LINE = 1 << 20
+_SHOWN_SKIPS = 3
+_BOM = b"\xef\xbb\xbf"
 
 
-class Malformed(ValueError):
+class _Malformed(ValueError):
     """A row that cannot be counted; the message says why."""
 
 
@@ -456,12 +457,12 @@ class InputError(Exception):
     """The input cannot be read at all (exit status 1)."""
 
 
-def display(path: str) -> str:
+def _display(path: str) -> str:
     """PATH as it can be printed: bytes that are not UTF-8 escaped (a file name can hold any bytes)."""
     return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-class Skipped:
+class _Skipped:
     """Rows skipped as malformed: how many, and the first few with line, reason and likely cause; and the lines
     that hold no row at all (blank, or the header), which are not reported."""
 
@@ -482,16 +483,16 @@ class Skipped:
     def add(self, line: int, reason: str, file: str = "", text: bytes = b"", cause: str | None = None) -> None:
         """Count one skipped row; of the first few, keep the likely cause that its TEXT suggests (or CAUSE)."""
         self.count += 1
-        if len(self.first) < SHOWN_SKIPS:
+        if len(self.first) < _SHOWN_SKIPS:
             self.first.append((line, reason))
             self.files.append(file)
-            self.causes.append(likely_cause(text) if cause is None else cause)
+            self.causes.append(_likely_cause(text) if cause is None else cause)
 
     def file_of(self, shown: int) -> str:
         """The file of the SHOWN-th of FIRST ('' when one file is read)."""
         return self.files[shown] if shown < len(self.files) else ""
 
-    def extend(self, other: Skipped, file: str | None = None) -> None:
+    def extend(self, other: _Skipped, file: str | None = None) -> None:
         """Count OTHER's rows after ours: later in the same file, or from FILE, read after ours."""
         for shown, (line, reason) in enumerate(other.first):
             cause = other.causes[shown] if shown < len(other.causes) else ""
@@ -499,20 +500,20 @@ class Skipped:
         self.count += other.count - len(other.first)
         self.blank += other.blank
 
-    def shifted(self, lines: int) -> Skipped:
+    def shifted(self, lines: int) -> _Skipped:
         """The same rows, numbered LINES lines further down (a part's rows, as lines of the file)."""
         first = [(line + lines, reason) for line, reason in self.first]
-        return Skipped(self.count, first, list(self.files), list(self.causes), self.blank)
+        return _Skipped(self.count, first, list(self.files), list(self.causes), self.blank)
 
     def where(self, shown: int) -> str:
         """'line 3', or 'logs/b.csv line 3' when several files are read."""
         line, file = self.first[shown][0], self.file_of(shown)
-        return f"{display(file)} line {line}" if file else f"line {line}"
+        return f"{_display(file)} line {line}" if file else f"line {line}"
 
     def strict_error(self, path: str) -> InputError:
         """What --strict says of the first skipped row: its file (PATH if one file is read), line and reason."""
         line, reason = self.first[0]
-        return InputError(f"{display(self.file_of(0) or path)}: line {line}: {reason}")
+        return InputError(f"{_display(self.file_of(0) or path)}: line {line}: {reason}")
 
     def cause(self) -> str:
         """The likely cause the first skipped rows suggest most often ('' if none does)."""
@@ -523,105 +524,105 @@ class Skipped:
         """One line for stderr: how many rows were skipped, and where and why the first were."""
         shown = "; ".join(f"{self.where(i)}: {reason}" for i, (_, reason) in enumerate(self.first))
         more = ", ..." if self.count > len(self.first) else ""
-        return f"skipped {plural(self.count, 'malformed row')} ({shown}{more})"
+        return f"skipped {_plural(self.count, 'malformed row')} ({shown}{more})"
 
 
-def plural(count: int, noun: str) -> str:
+def _plural(count: int, noun: str) -> str:
     """'1 row', '2,000 rows'."""
     return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
-GOOD_ROW = "b4f9279a0196e40632e947dd1a88e857,INGEST,401938ed-f16c-407a-9c99-e7132856e7bf,2021-03-01 00:01:11.055+00"
-EPOCH_SECONDS = re.compile(r"\d{9,10}(?:\d{3})?(?:\.\d+)?")
-SLASHED_DATE = re.compile(r"\d{1,2}/\d{1,2}/\d{2,4}\b")
+_GOOD_ROW = "b4f9279a0196e40632e947dd1a88e857,INGEST,401938ed-f16c-407a-9c99-e7132856e7bf,2021-03-01 00:01:11.055+00"
+_EPOCH_SECONDS = re.compile(r"\d{9,10}(?:\d{3})?(?:\.\d+)?")
+_SLASHED_DATE = re.compile(r"\d{1,2}/\d{1,2}/\d{2,4}\b")
 
 
-def likely_cause(text: bytes) -> str:
+def _likely_cause(text: bytes) -> str:
     """What a malformed row's TEXT suggests is wrong with the whole file: '' when nothing in particular."""
     line = text.decode("utf-8", "replace").removesuffix("\r")
     fields = line.split(",")
     for separator, name in ((";", "';'"), ("\t", "tabs"), ("|", "'|'")):
         if len(fields) < 4 and len(line.split(separator)) >= 4:
             return f"fields separated by {name}, not commas"
-    if [field.strip().strip('"').lower() for field in fields] == HEADER:
+    if [field.strip().strip('"').lower() for field in fields] == _HEADER:
         return "a header not on line 1 (only line 1 may be one)"
     if len(fields) == 5:
         return "a fifth column (an index?): a row has 4 fields"
     stamp = fields[-1].strip().strip('"')
-    if len(fields) == 4 and EPOCH_SECONDS.fullmatch(stamp):
+    if len(fields) == 4 and _EPOCH_SECONDS.fullmatch(stamp):
         return "timestamps in epoch seconds, not ISO 8601"
-    if len(fields) == 4 and SLASHED_DATE.match(stamp):
+    if len(fields) == 4 and _SLASHED_DATE.match(stamp):
         return "dates written m/d/yyyy, not ISO 8601"
     return ""
 
 
-def parse_row(line: bytes) -> tuple[str, int, str, str]:
+def _parse_row(line: bytes) -> tuple[str, int, str, str]:
     """The plain reader: one line (no newline) to (customer_id, UTC microseconds, event_type, transaction_id),
     by the csv module; every field stripped of the whitespace around it."""
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise Malformed(f"bytes that are not UTF-8 at column {error.start + 1}") from None
+        raise _Malformed(f"bytes that are not UTF-8 at column {error.start + 1}") from None
     if "\x00" in text:
-        raise Malformed("NUL byte")
-    fields = csv_fields(text.removesuffix("\r"))
+        raise _Malformed("NUL byte")
+    fields = _csv_fields(text.removesuffix("\r"))
     if len(fields) != 4:
-        raise Malformed(f"{plural(len(fields), 'field')}, expected 4")
+        raise _Malformed(f"{_plural(len(fields), 'field')}, expected 4")
     customer = fields[0].strip()
     if not customer:
-        raise Malformed("empty customer_id")
+        raise _Malformed("empty customer_id")
     try:
-        return customer, parse_event_time(fields[3].strip()), fields[1].strip(), fields[2].strip()
-    except BadTimestamp as error:
-        raise Malformed(str(error)) from None
+        return customer, _parse_event_time(fields[3].strip()), fields[1].strip(), fields[2].strip()
+    except _BadTimestamp as error:
+        raise _Malformed(str(error)) from None
 
 
 # Spaces between a quoted field's closing quote and the comma after it: `"abc" ,INGEST`.
-SPACE_AFTER_QUOTE = re.compile(r'((?:^|,) *"(?:[^"]|"")*")[ \t]+(?=,|$)')
+_SPACE_AFTER_QUOTE = re.compile(r'((?:^|,) *"(?:[^"]|"")*")[ \t]+(?=,|$)')
 
 
-def csv_fields(text: str) -> list[str]:
+def _csv_fields(text: str) -> list[str]:
     """The fields of one CSV line, spaces around them allowed, quoted or not."""
     try:
         return next(csv.reader((text,), strict=True, skipinitialspace=True))
     except csv.Error as error:
-        loose = SPACE_AFTER_QUOTE.sub(r"\1", text)
+        loose = _SPACE_AFTER_QUOTE.sub(r"\1", text)
         if loose == text:
-            raise Malformed(f"bad CSV: {error}") from None
-    return csv_fields(loose)
+            raise _Malformed(f"bad CSV: {error}") from None
+    return _csv_fields(loose)
 
 
-def is_header(line: bytes) -> bool:
+def _is_header(line: bytes) -> bool:
     """Whether LINE is the optional header row."""
-    return [f.strip().strip('"').lower() for f in line.decode("utf-8", "replace").split(",")] == HEADER
+    return [f.strip().strip('"').lower() for f in line.decode("utf-8", "replace").split(",")] == _HEADER
 
 
 # What a compressed file starts with, and how to read it; zstd has no reader in the standard library.
-DECOMPRESSORS: dict[bytes, Callable[[BinaryIO], BinaryIO]] = {
+_DECOMPRESSORS: dict[bytes, Callable[[BinaryIO], BinaryIO]] = {
     b"\x1f\x8b": lambda raw: gzip.GzipFile(fileobj=raw, mode="rb"),  # type: ignore[dict-item]
     b"BZh": lambda raw: bz2.BZ2File(raw, "rb"),  # type: ignore[dict-item]
     b"\xfd7zXZ\x00": lambda raw: lzma.LZMAFile(raw, "rb"),  # type: ignore[dict-item]  # noqa: SIM115
 }
-ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-COMPRESSED = (gzip.GzipFile, bz2.BZ2File, lzma.LZMAFile)
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_COMPRESSED = (gzip.GzipFile, bz2.BZ2File, lzma.LZMAFile)
 # What a damaged file raises while being read: gzip, zlib, bz2 (an OSError) and lzma each their own.
-READ_ERRORS = (OSError, EOFError, zlib.error, lzma.LZMAError)
+_READ_ERRORS = (OSError, EOFError, zlib.error, lzma.LZMAError)
 
 
 @contextmanager
-def opened(path: str) -> Iterator[BinaryIO]:
+def _opened(path: str) -> Iterator[BinaryIO]:
     """PATH open for reading, closed after; an error while reading it becomes an InputError naming it."""
-    stream = open_input(path)
+    stream = _open_input(path)
     try:
         yield stream
-    except READ_ERRORS as error:
-        raise InputError(f"{display(path)}: cannot read ({error})") from None
+    except _READ_ERRORS as error:
+        raise InputError(f"{_display(path)}: cannot read ({error})") from None
     finally:
         if path != "-":
             stream.close()
 
 
-def open_input(path: str) -> BinaryIO:
+def _open_input(path: str) -> BinaryIO:
     """A binary stream of PATH ('-' is standard input), decompressed if its first bytes say gzip, bzip2 or xz."""
     if path == "-":
         if sys.stdin is None:  # started with standard input closed (<&-)
@@ -631,40 +632,40 @@ def open_input(path: str) -> BinaryIO:
         try:
             raw = open(path, "rb")  # noqa: SIM115 - the caller closes it
         except IsADirectoryError:
-            raise InputError(f"{display(path)}: is a directory") from None
+            raise InputError(f"{_display(path)}: is a directory") from None
         except FileNotFoundError:
-            raise InputError(f"{display(path)}: no such file") from None
+            raise InputError(f"{_display(path)}: no such file") from None
         except OSError as error:
-            raise InputError(f"{display(path)}: cannot read ({error.strerror})") from None
+            raise InputError(f"{_display(path)}: cannot read ({error.strerror})") from None
     try:
         start = raw.peek(8)
     except OSError as error:
-        raise InputError(f"{display(path)}: cannot read ({error.strerror})") from None
-    if start.startswith(ZSTD_MAGIC):
-        raise InputError(f"{display(path)}: zstd-compressed; decompress it first (zstd -dc FILE | totaler - ...)")
-    for magic, decompress in DECOMPRESSORS.items():
+        raise InputError(f"{_display(path)}: cannot read ({error.strerror})") from None
+    if start.startswith(_ZSTD_MAGIC):
+        raise InputError(f"{_display(path)}: zstd-compressed; decompress it first (zstd -dc FILE | totaler - ...)")
+    for magic, decompress in _DECOMPRESSORS.items():
         if start.startswith(magic):
             return decompress(raw)
     return raw
 
 
-class Block(NamedTuple):
+class _Block(NamedTuple):
     """Whole lines of the input: DATA[LO:HI] runs from the newline before its first line to its last newline."""
 
     data: bytes
     lo: int
     hi: int
     lines: int | None = None  # how many lines it stands for, when known without counting
-    too_long: int = 0  # > 0: one line of this many bytes, longer than MAX_LINE, whose bytes were not kept
+    too_long: int = 0  # > 0: one line of this many bytes, longer than _MAX_LINE, whose bytes were not kept
 
 
-NO_ROW = b"\n\n"  # a block of one line that holds no row: the header, or a line too long to keep
+_NO_ROW = b"\n\n"  # a block of one line that holds no row: the header, or a line too long to keep
 
 
-def read_chunks(stream: BinaryIO, limit: int = -1) -> Iterator[bytes]:
-    """STREAM's bytes (or only its next LIMIT bytes, if LIMIT >= 0) in reads of BLOCK_SIZE."""
+def _read_chunks(stream: BinaryIO, limit: int = -1) -> Iterator[bytes]:
+    """STREAM's bytes (or only its next LIMIT bytes, if LIMIT >= 0) in reads of _BLOCK_SIZE."""
     while limit:
-        chunk = stream.read(BLOCK_SIZE if limit < 0 else min(BLOCK_SIZE, limit))
+        chunk = stream.read(_BLOCK_SIZE if limit < 0 else min(_BLOCK_SIZE, limit))
         if not chunk:
             return
         if limit > 0:
@@ -672,77 +673,77 @@ def read_chunks(stream: BinaryIO, limit: int = -1) -> Iterator[bytes]:
         yield chunk
 
 
-def read_blocks(stream: BinaryIO, limit: int = -1, at_start: bool = True) -> Iterator[Block]:
+def _read_blocks(stream: BinaryIO, limit: int = -1, at_start: bool = True) -> Iterator[_Block]:
     """Cut STREAM (or its next LIMIT bytes) into blocks of whole lines; AT_START, drop a BOM and a header on line 1.
 
-    Every line longer than MAX_LINE, wherever the reads fall, becomes a block of its
+    Every line longer than _MAX_LINE, wherever the reads fall, becomes a block of its
     own that keeps none of its bytes: memory is one read plus one line.
     """
     head, over = b"", 0  # the line cut by the end of the last read: its bytes, or its length once too long
     first = at_start  # line 1 is still to come
-    for number, chunk in enumerate(read_chunks(stream, limit)):
+    for number, chunk in enumerate(_read_chunks(stream, limit)):
         if at_start and number == 0:
-            chunk = chunk.removeprefix(BOM)  # BLOCK_SIZE is never below len(BOM)
+            chunk = chunk.removeprefix(_BOM)  # _BLOCK_SIZE is never below len(BOM)
         newline = chunk.find(b"\n")
         if newline < 0:
-            head, over = grown(head, over, chunk)
+            head, over = _grown(head, over, chunk)
             continue
-        yield line_block(*grown(head, over, chunk[:newline]), first)
+        yield _line_block(*_grown(head, over, chunk[:newline]), first)
         first = False
         last = chunk.rfind(b"\n")
         if last > newline:
-            yield from short_line_blocks(chunk, newline, last + 1)
-        head, over = grown(b"", 0, chunk[last + 1 :])
+            yield from _short_line_blocks(chunk, newline, last + 1)
+        head, over = _grown(b"", 0, chunk[last + 1 :])
     if head or over:
-        yield line_block(head, over, first)
+        yield _line_block(head, over, first)
 
 
-def grown(head: bytes, over: int, chunk: bytes) -> tuple[bytes, int]:
+def _grown(head: bytes, over: int, chunk: bytes) -> tuple[bytes, int]:
     """The line HEAD (or OVER bytes long, too long to keep) continued by CHUNK."""
-    if over or len(head) + len(chunk) > MAX_LINE:
+    if over or len(head) + len(chunk) > _MAX_LINE:
         return b"", (over or len(head)) + len(chunk)
     return head + chunk, 0
 
 
-def line_block(line: bytes, over: int, first: bool) -> Block:
+def _line_block(line: bytes, over: int, first: bool) -> _Block:
     """A block of one line: LINE, or a line of OVER bytes too long to keep; FIRST, line 1, which may be the header."""
     if over:
-        return Block(NO_ROW, 0, 2, 1, too_long=over)
-    if first and is_header(line.removesuffix(b"\r")):
-        return Block(NO_ROW, 0, 2, 1)  # no row, but a line, so that the lines after it are numbered right
-    return Block(b"\n" + line + b"\n", 0, len(line) + 2, 1)
+        return _Block(_NO_ROW, 0, 2, 1, too_long=over)
+    if first and _is_header(line.removesuffix(b"\r")):
+        return _Block(_NO_ROW, 0, 2, 1)  # no row, but a line, so that the lines after it are numbered right
+    return _Block(b"\n" + line + b"\n", 0, len(line) + 2, 1)
 
 
-def short_line_blocks(data: bytes, lo: int, hi: int) -> Iterator[Block]:
-    """DATA[LO:HI], newline to newline, as blocks of lines of at most MAX_LINE bytes, each longer line on its own."""
-    # A line longer than MAX_LINE holds a whole stride of STEP bytes without a newline,
+def _short_line_blocks(data: bytes, lo: int, hi: int) -> Iterator[_Block]:
+    """DATA[LO:HI], newline to newline, as blocks of lines of at most _MAX_LINE bytes, each longer line on its own."""
+    # A line longer than _MAX_LINE holds a whole stride of STEP bytes without a newline,
     # so only such a stride needs a closer look: four finds per 2 MiB read.
-    step = (MAX_LINE + 1) // 2
+    step = (_MAX_LINE + 1) // 2
     start = probe = lo + 1
     while probe < hi:
         if data.find(b"\n", probe, probe + step) >= 0:
             probe += step
             continue
         before, after = data.rfind(b"\n", lo, probe), data.find(b"\n", probe, hi)
-        if after - before - 1 > MAX_LINE:
+        if after - before - 1 > _MAX_LINE:
             if before >= start:
-                yield Block(data, start - 1, before + 1)
-            yield Block(NO_ROW, 0, 2, 1, too_long=after - before - 1)
+                yield _Block(data, start - 1, before + 1)
+            yield _Block(_NO_ROW, 0, 2, 1, too_long=after - before - 1)
             start = after + 1
         probe = after + 1
     if hi > start:
-        yield Block(data, start - 1, hi)
+        yield _Block(data, start - 1, hi)
 
 
-def block_lines(block: Block) -> int:
+def _block_lines(block: _Block) -> int:
     """How many lines BLOCK stands for."""
     return block.data.count(b"\n", block.lo + 1, block.hi) if block.lines is None else block.lines
 
 
-def block_events(block: Block, first_line: int, skipped: Skipped) -> Iterator[tuple[str, int, str, str]]:
+def _block_events(block: _Block, first_line: int, skipped: _Skipped) -> Iterator[tuple[str, int, str, str]]:
     """The plain path: every countable event of BLOCK, whose first line is FIRST_LINE, in file order."""
     if block.too_long:
-        skipped.add(first_line, f"line of {block.too_long:,} bytes, longer than any row ({MAX_LINE:,} bytes at most)")
+        skipped.add(first_line, f"line of {block.too_long:,} bytes, longer than any row ({_MAX_LINE:,} bytes at most)")
         return
     lines = block.data[block.lo : block.hi].split(b"\n")[1:-1]
     for number, line in enumerate(lines, first_line):
@@ -750,14 +751,14 @@ def block_events(block: Block, first_line: int, skipped: Skipped) -> Iterator[tu
             skipped.blank += 1
             continue
         try:
-            yield parse_row(line)
-        except Malformed as error:
+            yield _parse_row(line)
+        except _Malformed as error:
             skipped.add(number, str(error), text=line)
 
 
 # ---------------------------------------------------------------------------
 # The contract: count events per (bucket, customer) inside [start, end).  The whole
-# specification is count_events(plain_events(stream), window): wanted() is the one
+# specification is count_events(plain_events(stream), window): _wanted() is the one
 # filter (customer, event types) and Buckets.floor the one bucket of an instant;
 # everything after this section (the fast path, workers, the cluster, the index)
 # must give exactly what they give.
@@ -770,7 +771,7 @@ class Window(NamedTuple):
     start: int
     end: int
     customer: str | None = None
-    buckets: Buckets = UTC_HOURS
+    buckets: Buckets = _UTC_HOURS
     event_types: frozenset[str] | None = None
     unique: bool = False  # each transaction counted once (--unique)
 
@@ -779,7 +780,7 @@ Event = tuple[str, int, str, str]  # customer_id, instant (UTC microseconds), ev
 Counts = dict[tuple[int, str], int]
 
 
-def wanted(window: Window, customer: str, event_type: str) -> bool:
+def _wanted(window: Window, customer: str, event_type: str) -> bool:
     """Whether WINDOW asks about events of CUSTOMER and EVENT_TYPE, their time aside."""
     return window.customer in (None, customer) and (window.event_types is None or event_type in window.event_types)
 
@@ -789,34 +790,34 @@ def count_events(events: Iterable[Event], window: Window) -> Counts:
     counts: Counts = {}
     floor = window.buckets.floor
     for customer, instant, event_type, _ in events:
-        if window.start <= instant < window.end and wanted(window, customer, event_type):
+        if window.start <= instant < window.end and _wanted(window, customer, event_type):
             key = (floor(instant), customer)
             counts[key] = counts.get(key, 0) + 1
     return counts
 
 
-def plain_events(stream: BinaryIO, skipped: Skipped | None = None) -> Iterator[Event]:
+def plain_events(stream: BinaryIO, skipped: _Skipped | None = None) -> Iterator[Event]:
     """Every countable event of STREAM in file order, row by row; bad rows go to SKIPPED."""
-    skipped = Skipped() if skipped is None else skipped
+    skipped = _Skipped() if skipped is None else skipped
     line = 1
-    for block in read_blocks(stream):
-        yield from block_events(block, line, skipped)
-        line += block_lines(block)
+    for block in _read_blocks(stream):
+        yield from _block_events(block, line, skipped)
+        line += _block_lines(block)
 
 
 # --unique: each transaction counted once.  The first valid row of the input (files in
 # name order, then lines) carrying a transaction_id is the transaction; every later valid
 # row carrying it is a duplicate, whatever its time, customer or event type; a row with
 # an empty id is never one.  The rule lives in two calls every path makes, in file order:
-# PartIds.firsts marks the rows whose id no earlier row of their part carried, and
-# Transactions.added says which of a part's ids no earlier part carried.  A row counts
+# _PartIds.firsts marks the rows whose id no earlier row of their part carried, and
+# _Transactions.added says which of a part's ids no earlier part carried.  A row counts
 # under --unique when it is first in its part and its id new to the input, or empty.
 
 
-REPEATED = -2  # the number of a row whose id an earlier row of its part carried (-1: an empty id)
+_REPEATED = -2  # the number of a row whose id an earlier row of its part carried (-1: an empty id)
 
 
-class PartIds:
+class _PartIds:
     """The transaction ids of one part of the input read so far, each numbered once, in order of first row."""
 
     def __init__(self) -> None:
@@ -841,7 +842,7 @@ class PartIds:
     def marked(self, ids: list[bytes]) -> list[int]:
         """firsts(IDS) as one column: each id's number, or REPEATED where an earlier row of the part carried it."""
         firsts, numbers = self.firsts(ids)
-        return list(map(getitem, zip(repeat(REPEATED), numbers), firsts))  # (REPEATED, number)[first]
+        return list(map(getitem, zip(repeat(_REPEATED), numbers), firsts))  # (REPEATED, number)[first]
 
     def ids(self) -> list[bytes]:
         """The part's ids, in the order of their numbers."""
@@ -851,24 +852,24 @@ class PartIds:
         """In a worker, once its part is read: the ids as keys, so that settling them is all the merger does; one
         bytes of them, and the ids dropped, where each id has a key (a list of them took as long to send as to
         read)."""
-        keys = id_keys(self.ids())
+        keys = _id_keys(self.ids())
         if None in keys:
             self.keys = keys
         else:
             self.keys, self.numbers = b"".join(keys), {}  # type: ignore[arg-type]
 
-    def settle(self, transactions: Transactions) -> list[bool]:
+    def settle(self, transactions: _Transactions) -> list[bool]:
         """For each of the part's ids, by number, whether no earlier part carried it (TRANSACTIONS, their ids,
         which then hold ours too); then a number too many, and one too few: False (a row whose id an earlier
         row of the part carried) and True (a row with an empty id)."""
         if isinstance(self.keys, bytes):
-            new = transactions.keys.added(split_keys(self.keys))
+            new = transactions.keys.added(_split_keys(self.keys))
         else:
             new = transactions.added(self.ids(), self.keys) if self.numbers else []
         return [*new, False, True]
 
 
-def first_events(events: Iterable[Event], part: PartIds, transactions: Transactions) -> Iterator[Event]:
+def _first_events(events: Iterable[Event], part: _PartIds, transactions: _Transactions) -> Iterator[Event]:
     """EVENTS, in file order, but for the duplicates (the plain path's --unique: the rule, a row at a time)."""
     for event in events:
         key = event[3].encode("utf-8", "surrogateescape")
@@ -877,59 +878,59 @@ def first_events(events: Iterable[Event], part: PartIds, transactions: Transacti
             yield event
 
 
-KEY_SIZE = 17  # a key: one byte for the id's shape, then 16 bytes
-UUID_SHAPE = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-HEX_SHAPE = re.compile(rb"[0-9a-f]{32}")
-HEX_DIGITS = b"0123456789abcdef"
+_KEY_SIZE = 17  # a key: one byte for the id's shape, then 16 bytes
+_UUID_SHAPE = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_HEX_SHAPE = re.compile(rb"[0-9a-f]{32}")
+_HEX_DIGITS = b"0123456789abcdef"
 # Shapes whose ids become their 16 bytes of digits: (shape byte, length with its newline, where its hyphens are).
-DIGIT_SHAPES = ((b"\x01", 37, (8, 13, 18, 23)), (b"\x02", 33, ()))
-SHORT_ID = 15  # bytes: an id this short is its own key (shape 3), padded with NULs, then its length
-LENGTH = [bytes([n]) for n in range(SHORT_ID + 1)]
+_DIGIT_SHAPES = ((b"\x01", 37, (8, 13, 18, 23)), (b"\x02", 33, ()))
+_SHORT_ID = 15  # bytes: an id this short is its own key (shape 3), padded with NULs, then its length
+_LENGTH = [bytes([_n]) for _n in range(_SHORT_ID + 1)]
 
 
-def id_key(key: bytes) -> bytes | None:
+def _id_key(key: bytes) -> bytes | None:
     """The 17-byte key of one transaction id, or None when it is kept as it is: shape, then its bytes."""
-    if len(key) <= SHORT_ID:
-        return b"\x03" + key.ljust(SHORT_ID, b"\0") + LENGTH[len(key)]
-    if UUID_SHAPE.fullmatch(key):
+    if len(key) <= _SHORT_ID:
+        return b"\x03" + key.ljust(_SHORT_ID, b"\0") + _LENGTH[len(key)]
+    if _UUID_SHAPE.fullmatch(key):
         return b"\x01" + bytes.fromhex(key.replace(b"-", b"").decode())
-    if HEX_SHAPE.fullmatch(key):
+    if _HEX_SHAPE.fullmatch(key):
         return b"\x02" + bytes.fromhex(key.decode())
     return None
 
 
-def id_keys(ids: list[bytes]) -> list[bytes | None]:
-    """The key of each of IDS (None: kept as it is): id_key's, in a few passes of C over them all where they
+def _id_keys(ids: list[bytes]) -> list[bytes | None]:
+    """The key of each of IDS (None: kept as it is): _id_key's, in a few passes of C over them all where they
     share a shape of digits (0.4 us an id against 1.2)."""
     joined, count = b"\n".join(ids) + b"\n", len(ids)
-    for shape, length, hyphens in DIGIT_SHAPES:
+    for shape, length, hyphens in _DIGIT_SHAPES:
         if len(joined) != length * count or joined[length - 1 :: length] != b"\n" * count:
             continue
         if any(joined[at::length] != b"-" * count for at in hyphens):
             continue
         digits = joined.replace(b"-", b"")
-        if len(digits) != 33 * count or digits.translate(None, HEX_DIGITS + b"\n"):
+        if len(digits) != 33 * count or digits.translate(None, _HEX_DIGITS + b"\n"):
             continue
-        return split_keys(
+        return _split_keys(
             bytes.fromhex((shape.hex().encode() + digits[:-1]).replace(b"\n", shape.hex().encode()).decode())
         )
-    return list(map(id_key, ids))
+    return list(map(_id_key, ids))
 
 
-def split_keys(keys: bytes) -> list[bytes]:
+def _split_keys(keys: bytes) -> list[bytes]:
     """KEYS, one after another, as a list."""
     return list(
-        map(keys.__getitem__, map(slice, range(0, len(keys), KEY_SIZE), range(KEY_SIZE, len(keys) + 1, KEY_SIZE)))
+        map(keys.__getitem__, map(slice, range(0, len(keys), _KEY_SIZE), range(_KEY_SIZE, len(keys) + 1, _KEY_SIZE)))
     )
 
 
-class KeyTable:
+class _KeyTable:
     """An exact set of 17-byte keys in one bytearray of slots, open addressing by double hashing; an empty slot
     is all NULs, which no key is (its first byte is its shape).  It grows to twice its slots when 7 in 10 are
     taken: 24 to 49 bytes a key.  A loop a key, in Python: a set of the keys took 100 bytes one."""
 
     def __init__(self, slots: int = 1 << 10) -> None:
-        self.slots, self.count, self.table = slots, 0, bytearray(KEY_SIZE * slots)
+        self.slots, self.count, self.table = slots, 0, bytearray(_KEY_SIZE * slots)
 
     def added(self, keys: list[bytes]) -> list[bool]:
         """For each of KEYS (distinct), whether it is new; the new ones are added."""
@@ -947,19 +948,19 @@ class KeyTable:
     def probed(self, keys: list[bytes]) -> list[bool]:
         """Look up and add KEYS (distinct), for which there is room: linear probing, whose next slot is most often
         in the same cache line (double hashing took 0.86 us a new key, this 0.6)."""
-        table, end, new = self.table, KEY_SIZE * self.slots, []
-        starts, append, empty = table.startswith, new.append, bytes(KEY_SIZE)
+        table, end, new = self.table, _KEY_SIZE * self.slots, []
+        starts, append, empty = table.startswith, new.append, bytes(_KEY_SIZE)
         for key in keys:
-            at = hash(key) % self.slots * KEY_SIZE
+            at = hash(key) % self.slots * _KEY_SIZE
             while True:
                 if starts(key, at):
                     append(False)
                     break
                 if starts(empty, at):
-                    table[at : at + KEY_SIZE] = key
+                    table[at : at + _KEY_SIZE] = key
                     append(True)
                     break
-                at += KEY_SIZE
+                at += _KEY_SIZE
                 if at == end:
                     at = 0
         self.count += new.count(True)
@@ -968,31 +969,31 @@ class KeyTable:
     def grow(self) -> None:
         """Twice the slots, every key moved to its place there, a slice of the old slots at a time (a list of
         every key would take 60 bytes one)."""
-        old, size, empty = self.table, KEY_SIZE * GROW_SLOTS, bytes(KEY_SIZE)
+        old, size, empty = self.table, _KEY_SIZE * _GROW_SLOTS, bytes(_KEY_SIZE)
         self.__init__(2 * self.slots)  # type: ignore[misc]
         table, end = self.table, len(self.table)
         starts = table.startswith
         for lo in range(0, len(old), size):
             hi = min(lo + size, len(old))
             for key in filter(
-                empty.__ne__, split_keys(bytes(old[lo:hi]))
+                empty.__ne__, _split_keys(bytes(old[lo:hi]))
             ):  # distinct, and new to the table: only a free slot is looked for
-                at = hash(key) % self.slots * KEY_SIZE
+                at = hash(key) % self.slots * _KEY_SIZE
                 while not starts(empty, at):
-                    at = at + KEY_SIZE if at + KEY_SIZE < end else 0
-                table[at : at + KEY_SIZE] = key
+                    at = at + _KEY_SIZE if at + _KEY_SIZE < end else 0
+                table[at : at + _KEY_SIZE] = key
                 self.count += 1
 
 
-GROW_SLOTS = 1 << 16
+_GROW_SLOTS = 1 << 16
 
 
-class Transactions:
-    """Every transaction id of the input's earlier parts, exactly: 17-byte keys in a KeyTable, other ids (longer
-    than SHORT_ID and not shaped like a UUID or 32 hex digits) as they are, in a set."""
+class _Transactions:
+    """Every transaction id of the input's earlier parts, exactly: 17-byte keys in a _KeyTable, other ids (longer
+    than _SHORT_ID and not shaped like a UUID or 32 hex digits) as they are, in a set."""
 
     def __init__(self) -> None:
-        self.keys = KeyTable()
+        self.keys = _KeyTable()
         self.others: set[bytes] = set()
 
     @property
@@ -1002,8 +1003,8 @@ class Transactions:
 
     def added(self, ids: list[bytes], keys: list[bytes | None] | None = None) -> list[bool]:
         """For each of IDS (one part's, distinct, none empty), whether no earlier part carried it; all remembered.
-        KEYS: theirs by id_keys, if made already."""
-        keys = id_keys(ids) if keys is None else keys
+        KEYS: theirs by _id_keys, if made already."""
+        keys = _id_keys(ids) if keys is None else keys
         if None not in keys:
             return self.keys.added(keys)  # type: ignore[arg-type]
         new, fresh = [], iter(self.keys.added([key for key in keys if key is not None]))
@@ -1016,7 +1017,7 @@ class Transactions:
         return new
 
 
-def merge_counts(total: Counts, part: Counts) -> None:
+def _merge_counts(total: Counts, part: Counts) -> None:
     """Add PART, which comes later in the file, into TOTAL, keeping first-seen order."""
     for key, n in part.items():
         total[key] = total.get(key, 0) + n
@@ -1026,14 +1027,14 @@ def merge_counts(total: Counts, part: Counts) -> None:
 # Rendering: the reference program's text, its JSON, and CSV.
 
 
-def bucket_starts(window: Window) -> Iterable[int]:
+def _bucket_starts(window: Window) -> Iterable[int]:
     """Every bucket an instant of the window falls in, in time order, by its first instant."""
     return window.buckets.starts(window.start, window.end)
 
 
-def by_bucket(counts: Counts, window: Window) -> list[tuple[int, list[tuple[str, int]]]]:
+def _by_bucket(counts: Counts, window: Window) -> list[tuple[int, list[tuple[str, int]]]]:
     """The answer: each bucket in time order with its (customer, count) pairs."""
-    table: dict[int, list[tuple[str, int]]] = {b: [] for b in bucket_starts(window)}
+    table: dict[int, list[tuple[str, int]]] = {b: [] for b in _bucket_starts(window)}
     for (bucket, customer), n in counts.items():
         table[bucket].append((customer, n))
     if window.customer is not None:
@@ -1042,23 +1043,23 @@ def by_bucket(counts: Counts, window: Window) -> list[tuple[int, list[tuple[str,
     return list(table.items())
 
 
-def format_bound(micros: int, buckets: Buckets) -> str:
+def _format_bound(micros: int, buckets: Buckets) -> str:
     """A bound as the text report prints it: 2021-03-01 04:00:00 UTC, or in the buckets' zone with its offset
     (2021-03-01 09:30:00 +0530); a fraction if any."""
     if buckets.zone == "UTC":
-        return format_utc(micros)
+        return _format_utc(micros)
     label, fraction = buckets.label(micros), micros % 1_000_000
     return f"{label[:19]}.{fraction:06d}{label[19:]}" if fraction else label  # after the seconds
 
 
 def render_text(path: str, window: Window, counts: Counts) -> str:
     """The reference's text report."""
-    start, end = format_bound(window.start, window.buckets), format_bound(window.end, window.buckets)
+    start, end = _format_bound(window.start, window.buckets), _format_bound(window.end, window.buckets)
     lines = [f"Input file: {path}", f"Start time: {start}", f"End time: {end}"]
     if window.customer is not None:
         lines.append(f"Customer ID: {window.customer}")
     label = window.buckets.label
-    for bucket, pairs in by_bucket(counts, window):
+    for bucket, pairs in _by_bucket(counts, window):
         lines += ["", f"Timebucket: {label(bucket)}"]
         lines += [f"Customer ID: {customer} Calls: {n}" for customer, n in pairs]
     return "\n".join(lines) + "\n"
@@ -1073,17 +1074,17 @@ def render_json(window: Window, counts: Counts) -> str:
     are alike (a zone that never changes its offset): a window of 100,000 hours then
     costs milliseconds, not a loop of 100,000 formatted keys.
     """
-    table = customers_by_bucket(counts)
+    table = _customers_by_bucket(counts)
     buckets = window.buckets
-    fixed = fixed_offset(buckets.zone)
-    busy_days = {bucket - (bucket + fixed) % DAY for bucket in table} if fixed is not None else set()
+    fixed = _fixed_offset(buckets.zone)
+    busy = {bucket - (bucket + fixed) % _DAY for bucket in table} if fixed is not None else set()  # days
     empty = "{}" if window.customer is None else f"{{\n    {quote(window.customer)}: 0\n  }}"
     entries = []
     bucket = buckets.floor(window.start)
     while bucket < window.end:
-        if fixed is not None and (bucket + fixed) % DAY == 0 and bucket + DAY <= window.end and bucket not in busy_days:
-            entries.append(empty_day(empty, buckets).replace("\0", buckets.label(bucket)[:10]))
-            bucket += DAY
+        if fixed is not None and (bucket + fixed) % _DAY == 0 and bucket + _DAY <= window.end and bucket not in busy:
+            entries.append(_empty_day(empty, buckets).replace("\0", buckets.label(bucket)[:10]))
+            bucket += _DAY
             continue
         # A list, not a generator, and a dict a bucket, not tuples: 26-35 ms, not 48-56, for 62,000 pairs.
         customers = table.get(bucket)
@@ -1093,7 +1094,7 @@ def render_json(window: Window, counts: Counts) -> str:
     return "{\n" + ",\n".join(entries) + "\n}\n"
 
 
-def customers_by_bucket(counts: Counts) -> dict[int, dict[str, int]]:
+def _customers_by_bucket(counts: Counts) -> dict[int, dict[str, int]]:
     """COUNTS as {bucket: {customer: count}}, customers in their order."""
     table: dict[int, dict[str, int]] = {}
     for (bucket, customer), n in counts.items():
@@ -1104,11 +1105,11 @@ def customers_by_bucket(counts: Counts) -> dict[int, dict[str, int]]:
 
 
 @lru_cache(maxsize=16)
-def empty_day(empty: str, buckets: Buckets) -> str:
+def _empty_day(empty: str, buckets: Buckets) -> str:
     """A day of empty buckets holding EMPTY in a zone of fixed offset, its date left as NUL (which quote()
     never writes) to fill in."""
-    offset = format_offset(fixed_offset(buckets.zone) or 0)
-    times = [f"{start // HOUR:02d}:{start % HOUR // MINUTE:02d}:00" for start in range(0, DAY, buckets.width)]
+    offset = _format_offset(_fixed_offset(buckets.zone) or 0)
+    times = [f"{start // _HOUR:02d}:{start % _HOUR // _MINUTE:02d}:00" for start in range(0, _DAY, buckets.width)]
     return ",\n".join(f'  "\0 {time} {offset}": {empty}' for time in times)
 
 
@@ -1116,22 +1117,22 @@ def render_csv(window: Window, counts: Counts) -> str:
     """The answer as CSV (RFC 4180 quoting, \n line ends): bucket,customer_id,count, a line per customer of
     each bucket in the JSON's order; an empty bucket has no line unless one customer is asked about."""
     lines = ["bucket,customer_id,count"]
-    for bucket, pairs in by_bucket(counts, window):
+    for bucket, pairs in _by_bucket(counts, window):
         label = window.buckets.label(bucket)
-        lines += [f"{label},{csv_field(customer)},{n}" for customer, n in pairs]
+        lines += [f"{label},{_csv_field(customer)},{n}" for customer, n in pairs]
     return "\n".join(lines) + "\n"
 
 
-NEEDS_QUOTES = re.compile(r'[,"\r\n]')
+_NEEDS_QUOTES = re.compile(r'[,"\r\n]')
 
 
-def csv_field(text: str) -> str:
+def _csv_field(text: str) -> str:
     """TEXT as a CSV field: quoted, its quotes doubled, if it holds a comma, a quote, CR or LF (RFC 4180; the
     csv module, told of \n line ends, would leave a CR bare)."""
-    return '"' + text.replace('"', '""') + '"' if NEEDS_QUOTES.search(text) else text
+    return '"' + text.replace('"', '""') + '"' if _NEEDS_QUOTES.search(text) else text
 
 
-RENDERINGS = {"json": render_json, "csv": render_csv}
+_RENDERINGS = {"json": render_json, "csv": render_csv}
 
 
 # ---------------------------------------------------------------------------
@@ -1150,7 +1151,7 @@ def parse_window(
     customer: str | None,
     max_hours: int,
     names: tuple[str, str, str] = ("START", "END", "CUSTOMER_ID"),
-    buckets: Buckets = UTC_HOURS,
+    buckets: Buckets = _UTC_HOURS,
     event_types: Iterable[str] | None = None,
 ) -> Window:
     """Check and convert the window arguments (bounds without an offset are wall times in the buckets' zone);
@@ -1160,14 +1161,14 @@ def parse_window(
     bounds = []
     for name, text in zip(names[:2], (start, end), strict=True):
         try:
-            bounds.append(parse_bound(text, buckets.zone))
-        except BadTimestamp as error:
+            bounds.append(_parse_bound(text, buckets.zone))
+        except _BadTimestamp as error:
             raise UsageError(f"{name} {error}") from None
     types = None if event_types is None else frozenset(event_types)
     window = Window(bounds[0], bounds[1], customer, buckets, types)
     if window.start >= window.end:
         raise UsageError(f"{names[0]} {start!r} is not before {names[1]} {end!r}")
-    if window.end - window.start > max_hours * HOUR:
+    if window.end - window.start > max_hours * _HOUR:
         raise UsageError(f"window {start!r} to {end!r} is longer than --max-hours {max_hours}")
     try:  # the first and last buckets must be printable: their local dates within the years 1 to 9999
         buckets.label(buckets.floor(window.start)) and buckets.label(buckets.floor(window.end - 1))
@@ -1184,7 +1185,7 @@ def parse_window(
 # customer, hour and zone (one match a run) where the log comes in runs, else four
 # rows a match; where few rows of a block can fall in the window, only those (sparse
 # blocks, below).  A block with any other row is cut in two at a newline until the
-# odd rows sit in small blocks that go through parse_row, the plain path.  The
+# odd rows sit in small blocks that go through _parse_row, the plain path.  The
 # fast path counts exactly what the plain path counts, in the same order
 # (tests/test_fast_path.py proves it on generated files of every shape).
 #
@@ -1199,7 +1200,7 @@ def parse_window(
 # backtrack to; month, day and hour are checked once per distinct hour key.
 _CUSTOMER = rb"[!#-+\--~]{1,256}+"  # printable ASCII without space, comma or quote
 _FIELD = rb"[ !#-+\--~]{0,1024}+"
-# The same, for a block plain_bytes passed: [^,] runs in C without a character class (rows in no order, a
+# The same, for a block _plain_bytes passed: [^,] runs in C without a character class (rows in no order, a
 # 2 MiB block: findall 0.37 us a row against 0.42), and what the class refuses is ruled out for the block.
 _LOOSE_FIELD = rb"[^,]{0,1024}+"
 _DATE_HOUR = rb"\d{4}-\d\d-\d\d[ T]\d\d"
@@ -1207,29 +1208,29 @@ _SECONDS = rb":[0-5]\d(?:\.\d{1,6}+)?+"
 _MINUTES = rb":[0-5]\d" + _SECONDS
 _ZONE = rb"(?:Z|[+-](?:[01]\d|2[0-3])(?::?[0-5]\d)?+)?+"  # a subset of what fromisoformat reads
 _WHOLE_HOUR_ZONE = rb"(?:Z|[+-](?:[01]\d|2[0-3])(?::?00)?+)?+"
-ZONE_AT_END = re.compile(rb"\d(" + _ZONE + rb')"?\r?\Z')
+_ZONE_AT_END = re.compile(rb"\d(" + _ZONE + rb')"?\r?\Z')
 # Four rows a match: a quarter of the matches and tuples, and Counter keys that
 # repeat just as often in a log where neighbours share customer and hour.
-GROUP = 4
-SMALL_BLOCK = 1 << 16  # bytes: a block this small with odd rows goes to the plain path, not cut again
-Pairs = dict[tuple[bytes, bytes, bytes], int]  # rows per (customer, hour key, zone), in first-seen order
+_GROUP = 4
+_SMALL_BLOCK = 1 << 16  # bytes: a block this small with odd rows goes to the plain path, not cut again
+_Pairs = dict[tuple[bytes, bytes, bytes], int]  # rows per (customer, hour key, zone), in first-seen order
 
 
-class Unproved(Exception):
+class _Unproved(Exception):
     """A row matched the fast pattern but is not a valid instant (say, February 30)."""
 
 
 @lru_cache(maxsize=1 << 16)
-def hour_key_utc(key: bytes) -> int:
+def _hour_key_utc(key: bytes) -> int:
     """The start of an hour key like b'2021-03-01 04' read as UTC (cached: a log has few hours)."""
     try:
-        return to_micros(datetime(int(key[:4]), int(key[5:7]), int(key[8:10]), int(key[11:13])))
+        return _to_micros(datetime(int(key[:4]), int(key[5:7]), int(key[8:10]), int(key[11:13])))
     except ValueError:
-        raise Unproved(key) from None
+        raise _Unproved(key) from None
 
 
 @lru_cache(maxsize=256)
-def zone_micros(zone: bytes) -> int:
+def _zone_micros(zone: bytes) -> int:
     """How far a zone like b'+05:30' is ahead of UTC; b'' and b'Z' are UTC."""
     if zone in (b"", b"Z"):
         return 0
@@ -1238,59 +1239,59 @@ def zone_micros(zone: bytes) -> int:
     return -micros if zone[:1] == b"-" else micros
 
 
-EARLY, LATE = b"<", b">"  # marks on a zone with minutes: the row's minute is before, or from, the UTC hour's turn
+_EARLY, _LATE = b"<", b">"  # marks on a zone with minutes: the row's minute is before, or from, the UTC hour's turn
 
 
-def unmarked(zone: bytes) -> bytes:
+def _unmarked(zone: bytes) -> bytes:
     """A zone without its early or late mark."""
-    return zone.rstrip(EARLY + LATE)
+    return zone.rstrip(_EARLY + _LATE)
 
 
 @lru_cache(maxsize=1 << 16)
-def local_hour_start(key: bytes, zone: bytes) -> int:
-    """The UTC instant at which the local hour KEY of ZONE begins; Unproved unless all of that hour lies in
+def _local_hour_start(key: bytes, zone: bytes) -> int:
+    """The UTC instant at which the local hour KEY of ZONE begins; _Unproved unless all of that hour lies in
     years 1 to 9999 in UTC (rows of an hour at either end go to the plain path, which decides row by row)."""
-    start = hour_key_utc(key) - zone_micros(zone)
-    if not FIRST_INSTANT <= start <= LAST_INSTANT + 1 - HOUR:
-        raise Unproved(key)
+    start = _hour_key_utc(key) - _zone_micros(zone)
+    if not _FIRST_INSTANT <= start <= _LAST_INSTANT + 1 - _HOUR:
+        raise _Unproved(key)
     return start
 
 
 @lru_cache(maxsize=1 << 16)
-def key_utc_start(key: bytes, zone: bytes) -> int | None:
+def _key_utc_start(key: bytes, zone: bytes) -> int | None:
     """The UTC hour (or, for a slot key like b'2021-03-01 04:3' and a marked zone, the five minutes) of every row
     with this key and zone; None for an hour key when the zone has minutes and no mark."""
     mark = zone[-1:]
     if len(key) > 13:
-        minutes = int(key[14:15]) * 10 + (5 if mark == LATE else 0)
-        return local_hour_start(key[:13], unmarked(zone)) + minutes * MINUTE
-    start = local_hour_start(key, unmarked(zone))
-    if mark in (EARLY, LATE):
-        return hour_floor(start) + (HOUR if mark == LATE else 0)
-    return None if zone_micros(zone) % HOUR else start
+        minutes = int(key[14:15]) * 10 + (5 if mark == _LATE else 0)
+        return _local_hour_start(key[:13], _unmarked(zone)) + minutes * _MINUTE
+    start = _local_hour_start(key, _unmarked(zone))
+    if mark in (_EARLY, _LATE):
+        return _hour_floor(start) + (_HOUR if mark == _LATE else 0)
+    return None if _zone_micros(zone) % _HOUR else start
 
 
-def reach(key: bytes, zone: bytes) -> tuple[int, ...]:
+def _reach(key: bytes, zone: bytes) -> tuple[int, ...]:
     """The UTC hours (or minute) the rows of a key and (unmarked) zone can fall in: two hours when the zone has
     minutes."""
     if len(key) > 13:  # a slot key, and its two halves
-        return tuple(key_utc_start(key, zone + mark) for mark in (EARLY, LATE))  # type: ignore[misc]
-    first = hour_floor(local_hour_start(key, zone))
-    return (first,) if zone_micros(zone) % HOUR == 0 else (first, first + HOUR)
+        return tuple(_key_utc_start(key, zone + mark) for mark in (_EARLY, _LATE))  # type: ignore[misc]
+    first = _hour_floor(_local_hour_start(key, zone))
+    return (first,) if _zone_micros(zone) % _HOUR == 0 else (first, first + _HOUR)
 
 
-def late_minutes(zone: bytes) -> bytes:
+def _late_minutes(zone: bytes) -> bytes:
     """A pattern of the minutes from which a local hour's rows fall in the next UTC hour (zone +05:30: 30 to 59)."""
     # With a zone O minutes ahead of UTC, local minute m of an hour lands in the
     # next UTC hour exactly when m >= O mod 60.
-    turn = zone_micros(zone) // 60_000_000 % 60
+    turn = _zone_micros(zone) // 60_000_000 % 60
     tens, units = divmod(turn, 10)
     return rb"(?:%d[%d-9]" % (tens, units) + (rb"|[%d-5]\d)" % (tens + 1) if tens < 5 else rb")")
 
 
-class RowShape(NamedTuple):
+class _RowShape(NamedTuple):
     """How the rows of a block are matched: QUOTED, every field in double quotes; LOOSE, the two middle fields
-    any bytes but a comma (in a block plain_bytes passed); TYPED, the event type captured with the customer
+    any bytes but a comma (in a block _plain_bytes passed); TYPED, the event type captured with the customer
     (a question about some event types): "customer,type" as one capture, so every pattern keeps its groups;
     SLOTS, rows keyed by the five minutes they fall in, not their hour (buckets whose boundaries are not on UTC
     hours): the key takes the minute's first digit, and the colon after it is captured by one group for the
@@ -1302,10 +1303,10 @@ class RowShape(NamedTuple):
     slots: bool = False
 
 
-SLOT = 5 * MINUTE
+_SLOT = 5 * _MINUTE
 
 
-def key_pattern(shape: RowShape) -> tuple[bytes, bytes]:
+def _key_pattern(shape: _RowShape) -> tuple[bytes, bytes]:
     """The pattern of a row's key (date and hour; and the minute's first digit, then the two colon groups, if
     SLOTS), and of the rest of its time up to the zone."""
     if shape.slots:
@@ -1313,13 +1314,13 @@ def key_pattern(shape: RowShape) -> tuple[bytes, bytes]:
     return _DATE_HOUR, _MINUTES
 
 
-def slot_zone(zone: bytes, early: bytes) -> bytes:
+def _slot_zone(zone: bytes, early: bytes) -> bytes:
     """ZONE marked with the half of its ten minutes a slot key's row is in: EARLY (0-4, the first colon group
     matched) or LATE (5-9)."""
-    return zone + (EARLY if early else LATE)
+    return zone + (_EARLY if early else _LATE)
 
 
-def row_shape(shape: RowShape) -> tuple[bytes, bytes]:
+def _row_shape(shape: _RowShape) -> tuple[bytes, bytes]:
     """The pattern of a row up to its timestamp, capturing the customer (and event type, if TYPED), and of what
     follows the zone."""
     q = b'"' if shape.quoted else b""
@@ -1329,7 +1330,7 @@ def row_shape(shape: RowShape) -> tuple[bytes, bytes]:
     return start, q + rb"\r?"
 
 
-def plain_bytes(data: bytes, lo: int, hi: int) -> bool:
+def _plain_bytes(data: bytes, lo: int, hi: int) -> bool:
     """Whether DATA[LO:HI] is ASCII with no quote or NUL and \r only before a newline: then the plain path reads
     a field of any other bytes but a comma as one field, and a row whose middle fields hold them as valid."""
     if not data[lo:hi].isascii() or data.find(b'"', lo, hi) >= 0 or data.find(b"\0", lo, hi) >= 0:
@@ -1341,64 +1342,64 @@ _TIME_IN_HOUR = rb"([0-5]\d:[0-5]\d)(?:\.(\d{1,3}+)(\d{0,3}+))?+"  # "MM:SS", fr
 
 
 @lru_cache(maxsize=64)
-def timed_rows_pattern(hours: bytes, shape: RowShape) -> re.Pattern[bytes]:
+def _timed_rows_pattern(hours: bytes, shape: _RowShape) -> re.Pattern[bytes]:
     """Rows whose hour key matches HOURS: customer, hour key, "MM:SS", a fraction's first three digits and the
     rest, zone."""
-    start, end = row_shape(shape)
+    start, end = _row_shape(shape)
     exact_time = rb"(" + hours + rb"):" + _TIME_IN_HOUR + rb"(" + _ZONE + rb")"
     return re.compile(start + exact_time + end + rb"(?=\n)")
 
 
 # Each part of a time in the hour as one dict lookup, in microseconds: "MM:SS", then up
 # to three digits of fraction (".5" is 500,000), then up to three more (".0551": 100).
-MINUTE_SECOND = {b"%02d:%02d" % divmod(second, 60): second * 10**6 for second in range(3600)}
-MILLIS = {b"": 0} | {b"%0*d" % (n, k): k * 10 ** (6 - n) for n in (1, 2, 3) for k in range(10**n)}
-MICROS = {b"": 0} | {b"%0*d" % (n, k): k * 10 ** (3 - n) for n in (1, 2, 3) for k in range(10**n)}
+_MINUTE_SECOND = {b"%02d:%02d" % divmod(_second, 60): _second * 10**6 for _second in range(3600)}
+_MILLIS = {b"": 0} | {b"%0*d" % (_n, _k): _k * 10 ** (6 - _n) for _n in (1, 2, 3) for _k in range(10**_n)}
+_MICROS = {b"": 0} | {b"%0*d" % (_n, _k): _k * 10 ** (3 - _n) for _n in (1, 2, 3) for _k in range(10**_n)}
 
 
-def micros_in_hour(minute_seconds: Iterable[bytes], millis: Iterable[bytes], micros: Iterable[bytes]) -> list[int]:
+def _micros_in_hour(minute_seconds: Iterable[bytes], millis: Iterable[bytes], micros: Iterable[bytes]) -> list[int]:
     """Microseconds into the hour of each row's "MM:SS", fraction's first three digits and the rest."""
-    in_hour = map(add, map(MINUTE_SECOND.__getitem__, minute_seconds), map(MILLIS.__getitem__, millis))
-    return list(map(add, in_hour, map(MICROS.__getitem__, micros)))
+    in_hour = map(add, map(_MINUTE_SECOND.__getitem__, minute_seconds), map(_MILLIS.__getitem__, millis))
+    return list(map(add, in_hour, map(_MICROS.__getitem__, micros)))
 
 
-def decoded(customers: Iterable[bytes], shape: RowShape, window: Window | None) -> list[str | None]:
+def _decoded(customers: Iterable[bytes], shape: _RowShape, window: Window | None) -> list[str | None]:
     """The customers captured as text, each distinct one decoded once; None for those of a customer or event
     type WINDOW does not ask about (None: every one is wanted)."""
     customers = tuple(customers)
     if window is None or not (shape.typed or window.customer):
         names = {customer: customer.decode() for customer in set(customers)}
     else:
-        names = {captured: wanted_name(captured.decode(), shape, window) for captured in set(customers)}
+        names = {captured: _wanted_name(captured.decode(), shape, window) for captured in set(customers)}
     return list(map(names.__getitem__, customers))
 
 
-def wanted_name(captured: str, shape: RowShape, window: Window) -> str | None:
+def _wanted_name(captured: str, shape: _RowShape, window: Window) -> str | None:
     """The customer of CAPTURED ("customer,type" if TYPED, with the quotes between), if WINDOW wants its events."""
     customer, event_type = captured, ""
     if shape.typed:
         customer, _, event_type = captured.partition(",")
         if shape.quoted:
             customer, event_type = customer[:-1], event_type[1:]
-    return customer if wanted(window, customer, event_type.strip()) else None
+    return customer if _wanted(window, customer, event_type.strip()) else None
 
 
-def row_columns(
-    rows: list[tuple[bytes, ...]], shape: RowShape, window: Window | None = None
+def _row_columns(
+    rows: list[tuple[bytes, ...]], shape: _RowShape, window: Window | None = None
 ) -> tuple[list[str | None], list[int], list[int]]:
     """Customers (None: not asked about by WINDOW), UTC hours and microseconds into the hour of
-    timed_rows_pattern's ROWS: each column a map that C runs."""
-    # Plainly: for each row, instant = hour_key_utc(key) - zone + minutes, seconds and fraction;
-    # bucket = hour_floor(instant).  Map chains and dict lookups do it in C, each customer is
+    _timed_rows_pattern's ROWS: each column a map that C runs."""
+    # Plainly: for each row, instant = _hour_key_utc(key) - zone + minutes, seconds and fraction;
+    # bucket = _hour_floor(instant).  Map chains and dict lookups do it in C, each customer is
     # decoded once, and a whole-hour zone's hour start is the bucket: a 2 MiB block of the
     # 10-million-row file in 0.37 us a row instead of 0.69.
     if not rows:
         return [], [], []
     customers, *times = zip(*rows, strict=True)
-    return decoded(customers, shape, window), *row_times(*times)  # type: ignore[return-value]
+    return _decoded(customers, shape, window), *_row_times(*times)  # type: ignore[return-value]
 
 
-def row_times(
+def _row_times(
     keys: tuple[bytes, ...],
     minute_seconds: tuple[bytes, ...],
     millis: tuple[bytes, ...],
@@ -1406,51 +1407,51 @@ def row_times(
     zones: tuple[bytes, ...],
 ) -> tuple[list[int], list[int]]:
     """The UTC hour and microseconds into it of each row, from the columns of its hour key, "MM:SS", fraction's
-    first three digits and the rest, and zone (as timed_rows_pattern captures them)."""
-    in_hour = micros_in_hour(minute_seconds, millis, micros)
-    starts = list(map(local_hour_start, keys, zones))
-    if not any(zone_micros(zone) % HOUR for zone in set(zones)):
+    first three digits and the rest, and zone (as _timed_rows_pattern captures them)."""
+    in_hour = _micros_in_hour(minute_seconds, millis, micros)
+    starts = list(map(_local_hour_start, keys, zones))
+    if not any(_zone_micros(zone) % _HOUR for zone in set(zones)):
         return starts, in_hour
     instants = list(map(add, starts, in_hour))
-    in_hour = list(map(mod, instants, repeat(HOUR)))
+    in_hour = list(map(mod, instants, repeat(_HOUR)))
     return list(map(sub, instants, in_hour)), in_hour
 
 
 @lru_cache(maxsize=64)
-def row_pattern(rows: int, zone: bytes | None, shape: RowShape) -> re.Pattern[bytes]:
+def _row_pattern(rows: int, zone: bytes | None, shape: _RowShape) -> re.Pattern[bytes]:
     """ROWS consecutive rows of a fast shape, capturing customer, hour key and (unless ZONE is given) zone of each.
 
     ZONE, when known, is the one zone every row ends with: a literal is cheaper than
     the alternatives, and leaves one capture fewer (capturing it anyway made shuffled
     rows of few customers 8% slower, and saved a loop a key only where keys rarely repeat).
     """
-    start, end = row_shape(shape)
-    key, rest = key_pattern(shape)
+    start, end = _row_shape(shape)
+    key, rest = _key_pattern(shape)
     if zone is None:
         stamp = rest + rb"(" + _ZONE + rb")"
-    elif zone_micros(zone) % HOUR and not shape.slots:  # a late minute's first digit, nothing for an early one
-        stamp = rb":(?:(?=" + late_minutes(zone) + rb")(\d)\d|[0-5]\d)" + _SECONDS + re.escape(zone)
+    elif _zone_micros(zone) % _HOUR and not shape.slots:  # a late minute's first digit, nothing for an early one
+        stamp = rb":(?:(?=" + _late_minutes(zone) + rb")(\d)\d|[0-5]\d)" + _SECONDS + re.escape(zone)
     else:
         stamp = rest + re.escape(zone)
     return re.compile((start + rb"(" + key + rb")" + stamp + end) * rows + rb"(?=\n)")
 
 
-def line_zone(line: bytes) -> bytes | None:
+def _line_zone(line: bytes) -> bytes | None:
     """The zone LINE's timestamp ends with (b'' for none), or None if it does not end like a timestamp."""
-    found = ZONE_AT_END.search(line, max(0, len(line) - 16))
+    found = _ZONE_AT_END.search(line, max(0, len(line) - 16))
     return found.group(1) if found else None
 
 
-def shared_zone(data: bytes, lo: int, hi: int) -> bytes | None:
+def _shared_zone(data: bytes, lo: int, hi: int) -> bytes | None:
     """The zone of the first and the last line of DATA[LO:HI], if they agree."""
-    first = line_zone(data[lo + 1 : data.find(b"\n", lo + 1, hi)])
-    last = line_zone(data[data.rfind(b"\n", lo, hi - 1) + 1 : hi - 1])
+    first = _line_zone(data[lo + 1 : data.find(b"\n", lo + 1, hi)])
+    last = _line_zone(data[data.rfind(b"\n", lo, hi - 1) + 1 : hi - 1])
     return first if first == last else None
 
 
-def match_rows(
-    data: bytes, lo: int, hi: int, lines: int, zone: bytes | None, shape: RowShape, group: int = GROUP
-) -> tuple[Pairs, int]:
+def _match_rows(
+    data: bytes, lo: int, hi: int, lines: int, zone: bytes | None, shape: _RowShape, group: int = _GROUP
+) -> tuple[_Pairs, int]:
     """Rows per (customer, hour key, zone) of the fast-shaped rows of DATA[LO:HI], first-seen order; and how many.
 
     GROUP rows a match where neighbours repeat, else one: Counter then counts in C.  A LOOSE middle field
@@ -1461,50 +1462,50 @@ def match_rows(
     split = lo if group > 1 else hi - 1  # one row a match: all of them go one by one
     for _ in range(lines % group):
         split = data.find(b"\n", split + 1)
-    keys: Counter[tuple[bytes, ...]] = Counter(row_pattern(1, zone, shape).findall(data, lo, split + 1))
+    keys: Counter[tuple[bytes, ...]] = Counter(_row_pattern(1, zone, shape).findall(data, lo, split + 1))
     rows = keys.total()
     if group > 1:
-        groups = Counter(row_pattern(group, zone, shape).findall(data, split, hi))
+        groups = Counter(_row_pattern(group, zone, shape).findall(data, split, hi))
         rows += group * groups.total()
         # Plainly: for each group, n times, for each of its rows, keys[row] += 1.
         # zip(*[flat] * width) cuts the flattened groups into rows without a Python loop a row.
-        width = (3 if zone is None or (zone_micros(zone) % HOUR and not shape.slots) else 2) + 2 * shape.slots
+        width = (3 if zone is None or (_zone_micros(zone) % _HOUR and not shape.slots) else 2) + 2 * shape.slots
         flat = iter(chain.from_iterable(groups))
         weights = chain.from_iterable(repeat(n, group) for n in groups.values())
         for key, n in zip(zip(*[flat] * width, strict=True), weights, strict=True):
             keys[key] += n
-    return with_zones(keys, zone, shape.slots), rows
+    return _with_zones(keys, zone, shape.slots), rows
 
 
-def with_zones(keys: Counter[tuple[bytes, ...]], zone: bytes | None, slots: bool = False) -> Pairs:
-    """Pairs from match_rows' KEYS: as they are when each row's zone was captured, else with ZONE; marked for an
+def _with_zones(keys: Counter[tuple[bytes, ...]], zone: bytes | None, slots: bool = False) -> _Pairs:
+    """_Pairs from _match_rows' KEYS: as they are when each row's zone was captured, else with ZONE; marked for an
     hour key in a zone with minutes, and for a slot key (its half of the ten minutes)."""
     if slots:
-        pairs: Pairs = {}
+        pairs: _Pairs = {}
         for (customer, key, early, *_, captured), n in keys.items():  # the zone ZONE, or the one captured
-            pair = (customer, key, slot_zone(captured if zone is None else zone, early))
+            pair = (customer, key, _slot_zone(captured if zone is None else zone, early))
             pairs[pair] = pairs.get(pair, 0) + n
         return pairs
     if zone is None:
         return keys  # type: ignore[return-value]
-    if zone_micros(zone) % HOUR:
-        marked: Pairs = {}
+    if _zone_micros(zone) % _HOUR:
+        marked: _Pairs = {}
         for (customer, hour, late), n in keys.items():  # late is the minute's first digit: 3, 4 and 5 add up
-            key = (customer, hour, zone + (LATE if late else EARLY))
+            key = (customer, hour, zone + (_LATE if late else _EARLY))
             marked[key] = marked.get(key, 0) + n
         return marked
     return {(customer, hour, zone): n for (customer, hour), n in keys.items()}
 
 
 @lru_cache(maxsize=8)
-def run_pattern(shape: RowShape, zones: bytes = _WHOLE_HOUR_ZONE) -> re.Pattern[bytes]:
+def _run_pattern(shape: _RowShape, zones: bytes = _WHOLE_HOUR_ZONE) -> re.Pattern[bytes]:
     """A run of rows that share customer (and event type, if TYPED), hour key and a zone of ZONES (whole-hour ones
     unless told): captures the run, customer, hour key and zone.  Middle fields are never loose here."""
     # Most logs come in runs (events.csv averages 36 rows of one customer in one
     # hour): the backreferences check the rows after the first without making a
     # string for any of them, so a run costs one match and one tuple.
-    start, end = row_shape(shape._replace(loose=False))
-    key, rest = key_pattern(shape)
+    start, end = _row_shape(shape._replace(loose=False))
+    key, rest = _key_pattern(shape)
     q = b'"' if shape.quoted else b""
     first = start + rb"(" + key + rb")" + rest + rb"(" + zones + rb")" + end
     fields = (rb"," + q + _FIELD + q) * (1 if shape.typed else 2)
@@ -1516,25 +1517,25 @@ def run_pattern(shape: RowShape, zones: bytes = _WHOLE_HOUR_ZONE) -> re.Pattern[
     return re.compile(rb"(" + first + rb"(?:" + same + rb")*+)(?=\n)")
 
 
-RUN_PROBE = 1 << 14  # bytes sampled to tell long runs from short ones
-LONG_RUN = 4  # rows: from this average on, runs beat groups of four
-SHORT_RUN = 1.5  # below this average, neighbours rarely repeat: one row a match (measured on shuffled rows:
+_RUN_PROBE = 1 << 14  # bytes sampled to tell long runs from short ones
+_LONG_RUN = 4  # rows: from this average on, runs beat groups of four
+_SHORT_RUN = 1.5  # below this average, neighbours rarely repeat: one row a match (measured on shuffled rows:
 # 19.8 ms a 2 MiB block against 22.6 by fours; with 100,000 customers 15.7 against 31.8)
 
 
-def run_length(data: bytes, lo: int, hi: int, shape: RowShape, zones: bytes = _WHOLE_HOUR_ZONE) -> float:
+def _run_length(data: bytes, lo: int, hi: int, shape: _RowShape, zones: bytes = _WHOLE_HOUR_ZONE) -> float:
     """The average run (rows that share customer, hour and a zone of ZONES) among the first rows of DATA[LO:HI]."""
-    end = data.rfind(b"\n", lo + 1, lo + RUN_PROBE) + 1 or hi
-    found = len(run_pattern(shape, zones).findall(data, lo, end))
+    end = data.rfind(b"\n", lo + 1, lo + _RUN_PROBE) + 1 or hi
+    found = len(_run_pattern(shape, zones).findall(data, lo, end))
     return data.count(b"\n", lo, end) / found if found else 0.0  # lines a run: odd lines only make it longer
 
 
-Proved = tuple[tuple[bytes, ...], tuple[bytes, ...], tuple[bytes, ...], tuple[int, ...]]
+_Proved = tuple[tuple[bytes, ...], tuple[bytes, ...], tuple[bytes, ...], tuple[int, ...]]
 
 
-def proved_runs(data: bytes, lo: int, hi: int, shape: RowShape) -> Proved | None:
+def _proved_runs(data: bytes, lo: int, hi: int, shape: _RowShape) -> _Proved | None:
     """The customer, key, zone and rows of each run of DATA[LO:HI]; None unless every line has a fast shape."""
-    matches = run_pattern(shape, _ZONE if shape.slots else _WHOLE_HOUR_ZONE).findall(data, lo, hi)
+    matches = _run_pattern(shape, _ZONE if shape.slots else _WHOLE_HOUR_ZONE).findall(data, lo, hi)
     # The matches cover every byte but the last newline exactly when every line has a fast shape.
     if sum(map(len, map(itemgetter(0), matches))) != hi - lo - 1:
         return None
@@ -1542,41 +1543,41 @@ def proved_runs(data: bytes, lo: int, hi: int, shape: RowShape) -> Proved | None
         return (), (), (), ()
     texts, customers, hours, *marks, zones = zip(*matches, strict=True)
     if shape.slots:  # the zones marked with each run's half of its ten minutes
-        zones = tuple(map(slot_zone, zones, marks[0]))
+        zones = tuple(map(_slot_zone, zones, marks[0]))
     return customers, hours, zones, tuple(map(bytes.count, texts, repeat(b"\n")))
 
 
-def run_pairs(data: bytes, lo: int, hi: int, shape: RowShape) -> Pairs | None:
+def _run_pairs(data: bytes, lo: int, hi: int, shape: _RowShape) -> _Pairs | None:
     """Rows per (customer, hour key, zone) of DATA[LO:HI], first-seen order; None unless every line has a fast shape."""
-    if (proved := proved_runs(data, lo, hi, shape)) is None:
+    if (proved := _proved_runs(data, lo, hi, shape)) is None:
         return None
     customers, hours, zones, sizes = proved
-    pairs: Pairs = {}
+    pairs: _Pairs = {}
     for key, rows in zip(zip(customers, hours, zones, strict=True), sizes, strict=True):
         pairs[key] = pairs.get(key, 0) + rows
     return pairs
 
 
-def read_by_runs(mean_run: float, zone: bytes | None, slots: bool = False) -> bool:
+def _read_by_runs(mean_run: float, zone: bytes | None, slots: bool = False) -> bool:
     """Whether a block whose average run is MEAN_RUN and whose first and last rows share ZONE is read by runs: long
     ones, keyed by slot or in a zone of whole hours (a run is counted by its key; a zone with minutes splits
     a local hour)."""
-    return mean_run >= LONG_RUN and (slots or not (zone and zone_micros(zone) % HOUR))
+    return mean_run >= _LONG_RUN and (slots or not (zone and _zone_micros(zone) % _HOUR))
 
 
-def fast_pairs(
-    data: bytes, lo: int, hi: int, lines: int | None, shape: RowShape, mean_run: float | None = None
-) -> tuple[Pairs | None, int, int]:
-    """DATA[LO:HI]'s Pairs if every line has a fast shape (else None), its lines, and how many had one.
+def _fast_pairs(
+    data: bytes, lo: int, hi: int, lines: int | None, shape: _RowShape, mean_run: float | None = None
+) -> tuple[_Pairs | None, int, int]:
+    """DATA[LO:HI]'s _Pairs if every line has a fast shape (else None), its lines, and how many had one.
 
-    MEAN_RUN, run_length's average (measured here if not given), says whether to match by runs, fours or rows;
-    SHAPE.loose (a block plain_bytes passed), whether rows not read by runs may have middle fields of any bytes.
+    MEAN_RUN, _run_length's average (measured here if not given), says whether to match by runs, fours or rows;
+    SHAPE.loose (a block _plain_bytes passed), whether rows not read by runs may have middle fields of any bytes.
     """
     if mean_run is None:
-        mean_run = run_length(data, lo, hi, shape, _ZONE)
-    zone = shared_zone(data, lo, hi)
-    if read_by_runs(mean_run, zone, shape.slots):
-        pairs = run_pairs(data, lo, hi, shape)
+        mean_run = _run_length(data, lo, hi, shape, _ZONE)
+    zone = _shared_zone(data, lo, hi)
+    if _read_by_runs(mean_run, zone, shape.slots):
+        pairs = _run_pairs(data, lo, hi, shape)
         if pairs is not None:
             rows = sum(pairs.values())
             return pairs, rows, rows
@@ -1584,26 +1585,26 @@ def fast_pairs(
         lines = data.count(b"\n", lo + 1, hi)
     # Groups of four where neighbours repeat, in any zone: +05:30 rows in time order take 470 ns a row by
     # fours, 561 one by one (a 2 MiB block).
-    group = GROUP if mean_run >= SHORT_RUN else 1
-    pairs, rows = match_rows(data, lo, hi, lines, zone, shape, group)
+    group = _GROUP if mean_run >= _SHORT_RUN else 1
+    pairs, rows = _match_rows(data, lo, hi, lines, zone, shape, group)
     if rows != lines and zone is not None:  # the first and last lines agreed, others differ
-        pairs, rows = match_rows(data, lo, hi, lines, None, shape, group)
+        pairs, rows = _match_rows(data, lo, hi, lines, None, shape, group)
     return (pairs if rows == lines else None), lines, rows
 
 
-def cut_units(window: Window, unit: int = HOUR) -> set[int]:
+def _cut_units(window: Window, unit: int = _HOUR) -> set[int]:
     """The (at most two) UTC hours (or minutes: UNIT) WINDOW cuts: those of its ends, unless an end falls on one's
     start."""
     return {edge - edge % unit for edge in (window.start, window.end) if edge % unit}
 
 
-def cut_buckets(window: Window) -> set[int]:
+def _cut_buckets(window: Window) -> set[int]:
     """The (at most two) buckets WINDOW cuts: those of its ends, unless an end is a bucket's first instant."""
     floor = window.buckets.floor
     return {bucket for edge in (window.start, window.end) if (bucket := floor(edge)) != edge}
 
 
-class Memo(dict):
+class _Memo(dict):
     """FUNCTION's value for each key asked, worked out the first time: map(memo.__getitem__, keys) runs in C.
     None for the key None, and where the value is past what a datetime can hold (a bucket after 9999)."""
 
@@ -1621,47 +1622,47 @@ class Memo(dict):
 
 
 @lru_cache(maxsize=8)
-def hour_memos(buckets: Buckets) -> tuple[Memo, Memo]:
+def _hour_memos(buckets: Buckets) -> tuple[_Memo, _Memo]:
     """For each UTC hour: the zone's offset all through it (None if it changes inside), and the bucket of its first
     instant."""
-    zone = zone_named(buckets.zone)
+    zone = _zone_named(buckets.zone)
 
     def steady_offset(hour: int) -> int | None:
-        offset = local_wall(hour, zone)[1]
-        return offset if local_wall(hour + HOUR - 1, zone)[1] == offset else None
+        offset = _local_wall(hour, zone)[1]
+        return offset if _local_wall(hour + _HOUR - 1, zone)[1] == offset else None
 
-    return Memo(steady_offset), Memo(buckets.floor)
+    return _Memo(steady_offset), _Memo(buckets.floor)
 
 
 @lru_cache(maxsize=16)
-def whole_units(buckets: Buckets, unit: int) -> Memo:
+def _whole_units(buckets: Buckets, unit: int) -> _Memo:
     """For each UTC hour (or minute: UNIT), the bucket of BUCKETS that holds all of it; None if one begins inside."""
-    if unit == HOUR or fixed_offset(buckets.zone) is not None:
-        return Memo(lambda start: buckets.whole(start, unit))
-    steady, floors = hour_memos(buckets)
+    if unit == _HOUR or _fixed_offset(buckets.zone) is not None:
+        return _Memo(lambda start: buckets.whole(start, unit))
+    steady, floors = _hour_memos(buckets)
 
-    def floor(instant: int) -> int:  # as bucket_column floors, an hour's offset and first bucket found once
-        hour = instant - instant % HOUR
+    def floor(instant: int) -> int:  # as _bucket_column floors, an hour's offset and first bucket found once
+        hour = instant - instant % _HOUR
         if (offset := steady[hour]) is None:
             return buckets.floor(instant)
         latest = instant - (instant + offset) % buckets.width
         return latest if latest >= hour else floors[hour]
 
-    return Memo(lambda start: bucket if (bucket := floor(start)) == floor(start + unit - 1) else None)
+    return _Memo(lambda start: bucket if (bucket := floor(start)) == floor(start + unit - 1) else None)
 
 
 @lru_cache(maxsize=64)
-def slot_keys(window: Window) -> bool:
+def _slot_keys(window: Window) -> bool:
     """Whether the fast path keys rows by five minutes for WINDOW: its buckets' boundaries are not all on UTC
     hours (a width under an hour, or a zone whose offset at the window's ends has minutes)."""
     buckets = window.buckets
-    if buckets.width % HOUR:
+    if buckets.width % _HOUR:
         return True
-    zone = zone_named(buckets.zone)
-    return any(local_wall(edge, zone)[1] % HOUR for edge in (window.start, window.end - 1))
+    zone = _zone_named(buckets.zone)
+    return any(_local_wall(edge, zone)[1] % _HOUR for edge in (window.start, window.end - 1))
 
 
-def bucket_column(hours: list[int], instants: list[int], buckets: Buckets) -> list[int]:
+def _bucket_column(hours: list[int], instants: list[int], buckets: Buckets) -> list[int]:
     """buckets.floor of each of MOMENTS (in the UTC hour HOURS gives), worked out in C.
 
     Where the zone's offset holds through an hour, its clocks show a multiple of the width
@@ -1670,12 +1671,12 @@ def bucket_column(hours: list[int], instants: list[int], buckets: Buckets) -> li
     the hour's first instant's bucket begins.  Where the offset changes inside an hour (an
     hour or two a year), its rows are floored one by one.
     """
-    if buckets == UTC_HOURS:
+    if buckets == _UTC_HOURS:
         return hours
     width = buckets.width
-    if (fixed := fixed_offset(buckets.zone)) is not None:
+    if (fixed := _fixed_offset(buckets.zone)) is not None:
         return list(map(sub, instants, map(mod, map(add, instants, repeat(fixed)), repeat(width))))
-    steady, floors = hour_memos(buckets)
+    steady, floors = _hour_memos(buckets)
     offsets = list(map(steady.__getitem__, hours))
     if None in offsets:
         return [buckets.floor(instant) for instant in instants]
@@ -1685,87 +1686,87 @@ def bucket_column(hours: list[int], instants: list[int], buckets: Buckets) -> li
     return list(map(getitem, choices, map(ge, latest, hours)))
 
 
-def keys_of(pairs: Pairs) -> Iterator[tuple[bytes, bytes]]:
+def _keys_of(pairs: _Pairs) -> Iterator[tuple[bytes, bytes]]:
     """The (key, zone) of each pair, in order."""
     return map(itemgetter(1, 2), pairs)
 
 
-KeyStarts = dict[tuple[bytes, bytes], int | None]  # (key, zone) -> its UTC hour or minute (key_utc_start)
+_KeyStarts = dict[tuple[bytes, bytes], int | None]  # (key, zone) -> its UTC hour or minute (_key_utc_start)
 
 
-def key_starts(pairs: Pairs) -> KeyStarts:
+def _key_starts(pairs: _Pairs) -> _KeyStarts:
     """The UTC hour (or minute) of each (key, zone) of PAIRS, looked up once: a block of rows in no order has a
     thousand hours, and as many pairs again as customers."""
-    keys = dict.fromkeys(keys_of(pairs))
-    return dict(zip(keys, starmap(key_utc_start, keys), strict=True))
+    keys = dict.fromkeys(_keys_of(pairs))
+    return dict(zip(keys, starmap(_key_utc_start, keys), strict=True))
 
 
-def key_buckets(starts: KeyStarts, window: Window, unit: int) -> KeyStarts:
+def _key_buckets(starts: _KeyStarts, window: Window, unit: int) -> _KeyStarts:
     """The bucket of WINDOW's buckets that holds all of each UTC hour (or minute: UNIT) of STARTS (None: none
     does)."""
-    if window.buckets == UTC_HOURS:
+    if window.buckets == _UTC_HOURS:
         return starts  # an hour is its own bucket
-    return dict(zip(starts, map(whole_units(window.buckets, unit).__getitem__, starts.values()), strict=True))
+    return dict(zip(starts, map(_whole_units(window.buckets, unit).__getitem__, starts.values()), strict=True))
 
 
-def timed_keys(starts: KeyStarts, window: Window, unit: int = HOUR) -> set[tuple[bytes, bytes]]:
+def _timed_keys(starts: _KeyStarts, window: Window, unit: int = _HOUR) -> set[tuple[bytes, bytes]]:
     """The (key, unmarked zone) of STARTS (hours or minutes: UNIT) whose rows must be timed one by one."""
     # The rows of a zone with minutes and no mark (no UTC hour), of a unit the window
     # cuts or that no bucket holds whole, and then of every unit whose bucket timed rows
     # reach, until none is left to add: so that every row of a bucket with timed rows is
     # counted in file order, once.
-    buckets = key_buckets(starts, window, unit)
-    cut = cut_units(window, unit)
+    buckets = _key_buckets(starts, window, unit)
+    cut = _cut_units(window, unit)
     if buckets is starts:  # UTC hours: no UTC hour, or cut
         needs_time: Iterable[bool] = map({None, *cut}.__contains__, starts.values())
     else:  # ... or in the window, and no bucket holds it whole
         pairs = zip(starts.values(), buckets.values(), strict=True)
-        needs_time = [u is None or u in cut or (b is None and overlaps(u, window, unit)) for u, b in pairs]
-    timed = {(key, unmarked(zone)) for key, zone in compress(starts, needs_time)}
+        needs_time = [u is None or u in cut or (b is None and _overlaps(u, window, unit)) for u, b in pairs]
+    timed = {(key, _unmarked(zone)) for key, zone in compress(starts, needs_time)}
     while timed:
-        reached = {bucket for key, zone in timed for bucket in buckets_reached(key, zone, window, unit)}
-        more = {(key, unmarked(zone)) for (key, zone), bucket in buckets.items() if bucket in reached} - timed
+        reached = {bucket for key, zone in timed for bucket in _buckets_reached(key, zone, window, unit)}
+        more = {(key, _unmarked(zone)) for (key, zone), bucket in buckets.items() if bucket in reached} - timed
         if not more:
             break
         timed |= more
     return timed
 
 
-def overlaps(start: int | None, window: Window, unit: int = HOUR) -> bool:
+def _overlaps(start: int | None, window: Window, unit: int = _HOUR) -> bool:
     """Whether the UTC hour (or minute: UNIT) from START has an instant in WINDOW."""
     return start is not None and window.start < start + unit and start < window.end
 
 
-def buckets_reached(key: bytes, zone: bytes, window: Window, unit: int) -> set[int]:
+def _buckets_reached(key: bytes, zone: bytes, window: Window, unit: int) -> set[int]:
     """The buckets of WINDOW that the rows of a key and (unmarked) zone can fall in."""
-    if window.buckets == UTC_HOURS:
-        return set(reach(key, zone))
-    reached, whole = set(), whole_units(window.buckets, unit)
-    for start in reach(key, zone):
-        if overlaps(start, window, unit):
+    if window.buckets == _UTC_HOURS:
+        return set(_reach(key, zone))
+    reached, whole = set(), _whole_units(window.buckets, unit)
+    for start in _reach(key, zone):
+        if _overlaps(start, window, unit):
             bucket = whole[start]
             reached |= {bucket} if bucket is not None else set(window.buckets.starts(start, start + unit))
     return reached
 
 
-def whole_keys(starts: KeyStarts, timed: set, window: Window, unit: int = HOUR) -> set[tuple[bytes, bytes]]:
+def _whole_keys(starts: _KeyStarts, timed: set, window: Window, unit: int = _HOUR) -> set[tuple[bytes, bytes]]:
     """The (key, zone) of STARTS (hours or minutes: UNIT) counted by key: not TIMED, and inside WINDOW."""
     inside = {key for key, start in starts.items() if start is not None and window.start <= start < window.end}
-    return {(key, zone) for key, zone in inside if (key, unmarked(zone)) not in timed} if timed else inside
+    return {(key, zone) for key, zone in inside if (key, _unmarked(zone)) not in timed} if timed else inside
 
 
-def count_timed(names: list[str | None], hours: list[int], in_hour: list[int], window: Window) -> Counts:
-    """count_events for rows of NAMES (None: not asked about) at HOURS + OFFSETS (row_columns' columns),
+def _count_timed(names: list[str | None], hours: list[int], in_hour: list[int], window: Window) -> Counts:
+    """count_events for rows of NAMES (None: not asked about) at HOURS + OFFSETS (_row_columns' columns),
     customers of each bucket in file order: buckets the window holds whole by a Counter, in C; the two at
     most it cuts, row by row."""
     # count_events costs 0.32 us a row; the Counter 0.13 (19,064 rows of a 2 MiB block timed one by one,
     # window of a year).
-    instants = hours if window.buckets == UTC_HOURS else list(map(add, hours, in_hour))
-    buckets = bucket_column(hours, instants, window.buckets)
+    instants = hours if window.buckets == _UTC_HOURS else list(map(add, hours, in_hour))
+    buckets = _bucket_column(hours, instants, window.buckets)
     distinct = set(buckets)
     following = window.buckets.following
     whole = {b for b in distinct if window.start <= b < window.end and following(b) <= window.end}
-    cut = distinct & cut_buckets(window)
+    cut = distinct & _cut_buckets(window)
     pairs = zip(buckets, names, strict=True)
     counted = Counter(pairs if whole == distinct else compress(pairs, map(whole.__contains__, buckets)))
     counts: Counts = {key: n for key, n in counted.items() if key[1] is not None}
@@ -1774,23 +1775,23 @@ def count_timed(names: list[str | None], hours: list[int], in_hour: list[int], w
             instants = list(map(add, hours, in_hour))
         timed = compress(zip(names, instants, strict=True), map(cut.__contains__, buckets))
         asked = window._replace(customer=None, event_types=None)  # NAMES are those asked about
-        merge_counts(counts, count_events(((name, instant, "", "") for name, instant in timed if name), asked))
+        _merge_counts(counts, count_events(((name, instant, "", "") for name, instant in timed if name), asked))
     return counts
 
 
-def count_proved(data: bytes, lo: int, hi: int, pairs: Pairs, window: Window, shape: RowShape) -> Counts:
+def _count_proved(data: bytes, lo: int, hi: int, pairs: _Pairs, window: Window, shape: _RowShape) -> Counts:
     """Count PAIRS, from the fast-shaped rows of DATA[LO:HI] (read as SHAPE says): whole hours by key, the other
     hours row by row."""
-    unit = SLOT if shape.slots else HOUR
-    hours = key_starts(pairs)
-    timed = timed_keys(hours, window, unit)
-    whole = whole_keys(hours, timed, window, unit)
+    unit = _SLOT if shape.slots else _HOUR
+    hours = _key_starts(pairs)
+    timed = _timed_keys(hours, window, unit)
+    whole = _whole_keys(hours, timed, window, unit)
     # Plainly: each pair whose hour is whole and inside; compress picks them in C (with
     # 100,000 customers, most pairs fall outside a window of one day), and each of their
     # customers is decoded once.
-    chosen = list(compress(pairs.items(), map(whole.__contains__, keys_of(pairs))))
-    names = decoded((customer for (customer, _, _), _ in chosen), shape, window)
-    buckets = key_buckets(hours, window, unit)
+    chosen = list(compress(pairs.items(), map(whole.__contains__, _keys_of(pairs))))
+    names = _decoded((customer for (customer, _, _), _ in chosen), shape, window)
+    buckets = _key_buckets(hours, window, unit)
     counts: Counts = {}
     for ((_, key, zone), n), name in zip(chosen, names, strict=True):
         if name is not None:
@@ -1798,14 +1799,14 @@ def count_proved(data: bytes, lo: int, hi: int, pairs: Pairs, window: Window, sh
             counts[(bucket, name)] = counts.get((bucket, name), 0) + n
     if timed:
         alternatives = b"|".join(re.escape(key) for key in dict.fromkeys(key[:13] for key, _ in timed))
-        rows = timed_rows_pattern(alternatives, shape).findall(data, lo, hi)
-        rows = list(compress(rows, map(timed.__contains__, row_keys(rows, shape))))
-        merge_counts(counts, count_timed(*row_columns(rows, shape, window), window))
+        rows = _timed_rows_pattern(alternatives, shape).findall(data, lo, hi)
+        rows = list(compress(rows, map(timed.__contains__, _row_keys(rows, shape))))
+        _merge_counts(counts, _count_timed(*_row_columns(rows, shape, window), window))
     return counts
 
 
-def row_keys(rows: list[tuple[bytes, ...]], shape: RowShape) -> Iterable[tuple[bytes, bytes]]:
-    """The (key, zone) of each of timed_rows_pattern's ROWS: an hour key, or with SLOTS "hour key:M" (the minute's
+def _row_keys(rows: list[tuple[bytes, ...]], shape: _RowShape) -> Iterable[tuple[bytes, bytes]]:
+    """The (key, zone) of each of _timed_rows_pattern's ROWS: an hour key, or with SLOTS "hour key:M" (the minute's
     first digit), made in C."""
     if not shape.slots:
         return map(itemgetter(1, 5), rows)
@@ -1835,135 +1836,135 @@ _CALENDAR_HOUR = (
 )
 # The csv reader refuses a field over its limit, not counting the spaces skipinitialspace skips: so do these.
 _FIELD_LIMIT = csv.field_size_limit()
-_LOOSE_START = (  # a customer not all spaces, any two fields: checked by loose_rows
+_LOOSE_START = (  # a customer not all spaces, any two fields: checked by _loose_rows
     rb"\n *+[^ ,][^,]{0,%d}+" % (_FIELD_LIMIT - 1) + rb"(?:, *+[^,]{0,%d}+){2}," % _FIELD_LIMIT
 )
-SPARSE_DAYS = 64  # the most dates a window may reach for a block to be tried as sparse
-SPARSE_SHARE = 4  # sparse when at most one probed row in this many carries a reachable date
-# What a loose customer may not hold besides what plain_bytes rules out: whitespace str.strip() would take
+_SPARSE_DAYS = 64  # the most dates a window may reach for a block to be tried as sparse
+_SPARSE_SHARE = 4  # sparse when at most one probed row in this many carries a reachable date
+# What a loose customer may not hold besides what _plain_bytes rules out: whitespace str.strip() would take
 # from its ends (a space alone is kept out by the pattern).
-STRIPPED = b"\t\x0b\x0c\x1c\x1d\x1e\x1f"
+_STRIPPED = b"\t\x0b\x0c\x1c\x1d\x1e\x1f"
 
 
 @lru_cache(maxsize=64)
-def reachable_dates(first: int, last: int) -> bytes | None:
-    """A pattern for the dates of [FIRST, LAST) (their shared start as a literal); None if over SPARSE_DAYS."""
-    first, last = max(first, FIRST_INSTANT), min(last, LAST_INSTANT + 1)
-    if not 0 < last - first <= SPARSE_DAYS * DAY:  # none (a window the zone shifts past year 9999 or 1), or many
+def _reachable_dates(first: int, last: int) -> bytes | None:
+    """A pattern for the dates of [FIRST, LAST) (their shared start as a literal); None if over _SPARSE_DAYS."""
+    first, last = max(first, _FIRST_INSTANT), min(last, _LAST_INSTANT + 1)
+    if not 0 < last - first <= _SPARSE_DAYS * _DAY:  # none (a window the zone shifts past year 9999 or 1), or many
         return None
-    days = range(first // DAY, (last - 1) // DAY + 1)
-    dates = [from_micros(day * DAY).date().isoformat().encode() for day in days]
+    days = range(first // _DAY, (last - 1) // _DAY + 1)
+    dates = [_from_micros(day * _DAY).date().isoformat().encode() for day in days]
     # A literal start lets the engine skip ahead fast (68 ns a row, not 103): the characters all dates share.
     common = os.path.commonprefix(dates)  # noqa: RUF071
     return re.escape(common) + rb"(?:" + b"|".join(re.escape(date[len(common) :]) for date in dates) + rb")"
 
 
 @lru_cache(maxsize=64)
-def date_search(first: int, last: int, quoted: bool) -> re.Pattern[bytes] | None:
-    """Where a timestamp on a local date of [FIRST, LAST) begins; None if that is over SPARSE_DAYS dates."""
-    dates = reachable_dates(first, last)
+def _date_search(first: int, last: int, quoted: bool) -> re.Pattern[bytes] | None:
+    """Where a timestamp on a local date of [FIRST, LAST) begins; None if that is over _SPARSE_DAYS dates."""
+    dates = _reachable_dates(first, last)
     return None if dates is None else re.compile(b"," + (b'"' if quoted else b"") + dates + rb"[ T]")
 
 
 @lru_cache(maxsize=64)
-def sparse_pattern(dates: bytes, zone: bytes | None, shape: RowShape) -> re.Pattern[bytes]:
-    """Valid rows off DATES, in ZONE (None: any), then one on them captured as timed_rows_pattern captures, or the
+def _sparse_pattern(dates: bytes, zone: bytes | None, shape: _RowShape) -> re.Pattern[bytes]:
+    """Valid rows off DATES, in ZONE (None: any), then one on them captured as _timed_rows_pattern captures, or the
     block's last newline."""
-    start, end = row_shape(shape._replace(loose=False))
+    start, end = _row_shape(shape._replace(loose=False))
     zone_pattern = _ZONE if zone is None else re.escape(zone)
-    off_start = row_shape(RowShape(quoted=True))[0].replace(b"(", b"(?:", 1) if shape.quoted else _LOOSE_START
+    off_start = _row_shape(_RowShape(quoted=True))[0].replace(b"(", b"(?:", 1) if shape.quoted else _LOOSE_START
     off = off_start + rb"(?!" + dates + rb"[ T])" + _CALENDAR_HOUR + _MINUTES + zone_pattern + end
     on_stamp = rb"(" + dates + rb"[ T](?:[01]\d|2[0-3])):" + _TIME_IN_HOUR + rb"(" + zone_pattern + rb")"
     return re.compile(rb"(?:" + off + rb")*+(?:" + start + on_stamp + end + rb"|\n\Z)")
 
 
-def loose_rows(data: bytes, lo: int, hi: int, lines: int) -> bool:
+def _loose_rows(data: bytes, lo: int, hi: int, lines: int) -> bool:
     """Whether the bare rows of DATA[LO:HI] may be read loosely: plain bytes, none of STRIPPED, and three commas
     a line."""
-    if not plain_bytes(data, lo, hi) or any(data.find(byte, lo, hi) >= 0 for byte in STRIPPED):
+    if not _plain_bytes(data, lo, hi) or any(data.find(byte, lo, hi) >= 0 for byte in _STRIPPED):
         return False
     return data.count(b",", lo, hi) == 3 * lines
 
 
-def sparse_counts(data: bytes, lo: int, hi: int, lines: int, window: Window, shape: RowShape) -> Counts | None:
+def _sparse_counts(data: bytes, lo: int, hi: int, lines: int, window: Window, shape: _RowShape) -> Counts | None:
     """Count DATA[LO:HI], of LINES lines, by its rows on a date WINDOW can reach; None unless few and every row
     valid."""
     # Local time is UTC plus the zone's offset.  When the first and last rows agree on a
     # zone, the block is proved in that zone alone, and a row in the window has a local
     # date of [start, end) shifted by its offset; else any zone, less than a day from UTC.
-    zone = shared_zone(data, lo, hi)
-    early, late = (-DAY, DAY) if zone is None else (zone_micros(zone), zone_micros(zone))
-    search = date_search(window.start + early, window.end + late, shape.quoted)
+    zone = _shared_zone(data, lo, hi)
+    early, late = (-_DAY, _DAY) if zone is None else (_zone_micros(zone), _zone_micros(zone))
+    search = _date_search(window.start + early, window.end + late, shape.quoted)
     if search is None:
         return None
-    probe = data.rfind(b"\n", lo + 1, lo + RUN_PROBE) + 1 or hi
-    if len(search.findall(data, lo, probe)) * SPARSE_SHARE > data.count(b"\n", lo, probe):
+    probe = data.rfind(b"\n", lo + 1, lo + _RUN_PROBE) + 1 or hi
+    if len(search.findall(data, lo, probe)) * _SPARSE_SHARE > data.count(b"\n", lo, probe):
         return None
-    if not shape.quoted and not loose_rows(data, lo, hi, lines):
+    if not shape.quoted and not _loose_rows(data, lo, hi, lines):
         return None
-    step = sparse_pattern(reachable_dates(window.start + early, window.end + late), zone, shape)
+    step = _sparse_pattern(_reachable_dates(window.start + early, window.end + late), zone, shape)
     rows, at = [], lo
     while (found := step.match(data, at, hi)) is not None and (at := found.end()) < hi:
         rows.append(found.groups(b""))
     if at != hi:
         return None
-    return count_timed(*row_columns(rows, shape, window), window)
+    return _count_timed(*_row_columns(rows, shape, window), window)
 
 
-def count_data(
-    data: bytes, lo: int, hi: int, first_line: int, window: Window, skipped: Skipped, lines: int | None = None
+def _count_data(
+    data: bytes, lo: int, hi: int, first_line: int, window: Window, skipped: _Skipped, lines: int | None = None
 ) -> tuple[Counts, int]:
     """Count DATA[LO:HI], from a newline to a newline: fast where it can prove the shape.  Return it and its lines."""
-    counts, lines, fast_rows = count_fast(data, lo, hi, window, lines)
+    counts, lines, fast_rows = _count_fast(data, lo, hi, window, lines)
     if counts is not None:
         return counts, lines
-    middle = split_point(data, lo, hi)
+    middle = _split_point(data, lo, hi)
     # Mostly odd rows: one failed attempt, then the plain path, not a cascade of cuts.
-    if hi - lo <= SMALL_BLOCK or (fast_rows is not None and fast_rows < lines // 2) or middle < 0:
-        return count_events(block_events(Block(data, lo, hi), first_line, skipped), window), lines
-    counts, before = count_data(data, lo, middle + 1, first_line, window, skipped)
-    later, after = count_data(data, middle, hi, first_line + before, window, skipped)
-    merge_counts(counts, later)
+    if hi - lo <= _SMALL_BLOCK or (fast_rows is not None and fast_rows < lines // 2) or middle < 0:
+        return count_events(_block_events(_Block(data, lo, hi), first_line, skipped), window), lines
+    counts, before = _count_data(data, lo, middle + 1, first_line, window, skipped)
+    later, after = _count_data(data, middle, hi, first_line + before, window, skipped)
+    _merge_counts(counts, later)
     return counts, before + after
 
 
-def count_fast(
+def _count_fast(
     data: bytes, lo: int, hi: int, window: Window, lines: int | None
 ) -> tuple[Counts | None, int, int | None]:
     """Count DATA[LO:HI] by the fast shapes: counts (None unless every row has one), its lines, and how many
     rows had one (None when a row's date does not exist: the block is then cut to find it)."""
     quoted, typed = data.startswith(b'\n"', lo), window.event_types is not None
-    shape = RowShape(quoted, typed=typed, slots=window.buckets != UTC_HOURS and slot_keys(window))
-    mean_run = run_length(data, lo, hi, shape, _ZONE)
-    by_runs = read_by_runs(mean_run, shared_zone(data, lo, hi), shape.slots)
+    shape = _RowShape(quoted, typed=typed, slots=window.buckets != _UTC_HOURS and _slot_keys(window))
+    mean_run = _run_length(data, lo, hi, shape, _ZONE)
+    by_runs = _read_by_runs(mean_run, _shared_zone(data, lo, hi), shape.slots)
     try:
         if not by_runs:
             lines = data.count(b"\n", lo + 1, hi) if lines is None else lines
-            if (counts := sparse_counts(data, lo, hi, lines, window, shape)) is not None:
+            if (counts := _sparse_counts(data, lo, hi, lines, window, shape)) is not None:
                 return counts, lines, lines
-        if not (by_runs or shape.quoted) and plain_bytes(data, lo, hi):
+        if not (by_runs or shape.quoted) and _plain_bytes(data, lo, hi):
             shape = shape._replace(loose=True)
-        pairs, lines, fast_rows = fast_pairs(data, lo, hi, lines, shape, mean_run)
-        counts = None if pairs is None else count_proved(data, lo, hi, pairs, window, shape)
+        pairs, lines, fast_rows = _fast_pairs(data, lo, hi, lines, shape, mean_run)
+        counts = None if pairs is None else _count_proved(data, lo, hi, pairs, window, shape)
         return counts, lines, fast_rows
-    except Unproved:  # from either: an hour key is checked when first met
+    except _Unproved:  # from either: an hour key is checked when first met
         return None, data.count(b"\n", lo + 1, hi) if lines is None else lines, None
 
 
-def split_point(data: bytes, lo: int, hi: int) -> int:
+def _split_point(data: bytes, lo: int, hi: int) -> int:
     """A newline strictly inside DATA[LO:HI], near its middle; -1 if it is one line."""
     half = (lo + hi) // 2
     middle = data.rfind(b"\n", lo + 1, half)
     return middle if middle >= 0 else data.find(b"\n", half, hi - 1)
 
 
-def count_block(
-    block: Block, first_line: int, window: Window, skipped: Skipped, fast: bool = True
+def _count_block(
+    block: _Block, first_line: int, window: Window, skipped: _Skipped, fast: bool = True
 ) -> tuple[Counts, int]:
     """Count one block, whose first line is FIRST_LINE, by the fast path or the plain one; return it and its lines."""
     if fast and not block.too_long:
-        return count_data(block.data, block.lo, block.hi, first_line, window, skipped, block.lines)
-    return count_events(block_events(block, first_line, skipped), window), block_lines(block)
+        return _count_data(block.data, block.lo, block.hi, first_line, window, skipped, block.lines)
+    return count_events(_block_events(block, first_line, skipped), window), _block_lines(block)
 
 
 # ---------------------------------------------------------------------------
@@ -1971,7 +1972,7 @@ def count_block(
 # else row by row; what --unique counts from, and what the index files by hour.
 
 
-class Columns(NamedTuple):
+class _Columns(NamedTuple):
     """Events of a block of the log, in file order, as columns."""
 
     names: list[bytes]  # each customer_id, as UTF-8
@@ -1982,7 +1983,7 @@ class Columns(NamedTuple):
 
 
 @lru_cache(maxsize=2)
-def index_pattern(quoted: bool) -> re.Pattern[bytes]:
+def _index_pattern(quoted: bool) -> re.Pattern[bytes]:
     """A row of a fast shape (middle fields strict), capturing customer, event type, transaction id, hour key,
     "MM:SS", a fraction's first three digits and the rest, and zone."""
     q = b'"' if quoted else b""
@@ -1994,108 +1995,108 @@ def index_pattern(quoted: bool) -> re.Pattern[bytes]:
 
 
 @lru_cache(maxsize=2)
-def id_pattern(quoted: bool) -> re.Pattern[bytes]:
-    """The third field of each row whose shape run_pattern proved: no comma or quote inside."""
+def _id_pattern(quoted: bool) -> re.Pattern[bytes]:
+    """The third field of each row whose shape _run_pattern proved: no comma or quote inside."""
     q = b'"' if quoted else b""
     field = rb'[^,"]*+'
     return re.compile(rb"\n" + q + field + q + rb"," + q + field + q + rb"," + q + rb"(" + field + rb")" + q + rb",")
 
 
 @lru_cache(maxsize=2)
-def run_times_pattern(quoted: bool) -> re.Pattern[bytes]:
-    """The end of a row whose shape run_pattern proved: "MM:SS", a fraction's first three digits and the rest."""
+def _run_times_pattern(quoted: bool) -> re.Pattern[bytes]:
+    """The end of a row whose shape _run_pattern proved: "MM:SS", a fraction's first three digits and the rest."""
     # From the colon after the hour to the line's end: in a proved row only the timestamp
     # can end a line like this, so each row gives exactly one match.
     q = b'"' if quoted else b""
     return re.compile(rb":" + _TIME_IN_HOUR + _WHOLE_HOUR_ZONE + q + rb"\r?(?=\n)")
 
 
-def stripped_each(fields: tuple[bytes, ...]) -> list[bytes]:
+def _stripped_each(fields: tuple[bytes, ...]) -> list[bytes]:
     """Each of FIELDS without the spaces around it (no part of a field), each distinct one stripped once."""
     stripped = {raw: raw.strip() for raw in set(fields)}
     return list(map(stripped.__getitem__, fields))
 
 
-def run_columns(data: bytes, lo: int, hi: int, lines: int, shape: RowShape) -> Columns | None:
+def _run_columns(data: bytes, lo: int, hi: int, lines: int, shape: _RowShape) -> _Columns | None:
     """DATA[LO:HI]'s columns where its rows come in runs of one customer, event type, hour key and whole-hour
     zone: each run's fields made once and repeated, only the times read row by row; None unless every line is
     in a run (events.csv's shape: 1.9 against 0.9 s for 100 MB)."""
-    if (proved := proved_runs(data, lo, hi, shape)) is None:
+    if (proved := _proved_runs(data, lo, hi, shape)) is None:
         return None
-    times = run_times_pattern(shape.quoted).findall(data, lo, hi)
+    times = _run_times_pattern(shape.quoted).findall(data, lo, hi)
     if len(times) != lines:
         return None
     captured, keys, zones, sizes = proved
     split = {text: text.split(b'","' if shape.quoted else b",", 1) for text in set(captured)}
     names, types = zip(*map(split.__getitem__, captured), strict=True) if captured else ((), ())
     minute_seconds, millis, micros = zip(*times, strict=True) if times else ((), (), ())
-    ids = id_pattern(shape.quoted).findall(data, lo, hi)
+    ids = _id_pattern(shape.quoted).findall(data, lo, hi)
     if len(ids) != lines:
         return None
-    return Columns(
+    return _Columns(
         list(chain.from_iterable(map(repeat, names, sizes))),
-        list(chain.from_iterable(map(repeat, map(local_hour_start, keys, zones), sizes))),
-        micros_in_hour(minute_seconds, millis, micros),
-        list(chain.from_iterable(map(repeat, stripped_each(types), sizes))),
+        list(chain.from_iterable(map(repeat, map(_local_hour_start, keys, zones), sizes))),
+        _micros_in_hour(minute_seconds, millis, micros),
+        list(chain.from_iterable(map(repeat, _stripped_each(types), sizes))),
         list(map(bytes.strip, ids)),
     )
 
 
-def block_columns(block: Block, first_line: int, skipped: Skipped) -> tuple[Columns, int]:
+def _block_columns(block: _Block, first_line: int, skipped: _Skipped) -> tuple[_Columns, int]:
     """BLOCK's events as columns, by the fast shapes where every row has one, else row by row; and its lines."""
-    lines = block_lines(block)
+    lines = _block_lines(block)
     data, lo, hi = block.data, block.lo, block.hi
-    shape = RowShape(quoted=data.startswith(b'\n"', lo), typed=True)
-    with suppress(Unproved):
-        by_runs = not block.too_long and run_length(data, lo, hi, shape) >= LONG_RUN
-        if by_runs and (columns := run_columns(data, lo, hi, lines, shape)) is not None:
+    shape = _RowShape(quoted=data.startswith(b'\n"', lo), typed=True)
+    with suppress(_Unproved):
+        by_runs = not block.too_long and _run_length(data, lo, hi, shape) >= _LONG_RUN
+        if by_runs and (columns := _run_columns(data, lo, hi, lines, shape)) is not None:
             return columns, lines
-        rows = [] if block.too_long else index_pattern(shape.quoted).findall(data, lo, hi)
+        rows = [] if block.too_long else _index_pattern(shape.quoted).findall(data, lo, hi)
         if rows and len(rows) == lines:
             names, types, ids, *times = zip(*rows, strict=True)
-            hours, in_hour = row_times(*times)  # type: ignore[arg-type]
-            columns = Columns(names, hours, in_hour, stripped_each(types), list(map(bytes.strip, ids)))
+            hours, in_hour = _row_times(*times)  # type: ignore[arg-type]
+            columns = _Columns(names, hours, in_hour, _stripped_each(types), list(map(bytes.strip, ids)))
             return columns, lines
-    return plain_columns(block, first_line, skipped)
+    return _plain_columns(block, first_line, skipped)
 
 
-def plain_columns(block: Block, first_line: int, skipped: Skipped) -> tuple[Columns, int]:
+def _plain_columns(block: _Block, first_line: int, skipped: _Skipped) -> tuple[_Columns, int]:
     """BLOCK's events as columns, row by row by the plain reader; and its lines."""
-    lines = block_lines(block)
-    events = list(block_events(block, first_line, skipped))
-    hours = [instant - instant % HOUR for _, instant, _, _ in events]
+    lines = _block_lines(block)
+    events = list(_block_events(block, first_line, skipped))
+    hours = [instant - instant % _HOUR for _, instant, _, _ in events]
     in_hour = [instant - hour for (_, instant, _, _), hour in zip(events, hours, strict=True)]
     names, types, ids = ([event[k].encode("utf-8", "surrogateescape") for event in events] for k in (0, 2, 3))
-    return Columns(names, hours, in_hour, types, ids), lines
+    return _Columns(names, hours, in_hour, types, ids), lines
 
 
 # ---------------------------------------------------------------------------
 # Whole files: one stream block by block, or a regular file cut into parts at
 # newlines and counted by worker processes, merged back in file order.
 
-PART_SIZE = 1 << 26
-PARALLEL_MIN = 8 << 20  # below this, starting workers costs more than it saves
-PROGRESS_MIN = 256 << 20
+_PART_SIZE = 1 << 26
+_PARALLEL_MIN = 8 << 20  # below this, starting workers costs more than it saves
+_PROGRESS_MIN = 256 << 20
 
 
-class Part:
+class _Part:
     """What a pass over a file, or a part of one, found: its lines and bad rows, and, in a subclass, what it
-    collects from each block: counts (Tally) or the index's columns (IndexPart)."""
+    collects from each block: counts (_Tally) or the index's columns (_IndexPart)."""
 
     def __init__(self) -> None:
         self.lines = 0  # lines read, to number the lines of the part after this one
-        self.skipped = Skipped()
+        self.skipped = _Skipped()
 
     @property
     def rows(self) -> int:
         """The rows read fine: every line but the blank ones, the header and the malformed rows."""
         return self.lines - self.skipped.count - self.skipped.blank
 
-    def take(self, block: Block) -> None:
+    def take(self, block: _Block) -> None:
         """Collect BLOCK, whose first line is line self.lines + 1, and count its lines."""
         raise NotImplementedError
 
-    def join(self, later: Part) -> None:
+    def join(self, later: _Part) -> None:
         """Append what LATER, the part right after ours, collected."""
         raise NotImplementedError
 
@@ -2105,7 +2106,7 @@ class Part:
     def finish(self) -> None:
         """Work done once a part is read, in the process that read it: nothing, unless a subclass says."""
 
-    def add(self, later: Part, file: str | None = None) -> None:
+    def add(self, later: _Part, file: str | None = None) -> None:
         """Append LATER, the part right after ours (or the whole FILE read after ours)."""
         self.join(later)
         if file is None:
@@ -2115,10 +2116,10 @@ class Part:
         self.lines += later.lines
 
 
-class Tally(Part):
+class _Tally(_Part):
     """The counts of a pass in WINDOW, by the fast path unless FAST is False (no window: it only adds up others)."""
 
-    duplicates = 0  # rows not counted as duplicates: a UniqueTally's
+    duplicates = 0  # rows not counted as duplicates: a _UniqueTally's
 
     def __init__(self, window: Window | None = None, fast: bool = True) -> None:
         super().__init__()
@@ -2126,19 +2127,19 @@ class Tally(Part):
         self.window = window
         self.fast = fast
 
-    def take(self, block: Block) -> None:
+    def take(self, block: _Block) -> None:
         """Count BLOCK."""
         assert self.window is not None, "only a tally with a window takes blocks"
-        counts, lines = count_block(block, self.lines + 1, self.window, self.skipped, self.fast)
-        merge_counts(self.counts, counts)
+        counts, lines = _count_block(block, self.lines + 1, self.window, self.skipped, self.fast)
+        _merge_counts(self.counts, counts)
         self.lines += lines
 
-    def join(self, later: Tally) -> None:  # type: ignore[override]
-        """Add LATER's counts (a Tally: perhaps of the module a Dask worker imported, so no isinstance)."""
-        merge_counts(self.counts, later.counts)
+    def join(self, later: _Tally) -> None:  # type: ignore[override]
+        """Add LATER's counts (a _Tally: perhaps of the module a Dask worker imported, so no isinstance)."""
+        _merge_counts(self.counts, later.counts)
 
 
-class Numbering(dict):
+class _Numbering(dict):
     """Each key its number, given in the order keys are first asked for."""
 
     def __missing__(self, key: object) -> int:
@@ -2146,7 +2147,7 @@ class Numbering(dict):
         return number
 
 
-class UniqueTally(Tally):
+class _UniqueTally(_Tally):
     """The counts of a pass in WINDOW, each transaction once (--unique).  Each block is read as columns; the rows
     WINDOW counts wait, with their ids' numbers (REPEATED where an earlier row of their part carried it), until
     settle() learns which of the part's ids no earlier part carried: the rows first in their part with those
@@ -2154,26 +2155,26 @@ class UniqueTally(Tally):
     earlier ids) is given, each block is settled at once; a worker's part waits for the process that merges,
     and goes to it as arrays and one bytes of keys (a list of a tuple a row took as long to send as to read)."""
 
-    def __init__(self, window: Window | None = None, fast: bool = True, transactions: Transactions | None = None):
+    def __init__(self, window: Window | None = None, fast: bool = True, transactions: _Transactions | None = None):
         super().__init__(window, fast)
         self.transactions = transactions
-        self.part_ids = PartIds()
-        self.buckets = Numbering()  # each (bucket, customer) of the rows waiting, numbered
+        self.part_ids = _PartIds()
+        self.buckets = _Numbering()  # each (bucket, customer) of the rows waiting, numbered
         self.waiting = array("L")  # the number of each row waiting, in file order
         self.numbers = array("l")  # and its id's (REPEATED, -1: empty)
         self.duplicates = 0  # rows WINDOW would count but for --unique
 
-    def take(self, block: Block) -> None:
+    def take(self, block: _Block) -> None:
         """Read BLOCK's rows, mark those first in the part, and hold those WINDOW counts until settled."""
         assert self.window is not None, "only a tally with a window takes blocks"
-        reader = block_columns if self.fast and not block.too_long else plain_columns
+        reader = _block_columns if self.fast and not block.too_long else _plain_columns
         columns, lines = reader(block, self.lines + 1, self.skipped)
         numbers = self.part_ids.marked(columns.ids)
         instants = list(map(add, columns.hours, columns.in_hour))
-        asked = asked_rows(columns, instants, self.window)
+        asked = _asked_rows(columns, instants, self.window)
         hours = list(compress(columns.hours, asked))
         instants = list(compress(instants, asked))
-        buckets = bucket_column(hours, instants, self.window.buckets)
+        buckets = _bucket_column(hours, instants, self.window.buckets)
         names = list(compress(columns.names, asked))
         decoded = {name: name.decode("utf-8", "surrogateescape") for name in set(names)}
         self.waiting.extend(map(self.buckets.__getitem__, zip(buckets, map(decoded.__getitem__, names), strict=True)))
@@ -2186,18 +2187,18 @@ class UniqueTally(Tally):
         """In the worker, once the part is read: seal its ids."""
         self.part_ids.seal()
 
-    def settle(self, transactions: Transactions) -> None:
+    def settle(self, transactions: _Transactions) -> None:
         """Count the rows waiting whose ids are the first of the input, by TRANSACTIONS (the earlier parts' ids)."""
         fates = self.part_ids.settle(transactions)
         counted = list(map(fates.__getitem__, self.numbers))
         self.duplicates += counted.count(False)
         keys = list(self.buckets)
         counts = Counter(compress(self.waiting, counted))  # in order of first row
-        merge_counts(self.counts, dict(zip(map(keys.__getitem__, counts), counts.values(), strict=True)))
-        self.part_ids, self.buckets, self.waiting, self.numbers = PartIds(), Numbering(), array("L"), array("l")
+        _merge_counts(self.counts, dict(zip(map(keys.__getitem__, counts), counts.values(), strict=True)))
+        self.part_ids, self.buckets, self.waiting, self.numbers = _PartIds(), _Numbering(), array("L"), array("l")
         self.transactions = transactions
 
-    def join(self, later: UniqueTally) -> None:  # type: ignore[override]
+    def join(self, later: _UniqueTally) -> None:  # type: ignore[override]
         """Settle LATER, the part after ours, against every id before it, then add its counts and duplicates."""
         assert self.transactions is not None, "the part others join knows the earlier ids"
         later.settle(self.transactions)
@@ -2205,8 +2206,8 @@ class UniqueTally(Tally):
         self.duplicates += later.duplicates
 
 
-def asked_rows(columns: Columns, instants: list[int], window: Window) -> list[bool]:
-    """For each row of COLUMNS (at MOMENTS), whether WINDOW counts it (its time, customer and event type): wanted()
+def _asked_rows(columns: _Columns, instants: list[int], window: Window) -> list[bool]:
+    """For each row of COLUMNS (at MOMENTS), whether WINDOW counts it (its time, customer and event type): _wanted()
     in C."""
     start, end = window.start, window.end
     asked = list(map(and_, map(le, repeat(start), instants), map(gt, repeat(end), instants)))
@@ -2219,28 +2220,30 @@ def asked_rows(columns: Columns, instants: list[int], window: Window) -> list[bo
     return asked
 
 
-def new_tally(window: Window, transactions: Transactions | None = None, fast: bool = True) -> Tally:
+def _new_tally(window: Window, transactions: _Transactions | None = None, fast: bool = True) -> _Tally:
     """The part that counts WINDOW: each transaction once if it asks (settled against TRANSACTIONS)."""
     if window.unique:
-        return UniqueTally(window, fast, transactions or Transactions())
-    return Tally(window, fast)
+        return _UniqueTally(window, fast, transactions or _Transactions())
+    return _Tally(window, fast)
 
 
-P = TypeVar("P", bound=Part)
-ByteRange = tuple[str, int, int, Callable[[], P]]  # [lo, hi) of a file, line-aligned, and the new part to read it into
+_P = TypeVar("P", bound=_Part)
+_ByteRange = tuple[
+    str, int, int, Callable[[], _P]
+]  # [lo, hi) of a file, line-aligned, and the new part to read it into
 
 
-def read_stream(
+def _read_stream(
     stream: BinaryIO,
-    part: P,
+    part: _P,
     limit: int = -1,
     at_start: bool = True,
     strict: bool = False,
     progress: Callable[[], None] | None = None,
-) -> P:
+) -> _P:
     """Hand STREAM (or its next LIMIT bytes) to PART block by block: memory is one block plus what PART keeps."""
-    with gc_paused():
-        for block in read_blocks(stream, limit, at_start):
+    with _gc_paused():
+        for block in _read_blocks(stream, limit, at_start):
             part.take(block)
             if progress:
                 progress()
@@ -2249,15 +2252,15 @@ def read_stream(
     return part
 
 
-def count_stream(
-    stream: BinaryIO, window: Window, fast: bool = True, transactions: Transactions | None = None
-) -> Tally:
+def _count_stream(
+    stream: BinaryIO, window: Window, fast: bool = True, transactions: _Transactions | None = None
+) -> _Tally:
     """Count a stream block by block (each transaction once if WINDOW asks, settled against TRANSACTIONS)."""
-    return read_stream(stream, new_tally(window, transactions, fast))
+    return _read_stream(stream, _new_tally(window, transactions, fast))
 
 
 @contextmanager
-def gc_paused() -> Iterator[None]:
+def _gc_paused() -> Iterator[None]:
     """Pause the cycle collector: counting makes millions of tuples but no cycles."""
     # Left on, it walks the young tuples every 700 allocations: about 20% of the time.
     enabled = gc.isenabled()
@@ -2269,7 +2272,7 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def release_free_memory() -> None:
+def _release_free_memory() -> None:
     """Give the heap's free pages back to the system (glibc keeps them otherwise): after an index build the
     server's PSS on the 10-million-row file fell from 283 to 135 MiB (bench/index.py)."""
     with suppress(OSError, AttributeError):
@@ -2278,19 +2281,19 @@ def release_free_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-def read_range(byte_range: ByteRange[P]) -> P:
+def _read_range(byte_range: _ByteRange[_P]) -> _P:
     """A byte range: bytes [lo, hi) of a file, which start and end at line boundaries, into a new part."""
     path, lo, hi, new_part = byte_range
     part = new_part()
     part.prepare()
     with open(path, "rb") as stream:
         stream.seek(lo)
-        part = read_stream(stream, part, hi - lo, at_start=lo == 0)
+        part = _read_stream(stream, part, hi - lo, at_start=lo == 0)
     part.finish()
     return part
 
 
-def next_line(stream: BinaryIO, at: int) -> int:
+def _next_line(stream: BinaryIO, at: int) -> int:
     """The position just past the first newline at or after AT in STREAM, or its end if there is none."""
     stream.seek(at)
     while chunk := stream.read(1 << 12):
@@ -2300,62 +2303,62 @@ def next_line(stream: BinaryIO, at: int) -> int:
     return at
 
 
-def line_bounds(path: str, size: int, parts: int) -> list[int]:
+def _line_bounds(path: str, size: int, parts: int) -> list[int]:
     """Positions that cut PATH into about PARTS byte ranges, each starting at the beginning of a line."""
     bounds = [0]
     with open(path, "rb") as stream:
         for k in range(1, parts):
-            at = next_line(stream, max(size * k // parts, bounds[-1]))
+            at = _next_line(stream, max(size * k // parts, bounds[-1]))
             if at >= size:
                 break
             bounds.append(at)
     return [*bounds, size]
 
 
-STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
-def quiet_worker() -> None:
+def _quiet_worker() -> None:
     """Start a worker: Ctrl-C is its parent's to handle; SIGTERM, from the parent, ends it on the spot."""
     # SIG_DFL, not the parent's Python handler, which runs only between bytecodes: a
     # SIGTERM landing just before the worker blocked on the pool's queue was lost, and
     # Pool.terminate() waited for the worker forever (4 times in 40 runs here).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
 
 
-def worker_pool(context: BaseContext, jobs: int) -> Pool:
+def _worker_pool(context: BaseContext, jobs: int) -> Pool:
     """A pool of JOBS workers, to use in a with block."""
     # Workers leave Ctrl-C to this process, and leaving the block (done, --strict,
     # Ctrl-C, SIGTERM) kills them: no traceback from each, no orphan counting on.
     # Held back while the pool starts, a signal lands inside the block, not half-way.
-    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
     try:
-        return context.Pool(jobs, initializer=quiet_worker)
+        return context.Pool(jobs, initializer=_quiet_worker)
     except OSError as error:
         raise InputError(f"cannot start {jobs} worker processes ({error.strerror or error}); try --jobs 1") from None
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
 
 
-def in_parts(
+def _in_parts(
     path: str,
     size: int,
     jobs: int,
-    new_part: Callable[[], P],
-    reader: Callable[[ByteRange[P]], P] = read_range,
+    new_part: Callable[[], _P],
+    reader: Callable[[_ByteRange[_P]], _P] = _read_range,
     part_size: int = 0,
-) -> Iterator[tuple[int, P]]:
-    """Line-aligned parts [lo, hi) of PATH, of PART_SIZE bytes at most (PART_SIZE unless told), each read by
+) -> Iterator[tuple[int, _P]]:
+    """Line-aligned parts [lo, hi) of PATH, of _PART_SIZE bytes at most (_PART_SIZE unless told), each read by
     READER into NEW_PART() on JOBS workers: (hi, part) in file order."""
     from multiprocessing import get_context
 
-    bounds = line_bounds(path, size, max(jobs, -(-size // (part_size or PART_SIZE))))
+    bounds = _line_bounds(path, size, max(jobs, -(-size // (part_size or _PART_SIZE))))
     jobs = min(jobs, len(bounds) - 1)  # no worker without a part to read
     # fork starts a worker in milliseconds; macOS lacks a safe fork, so it spawns.
     context = get_context("spawn" if sys.platform == "darwin" else "fork")
-    with worker_pool(context, jobs) as pool:
+    with _worker_pool(context, jobs) as pool:
         # At most one part a worker, and one more, read ahead of the merge: pool.imap reads every part ahead, and
         # parts that wait to be merged (--unique's on 10 million distinct ids) held 1.9 GB.
         tasks = zip(repeat(path), bounds[:-1], bounds[1:], repeat(new_part))
@@ -2366,20 +2369,20 @@ def in_parts(
             yield end, part
 
 
-def read_parallel(
+def _read_parallel(
     path: str,
     size: int,
     jobs: int,
-    new_part: Callable[[], P],
+    new_part: Callable[[], _P],
     strict: bool = False,
-    progress: Progress | None = None,
-    reader: Callable[[ByteRange[P]], P] = read_range,
+    progress: _Progress | None = None,
+    reader: Callable[[_ByteRange[_P]], _P] = _read_range,
     part_size: int = 0,
-    whole: P | None = None,
-) -> P:
-    """Read PATH in parts (of PART_SIZE bytes at most) on JOBS worker processes, each by READER into NEW_PART(),
+    whole: _P | None = None,
+) -> _P:
+    """Read PATH in parts (of _PART_SIZE bytes at most) on JOBS worker processes, each by READER into NEW_PART(),
     appended in file order (to WHOLE, if given)."""
-    for end, part in in_parts(path, size, jobs, new_part, reader, part_size):
+    for end, part in _in_parts(path, size, jobs, new_part, reader, part_size):
         if whole is None:
             whole = part  # the first part itself: copying it into an empty one cost a pass and its memory
         else:
@@ -2391,13 +2394,13 @@ def read_parallel(
     return whole or new_part()
 
 
-class Progress:
+class _Progress:
     """Bytes done and rate on a terminal's stderr, for big files only; silent otherwise."""
 
     def __init__(self, total: int) -> None:
         self.total = total
         self.shown = False
-        self.enabled = total > PROGRESS_MIN and sys.stderr.isatty()
+        self.enabled = total > _PROGRESS_MIN and sys.stderr.isatty()
         self.started = self.last = time.monotonic()
 
     def __call__(self, done: int) -> None:
@@ -2416,53 +2419,56 @@ class Progress:
             sys.stderr.flush()
 
 
-def default_jobs() -> int:
+def _default_jobs() -> int:
     """The CPUs this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def parts_size(path: str, stream: BinaryIO, jobs: int) -> int:
+def _parts_size(path: str, stream: BinaryIO, jobs: int) -> int:
     """PATH's size if JOBS workers should read it in parts (a big plain file, more than one job), else 0."""
-    if path == "-" or isinstance(stream, COMPRESSED) or jobs < 2:
+    if path == "-" or isinstance(stream, _COMPRESSED) or jobs < 2:
         return 0
     size = os.fstat(stream.fileno()).st_size
-    return size if size >= PARALLEL_MIN else 0
+    return size if size >= _PARALLEL_MIN else 0
 
 
 # On a Dask cluster: the same byte ranges (a compressed file is read whole)
-# become Dask tasks running count_range, and their tallies are merged in file order
+# become Dask tasks running _count_range, and their tallies are merged in file order
 # exactly as the local workers' are.  Dask is optional: imported only here.
-SCHEDULER_SECONDS = 10  # to reach the scheduler; then an error, not a hang
+_SCHEDULER_SECONDS = 10  # to reach the scheduler; then an error, not a hang
 
 
-def cluster_ranges(paths: list[str]) -> list[tuple[str, int, int]]:
+def _cluster_ranges(paths: list[str]) -> list[tuple[str, int, int]]:
     """The tasks for PATHS: (path, lo, hi) line-aligned ranges of big plain files, (path, 0, -1) for a whole file."""
     ranges = []
     for path in paths:
-        with opened(path) as stream:
-            size = 0 if isinstance(stream, COMPRESSED) else os.fstat(stream.fileno()).st_size
-        if size > PART_SIZE:
-            bounds = line_bounds(path, size, -(-size // PART_SIZE))
+        with _opened(path) as stream:
+            size = 0 if isinstance(stream, _COMPRESSED) else os.fstat(stream.fileno()).st_size
+        if size > _PART_SIZE:
+            bounds = _line_bounds(path, size, -(-size // _PART_SIZE))
             ranges += [(path, lo, hi) for lo, hi in pairwise(bounds)]
         else:
             ranges.append((path, 0, -1))
     return ranges
 
 
-def count_range(path: str, lo: int, hi: int, window: Window) -> Tally:
+def _count_range(path: str, lo: int, hi: int, window: Window) -> _Tally:
     """A cluster task: bytes [LO, HI) of PATH, or the whole file (HI < 0), compressed or not."""
-    part = partial(UniqueTally if window.unique else Tally, window=window)  # unsettled: the merger settles it
+    part = partial(_UniqueTally if window.unique else _Tally, window=window)  # unsettled: the merger settles it
     if hi >= 0:
-        return read_range((path, lo, hi, part))
-    with opened(path) as stream:
-        tally = read_stream(stream, part())
+        return _read_range((path, lo, hi, part))
+    with _opened(path) as stream:
+        tally = _read_stream(stream, part())
     tally.finish()
     return tally
 
 
-def merge_ranges(
-    results: Iterable[tuple[tuple[str, int, int], Tally]], several: bool, strict: bool, new: Callable[[], Tally] = Tally
-) -> Tally:
+def _merge_ranges(
+    results: Iterable[tuple[tuple[str, int, int], _Tally]],
+    several: bool,
+    strict: bool,
+    new: Callable[[], _Tally] = _Tally,
+) -> _Tally:
     """The tallies of consecutive ranges, merged in file order into NEW() ones; rows skipped name their file when
     SEVERAL."""
     total, current, path = new(), new(), ""
@@ -2481,19 +2487,19 @@ def merge_ranges(
     return total
 
 
-def count_on_cluster(paths: list[str], window: Window, address: str, strict: bool) -> Tally:
+def _count_on_cluster(paths: list[str], window: Window, address: str, strict: bool) -> _Tally:
     """Count PATHS as tasks of the Dask scheduler at ADDRESS, whose workers see the same paths."""
     try:
         from dask.distributed import Client
     except ImportError:
         raise UsageError("--scheduler needs Dask: pip install '.[dask]' in a clone of totaler") from None
-    import totaler as module  # tasks name module.count_range: the workers import totaler, never __main__
+    import totaler as module  # tasks name module._count_range: the workers import totaler, never __main__
 
     if "-" in paths:
         raise UsageError("--scheduler counts files its workers can open, not standard input")
-    ranges = cluster_ranges(paths)
+    ranges = _cluster_ranges(paths)
     try:
-        client = Client(address, timeout=SCHEDULER_SECONDS, set_as_default=False)
+        client = Client(address, timeout=_SCHEDULER_SECONDS, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as error:
         raise InputError(f"cannot reach the Dask scheduler at {address} ({error})") from None
     tasks = [(os.path.abspath(path), lo, hi) for path, lo, hi in ranges]  # workers have another directory
@@ -2501,10 +2507,10 @@ def count_on_cluster(paths: list[str], window: Window, address: str, strict: boo
         client.upload_file(module.__file__)  # the workers run this very version
         # The window as the imported module's classes: those of __main__ would be pickled by value, code and all.
         asked = module.Window(*window[:3], module.Buckets(*window.buckets), *window[4:])
-        futures = client.map(module.count_range, *zip(*tasks, strict=True), [asked] * len(tasks), pure=False)
+        futures = client.map(module._count_range, *zip(*tasks, strict=True), [asked] * len(tasks), pure=False)
         try:
             results = zip(ranges, (future.result() for future in futures), strict=True)
-            return merge_ranges(results, len(paths) > 1, strict, partial(new_tally, window, Transactions()))
+            return _merge_ranges(results, len(paths) > 1, strict, partial(_new_tally, window, _Transactions()))
         except (InputError, module.InputError) as error:  # raised by a worker: the module's own class
             raise InputError(str(error)) from None
         except Exception as error:  # a task that failed on its worker: say which, once
@@ -2513,79 +2519,79 @@ def count_on_cluster(paths: list[str], window: Window, address: str, strict: boo
             client.cancel(futures)  # Ctrl-C, --strict or an error: no task counts on
 
 
-def input_files(name: str) -> list[str]:
+def _input_files(name: str) -> list[str]:
     """The files NAME stands for, in name order: itself, a directory's regular files (recursively), or a glob's."""
     if name == "-" or os.path.isfile(name) or not (os.path.isdir(name) or any(c in name for c in "*?[")):
-        return [name]  # a file, standard input, or a name count_file will say is missing
+        return [name]  # a file, standard input, or a name _count_file will say is missing
     if os.path.isdir(name):
         found = [os.path.join(root, file) for root, _, files in os.walk(name) for file in files]
     else:
         found = glob.glob(name, recursive=True)
     files = sorted(path for path in found if os.path.isfile(path))
     if not files:
-        raise InputError(f"{display(name)}: {'no files in it' if os.path.isdir(name) else 'no file matches'}")
+        raise InputError(f"{_display(name)}: {'no files in it' if os.path.isdir(name) else 'no file matches'}")
     return files
 
 
 def count_files(
     paths: list[str], window: Window, strict: bool = False, jobs: int = 0, scheduler: str | None = None
-) -> Tally:
+) -> _Tally:
     """Count PATHS one after the other, as one log: files in name order, then lines; on a Dask cluster if asked.
-    Under --unique, one Transactions holds the ids of every file read so far."""
+    Under --unique, one _Transactions holds the ids of every file read so far."""
     if scheduler:
-        return count_on_cluster(paths, window, scheduler, strict)
-    transactions = Transactions()
+        return _count_on_cluster(paths, window, scheduler, strict)
+    transactions = _Transactions()
     if len(paths) == 1:
-        return count_file(paths[0], window, strict, jobs, transactions=transactions)
-    total = new_tally(window, transactions)
+        return _count_file(paths[0], window, strict, jobs, transactions=transactions)
+    total = _new_tally(window, transactions)
     for path in paths:
-        total.add(count_file(path, window, strict, jobs, transactions=transactions), file=path)
+        total.add(_count_file(path, window, strict, jobs, transactions=transactions), file=path)
     return total
 
 
-def read_warnings(name: str, rows: int, skipped: Skipped) -> list[str]:
+def _read_warnings(name: str, rows: int, skipped: _Skipped) -> list[str]:
     """What to say of the input NAME once read: ROWS read fine, SKIPPED malformed.  InputError when not one row
     could be read: a log of the wrong shape is an error, not an answer of empty buckets."""
     cause = skipped.cause()
     if skipped.count and not rows:
         because = f"; likely cause: {cause}" if cause else ""
         raise InputError(
-            f"{display(name)}: not one of its {plural(skipped.count, 'row')} could be read{because} "
-            f"({skipped.where(0)}: {skipped.first[0][1]}); a row looks like {GOOD_ROW}"
+            f"{_display(name)}: not one of its {_plural(skipped.count, 'row')} could be read{because} "
+            f"({skipped.where(0)}: {skipped.first[0][1]}); a row looks like {_GOOD_ROW}"
         )
     if skipped.count:
         most = f"; most rows are malformed, likely cause: {cause}" if cause and skipped.count > rows else ""
         return [skipped.summary() + most]
     if rows:
         return []
-    return ["standard input gave no rows (docker run needs -i)" if name == "-" else f"{display(name)} holds no rows"]
+    return ["standard input gave no rows (docker run needs -i)" if name == "-" else f"{_display(name)} holds no rows"]
 
 
-def count_file(
+def _count_file(
     path: str,
     window: Window,
     strict: bool = False,
     jobs: int = 0,
     fast: bool = True,
-    transactions: Transactions | None = None,
-) -> Tally:
+    transactions: _Transactions | None = None,
+) -> _Tally:
     """Count PATH ('-' for standard input): in parallel when it is a big plain file, else as a stream.
 
     Whichever way it goes, the answer is count_events(plain_events(...))'s for the same bytes, skipped
     rows and their line numbers included: tests/test_fast_path.py holds every path to that.
     """
-    jobs = jobs or default_jobs()
-    with opened(path) as stream:
+    jobs = jobs or _default_jobs()
+    with _opened(path) as stream:
         raw = stream if path == "-" else getattr(stream, "fileobj", stream)  # gzip: progress in its bytes
-        progress = Progress(os.fstat(raw.fileno()).st_size if path != "-" else 0)
-        whole = new_tally(window, transactions, fast)  # the ids of earlier files, under --unique
-        if fast and (size := parts_size(path, stream, jobs)):
-            part = partial(UniqueTally if window.unique else Tally, window=window)  # unsettled: settled here
-            # A Tally starts as the first part itself: copying it into an empty one cost a pass and its memory.
-            tally = read_parallel(path, size, jobs, part, strict, progress, whole=whole if window.unique else None)
+        progress = _Progress(os.fstat(raw.fileno()).st_size if path != "-" else 0)
+        whole = _new_tally(window, transactions, fast)  # the ids of earlier files, under --unique
+        if fast and (size := _parts_size(path, stream, jobs)):
+            part = partial(_UniqueTally if window.unique else _Tally, window=window)  # unsettled: settled here
+            # A _Tally starts as the first part itself: copying it into an empty one cost a pass and its memory.
+            tally = _read_parallel(path, size, jobs, part, strict, progress, whole=whole if window.unique else None)
         else:
             report = (lambda: progress(raw.tell())) if progress.enabled else None
-            tally = read_stream(stream, whole, strict=strict, progress=report)
+            tally = _read_stream(stream, whole, strict=strict, progress=report)
         progress.close()
     if strict and tally.skipped.count:
         raise tally.skipped.strict_error(path)
@@ -2599,10 +2605,10 @@ def count_file(
 # log.  Each hour keeps its events in file order: microseconds into the hour, customer code,
 # event type code and position in the file, 13 bytes an event; each customer id is
 # stored once, in one table, and an hour where few customers send many events keeps
-# their counts too.  Answers come from count_hours, whichever way the hours came.
+# their counts too.  Answers come from _count_hours, whichever way the hours came.
 
 
-class Codes(dict):
+class _Codes(dict):
     """A table of names: each name's code (by its UTF-8), given in the order names are first asked for; NAMES,
     by code."""
 
@@ -2616,34 +2622,34 @@ class Codes(dict):
         return code
 
 
-MAX_INDEXED = (1 << 32) - 1  # events --serve indexes: 4-byte file positions (a log of about 400 GB)
-Chunk = tuple[array, array, array, array]  # an hour's events: codes, microseconds into it, event types, positions
+_MAX_INDEXED = (1 << 32) - 1  # events --serve indexes: 4-byte file positions (a log of about 400 GB)
+_Chunk = tuple[array, array, array, array]  # an hour's events: codes, microseconds into it, event types, positions
 
 
-class IndexPart(Part):
+class _IndexPart(_Part):
     """A part of the log, read for the index: its events by UTC hour, in file order, as chunks of columns:
     customer and event type codes (of this part's tables), microseconds into the hour, and positions (events before
     them in the part); once read (finish), each hour's counts where dense (None where not), and each customer's
-    events.  Its events' transaction ids are marked as UniqueTally marks them, and settled against TRANSACTIONS
+    events.  Its events' transaction ids are marked as _UniqueTally marks them, and settled against TRANSACTIONS
     (each block, where given; else when the part is joined): REPEATED, 1 for each duplicate, 0 for the others."""
 
-    def __init__(self, transactions: Transactions | None = None) -> None:
+    def __init__(self, transactions: _Transactions | None = None) -> None:
         super().__init__()
         self.transactions = transactions
-        self.part_ids = PartIds()
+        self.part_ids = _PartIds()
         self.numbers = array("l")  # each event's id's number, until settled
         self.repeated = bytearray()  # once settled: whether each event is a duplicate
-        self.customers, self.types = Codes(), Codes()
-        self.hours: dict[int, list[Chunk]] = {}
+        self.customers, self.types = _Codes(), _Codes()
+        self.hours: dict[int, list[_Chunk]] = {}
         self.counts: dict[int, Counter | None] = {}
         self.totals: Counter[int] = Counter()
         self.first_hours: dict[int, int] = {}  # each customer's first hour, and last, by code
         self.last_hours: dict[int, int] = {}
         self.events = 0
 
-    def take(self, block: Block) -> None:
+    def take(self, block: _Block) -> None:
         """File BLOCK's events by hour."""
-        columns, lines = block_columns(block, self.lines + 1, self.skipped)
+        columns, lines = _block_columns(block, self.lines + 1, self.skipped)
         self.check_room(len(columns.names))
         self.numbers.extend(self.part_ids.marked(columns.ids))
         if self.transactions is not None:
@@ -2651,7 +2657,7 @@ class IndexPart(Part):
         codes = array("I", map(self.customers.__getitem__, columns.names))
         types = array("I", map(self.types.__getitem__, columns.types))
         positions = array("I", range(self.events, self.events + len(codes)))
-        for hour, rows in hour_runs(columns.hours):
+        for hour, rows in _hour_runs(columns.hours):
             chunk = (codes, array("I", columns.in_hour), types, positions)
             if rows is not None:  # the rows of this hour, where the block holds several
                 chunk = tuple(array("I", map(column.__getitem__, rows)) for column in chunk)  # type: ignore[assignment]
@@ -2661,20 +2667,20 @@ class IndexPart(Part):
 
     def check_room(self, more: int) -> None:
         """Raise InputError if MORE events would take positions past 32 bits (4 bytes an event, not 8)."""
-        if self.events + more > MAX_INDEXED:
-            raise InputError(f"more than {MAX_INDEXED:,} events: too many for --serve (the command line counts any)")
+        if self.events + more > _MAX_INDEXED:
+            raise InputError(f"more than {_MAX_INDEXED:,} events: too many for --serve (the command line counts any)")
 
     def prepare(self) -> None:
         """Give back the pages the last part freed, first: a worker forked from a server whose heap earlier builds
         had holed dirtied page after page of it (on the 10-million-row file, 88 MiB a worker where a fresh one
         takes 25)."""
-        release_free_memory()
+        _release_free_memory()
 
-    def settle(self, transactions: Transactions) -> None:
+    def settle(self, transactions: _Transactions) -> None:
         """Mark the events waiting that are duplicates, by TRANSACTIONS (the earlier parts' ids)."""
         fates = self.part_ids.settle(transactions)
         self.repeated += bytes(map(not_, map(fates.__getitem__, self.numbers)))
-        self.part_ids, self.numbers, self.transactions = PartIds(), array("l"), transactions
+        self.part_ids, self.numbers, self.transactions = _PartIds(), array("l"), transactions
 
     def finish(self) -> None:
         """Join each hour's chunks into one, count each hour's customers and each customer's events, seal the
@@ -2683,9 +2689,9 @@ class IndexPart(Part):
             self.part_ids.seal()
         for hour, chunks in self.hours.items():
             if len(chunks) > 1:
-                self.hours[hour] = chunks = [joined(chunks)]
+                self.hours[hour] = chunks = [_joined(chunks)]
             counted = Counter(chunks[0][0])
-            self.counts[hour] = kept_counts(counted, len(chunks[0][0]))
+            self.counts[hour] = _kept_counts(counted, len(chunks[0][0]))
             self.totals.update(counted if self.counts[hour] is not None else chunks[0][0])  # few keys, or in C
         # dict.fromkeys keeps the last value a key gets, in C: hours in time order give each customer's last
         # hour, and backwards its first.
@@ -2694,7 +2700,7 @@ class IndexPart(Part):
         for hour in sorted(self.hours, reverse=True):
             self.first_hours.update(dict.fromkeys(self.counts[hour] or self.hours[hour][0][0], hour))
 
-    def join(self, later: IndexPart) -> None:  # type: ignore[override]
+    def join(self, later: _IndexPart) -> None:  # type: ignore[override]
         """Append LATER's events: its codes become ours, its positions move on by our events; its duplicates
         settled against every id before it (unless ours are not kept: a segment read again, in a file-backed
         index).  An empty part takes LATER's columns as they are."""
@@ -2707,7 +2713,7 @@ class IndexPart(Part):
             return
         self.append(later)
 
-    def append(self, later: IndexPart) -> None:
+    def append(self, later: _IndexPart) -> None:
         """Append LATER's columns, counts and customers' hours to ours."""
         self.check_room(later.events)
         customers = array("I", map(self.customers.__getitem__, later.customers))  # keys, in the order of their codes
@@ -2733,7 +2739,7 @@ class IndexPart(Part):
         self.events += later.events
 
 
-def hour_runs(hours: list[int]) -> Iterator[tuple[int, list[int] | None]]:
+def _hour_runs(hours: list[int]) -> Iterator[tuple[int, list[int] | None]]:
     """Each UTC hour of HOURS (a block's rows), with its rows in file order; None: all the rows are of it."""
     if hours[:1] * len(hours) == hours:
         if hours:
@@ -2745,7 +2751,7 @@ def hour_runs(hours: list[int]) -> Iterator[tuple[int, list[int] | None]]:
         yield hour, order[bisect_left(ordered, hour) : bisect_right(ordered, hour)]
 
 
-def joined(chunks: list[Chunk]) -> Chunk:
+def _joined(chunks: list[_Chunk]) -> _Chunk:
     """CHUNKS of one hour, one after the other, as one."""
     first = tuple(array(column.typecode, column) for column in chunks[0])
     for chunk in chunks[1:]:
@@ -2754,7 +2760,7 @@ def joined(chunks: list[Chunk]) -> Chunk:
     return first  # type: ignore[return-value]
 
 
-class Hour:
+class _Hour:
     """One UTC hour of the log: its events in file order (customer codes, microseconds into the hour, event type codes
     or None if the log has one type, positions in the file after the hour's first), and its counts by customer,
     in order of first event, where few customers send many events (else None: counting its codes is as quick).
@@ -2764,7 +2770,7 @@ class Hour:
 
     def __init__(
         self,
-        chunk: Chunk,
+        chunk: _Chunk,
         one_type: bool,
         counts: Counter | None = None,
         customers: int = 1 << 32,
@@ -2773,11 +2779,11 @@ class Hour:
         codes, self.in_hour, types, positions = chunk
         flags = None if repeated is None else bytes(map(repeated.__getitem__, positions))
         self.repeated = flags if flags and 1 in flags else None  # 1 for each duplicate, where the hour has any
-        self.codes = narrowest(codes, customers - 1)
-        self.types = None if one_type else narrowest(types, max(types, default=0))
+        self.codes = _narrowest(codes, customers - 1)
+        self.types = None if one_type else _narrowest(types, max(types, default=0))
         self.first = positions[0] if positions else 0  # in file order: positions rise
         span = positions[-1] - self.first if positions else 0
-        self.positions = narrowest(array("I", map(sub, positions, repeat(self.first))), span)
+        self.positions = _narrowest(array("I", map(sub, positions, repeat(self.first))), span)
         self.counts = counts
 
     def position_column(self) -> Iterable[int]:
@@ -2785,30 +2791,30 @@ class Hour:
         return map(add, self.positions, repeat(self.first))
 
 
-def narrowest(column: array, largest: int) -> array:
+def _narrowest(column: array, largest: int) -> array:
     """COLUMN in the narrowest array of unsigned ints that holds LARGEST (itself if that is its own)."""
     code = "B" if largest < 1 << 8 else "H" if largest < 1 << 16 else "I"
     return column if column.typecode == code else array(code, column)
 
 
-DENSE = 4  # an hour keeps its counts when its events are at least this many times its customers
+_DENSE = 4  # an hour keeps its counts when its events are at least this many times its customers
 
 
-def kept_counts(counted: Counter, events: int) -> Counter | None:
+def _kept_counts(counted: Counter, events: int) -> Counter | None:
     """COUNTED, an hour's counts by customer code, if the hour keeps them (of EVENTS, few customers send many)."""
-    return counted if len(counted) * DENSE <= events else None
+    return counted if len(counted) * _DENSE <= events else None
 
 
-def hours_of_part(whole: IndexPart) -> dict[int, Hour]:
-    """The Hour of each hour of a part read whole, in time order; each hour's chunks freed once its Hour is made."""
+def _hours_of_part(whole: _IndexPart) -> dict[int, _Hour]:
+    """The _Hour of each hour of a part read whole, in time order; each hour's chunks freed once its _Hour is made."""
     hours = {}
     one_type, customers = len(whole.types) <= 1, len(whole.customers)
     repeated = whole.repeated if 1 in whole.repeated else None
-    with gc_paused():
+    with _gc_paused():
         for hour in sorted(whole.hours):
             chunks = whole.hours.pop(hour)
-            chunk = chunks[0] if len(chunks) == 1 else joined(chunks)
-            hours[hour] = Hour(chunk, one_type, whole.counts.get(hour), customers, repeated)
+            chunk = chunks[0] if len(chunks) == 1 else _joined(chunks)
+            hours[hour] = _Hour(chunk, one_type, whole.counts.get(hour), customers, repeated)
     return hours
 
 
@@ -2818,7 +2824,7 @@ def hours_of_part(whole: IndexPart) -> dict[int, Hour]:
 # orders its customers by the position of their first event in it.
 
 
-class Asked(NamedTuple):
+class _Asked(NamedTuple):
     """What a question asks of an index's tables: one customer's code or None (all), the event type codes or
     None (all); NOTHING when it asks for a customer or types the log has not."""
 
@@ -2827,22 +2833,22 @@ class Asked(NamedTuple):
     nothing: bool = False
 
 
-def asked_of(window: Window, codes: Codes, types: list[str]) -> Asked:
+def _asked_of(window: Window, codes: _Codes, types: list[str]) -> _Asked:
     """WINDOW's customer and event types as codes of the index's tables CODES and TYPES."""
     customer = None if window.customer is None else codes.get(window.customer.encode("utf-8", "surrogateescape"))
     type_codes = None
     if window.event_types is not None:
         type_codes = frozenset(code for code, name in enumerate(types) if name in window.event_types)
     nothing = (window.customer is not None and customer is None) or type_codes == frozenset()
-    return Asked(customer, type_codes if type_codes is None or len(type_codes) < len(types) else None, nothing)
+    return _Asked(customer, type_codes if type_codes is None or len(type_codes) < len(types) else None, nothing)
 
 
-def picked(hour: Hour, start: int, window: Window, asked: Asked) -> tuple[Iterable[int], list[int], Iterable[int]]:
+def _picked(hour: _Hour, start: int, window: Window, asked: _Asked) -> tuple[Iterable[int], list[int], Iterable[int]]:
     """The microseconds into the hour, codes and positions of the events of HOUR (from START) that WINDOW counts,
     in file order."""
-    low, high = max(window.start - start, 0), min(window.end - start, HOUR)
+    low, high = max(window.start - start, 0), min(window.end - start, _HOUR)
     selectors = []
-    if (low, high) != (0, HOUR):
+    if (low, high) != (0, _HOUR):
         selectors += [map(le, repeat(low), hour.in_hour), map(gt, repeat(high), hour.in_hour)]
     if asked.customer is not None:
         selectors.append(map(eq, hour.codes, repeat(asked.customer)))
@@ -2856,12 +2862,12 @@ def picked(hour: Hour, start: int, window: Window, asked: Asked) -> tuple[Iterab
     return compress(hour.in_hour, chosen), list(compress(hour.codes, chosen)), compress(hour.position_column(), chosen)
 
 
-def hour_counts(hour: Hour, start: int, window: Window, asked: Asked) -> tuple[dict, dict | None]:
+def _hour_counts(hour: _Hour, start: int, window: Window, asked: _Asked) -> tuple[dict, dict | None]:
     """Counts of HOUR's events WINDOW counts, by (bucket, code) in order of first event; and, where a bucket may
     hold other hours (buckets not UTC hours), the position of each key's first event."""
-    several = window.buckets != UTC_HOURS
-    bucket = whole_units(window.buckets, HOUR)[start] if several else start
-    whole_hour = window.start <= start and start + HOUR <= window.end
+    several = window.buckets != _UTC_HOURS
+    bucket = _whole_units(window.buckets, _HOUR)[start] if several else start
+    whole_hour = window.start <= start and start + _HOUR <= window.end
     every_event = asked.customer is None and asked.types is None and not (window.unique and hour.repeated)
     if whole_hour and bucket is not None and every_event:
         counted = hour.counts if hour.counts is not None else Counter(hour.codes)
@@ -2870,23 +2876,23 @@ def hour_counts(hour: Hour, start: int, window: Window, asked: Asked) -> tuple[d
             return counts, None
         firsts = dict(zip(reversed(hour.codes), reversed(list(hour.position_column())), strict=True))
         return counts, {(bucket, code): firsts[code] for code in counted}
-    in_hour, codes, positions = picked(hour, start, window, asked)
+    in_hour, codes, positions = _picked(hour, start, window, asked)
     if bucket is not None:
         keys = list(zip(repeat(bucket), codes))
     else:
         instants = list(map(add, repeat(start), in_hour))
-        keys = list(zip(bucket_column([start] * len(instants), instants, window.buckets), codes, strict=True))
+        keys = list(zip(_bucket_column([start] * len(instants), instants, window.buckets), codes, strict=True))
     return Counter(keys), dict(zip(reversed(keys), reversed(list(positions)), strict=True)) if several else None
 
 
-def count_hours(hours: Iterable[tuple[int, Hour]], window: Window, asked: Asked, names: list[str]) -> Counts:
-    """The answer to WINDOW from HOURS, (start, Hour) in time order: counts by (bucket, customer)."""
+def _count_hours(hours: Iterable[tuple[int, _Hour]], window: Window, asked: _Asked, names: list[str]) -> Counts:
+    """The answer to WINDOW from HOURS, (start, _Hour) in time order: counts by (bucket, customer)."""
     if asked.nothing:
         return {}
     counts: dict[tuple[int, int], int] = {}
     firsts: dict[tuple[int, int], int] = {}
     for start, hour in hours:
-        counted, first = hour_counts(hour, start, window, asked)
+        counted, first = _hour_counts(hour, start, window, asked)
         if first is None:  # an hour is its own bucket: no key of it is in an earlier hour
             counts.update(counted)
             continue
@@ -2904,15 +2910,15 @@ def count_hours(hours: Iterable[tuple[int, Hour]], window: Window, asked: Asked,
 # from the survey at once, an hour a window reaches read from the open file (and kept)
 # the first time, while the index holding every event in memory is built.
 
-SEGMENT_SIZE = 1 << 18  # the unit in which an hour's rows are found, and read again
-LAZY_MIN = 1 << 26  # smaller logs are indexed in memory: fast enough, and no answer waits for a read
-PROBE_HOURS = 16  # more hours than this in the first segment: not in time order, indexed in memory
-LAZY_SPAN = 16 << 20  # the most bytes an hour's rows may lie in (16 MiB: about 0.15 s to read again)
-CACHED_EVENTS = 1 << 21  # the events of hours read again that a server worker keeps (LRU)
-FILE_HOURS = 26  # the most hours one window reads again from the file: a day cut at both ends (one: ~1 s)
+_SEGMENT_SIZE = 1 << 18  # the unit in which an hour's rows are found, and read again
+_FILE_BACKED_MIN = 1 << 26  # smaller logs are indexed in memory: fast enough, and no answer waits for a read
+_PROBE_HOURS = 16  # more hours than this in the first segment: not in time order, indexed in memory
+_FILE_BACKED_SPAN = 16 << 20  # the most bytes an hour's rows may lie in (16 MiB: about 0.15 s to read again)
+_CACHED_EVENTS = 1 << 21  # the events of hours read again that a server worker keeps (LRU)
+_FILE_HOURS = 26  # the most hours one window reads again from the file: a day cut at both ends (one: ~1 s)
 
 
-class Survey(Part):
+class _Survey(_Part):
     """What a pass over a file (or byte range) found: (start, end, its UTC hours, its rows) of each segment.  Its
     customers are not gathered: that cost a third again with 100,000 of them."""
 
@@ -2921,171 +2927,175 @@ class Survey(Part):
         self.segments: list[tuple[int, int, set[int], int]] = []
         self.hours: set[int] = set()  # of the segment being read
 
-    def take(self, block: Block) -> None:
+    def take(self, block: _Block) -> None:
         """Note BLOCK's hours and customers: by the fast shapes' keys where every row has one (no tuple a row
         where rows come in runs), else from its columns."""
-        lines = block_lines(block)
-        with suppress(Unproved):
-            if not block.too_long and (found := surveyed(block.data, block.lo, block.hi, lines)) is not None:
+        lines = _block_lines(block)
+        with suppress(_Unproved):
+            if not block.too_long and (found := _surveyed(block.data, block.lo, block.hi, lines)) is not None:
                 self.hours |= found
                 self.lines += lines
                 return
-        columns, lines = block_columns(block, self.lines + 1, self.skipped)
+        columns, lines = _block_columns(block, self.lines + 1, self.skipped)
         self.hours.update(columns.hours)
         self.lines += lines
 
-    def join(self, later: Survey) -> None:  # type: ignore[override]
+    def join(self, later: _Survey) -> None:  # type: ignore[override]
         """Append LATER's segments."""
         self.segments += later.segments
 
 
 @lru_cache(maxsize=16)
-def hours_pattern(rows: int, zone: bytes | None, quoted: bool) -> re.Pattern[bytes]:
+def _hours_pattern(rows: int, zone: bytes | None, quoted: bool) -> re.Pattern[bytes]:
     """ROWS consecutive rows of a fast shape, capturing only the hour key (and zone, unless ZONE is given) of
     each: a quarter less work for the engine than with the customer too."""
-    start, end = row_shape(RowShape(quoted))
+    start, end = _row_shape(_RowShape(quoted))
     start = start.replace(b"(", b"(?:", 1)  # the customer, matched but not captured
     stamp = _MINUTES + (rb"(" + _ZONE + rb")" if zone is None else re.escape(zone))
     return re.compile((start + rb"(" + _DATE_HOUR + rb")" + stamp + end) * rows + rb"(?=\n)")
 
 
-def surveyed(data: bytes, lo: int, hi: int, lines: int) -> set[int] | None:
+def _surveyed(data: bytes, lo: int, hi: int, lines: int) -> set[int] | None:
     """The UTC hours of DATA[LO:HI], of LINES lines, by the fast shapes: by runs where rows come in them, else
     GROUP rows a match capturing only their keys; None unless every row has one."""
-    shape, zone = RowShape(quoted=data.startswith(b'\n"', lo)), shared_zone(data, lo, hi)
-    proved = proved_runs(data, lo, hi, shape) if read_by_runs(run_length(data, lo, hi, shape, _ZONE), zone) else None
+    shape, zone = _RowShape(quoted=data.startswith(b'\n"', lo)), _shared_zone(data, lo, hi)
+    proved = _proved_runs(data, lo, hi, shape) if _read_by_runs(_run_length(data, lo, hi, shape, _ZONE), zone) else None
     if proved is not None:
-        return {hour for key in set(zip(proved[1], proved[2], strict=True)) for hour in reach(*key)}
-    if zone is not None and zone_micros(zone) % HOUR:
+        return {hour for key in set(zip(proved[1], proved[2], strict=True)) for hour in _reach(*key)}
+    if zone is not None and _zone_micros(zone) % _HOUR:
         zone = None  # each row's zone captured: an hour key in a zone with minutes reaches two UTC hours
     split = lo
-    for _ in range(lines % GROUP):
+    for _ in range(lines % _GROUP):
         split = data.find(b"\n", split + 1)
-    ones = hours_pattern(1, zone, shape.quoted).findall(data, lo, split + 1)
-    groups = hours_pattern(GROUP, zone, shape.quoted).findall(data, split, hi)
-    if len(ones) + GROUP * len(groups) != lines:
+    ones = _hours_pattern(1, zone, shape.quoted).findall(data, lo, split + 1)
+    groups = _hours_pattern(_GROUP, zone, shape.quoted).findall(data, split, hi)
+    if len(ones) + _GROUP * len(groups) != lines:
         return None
     if zone is not None:
         keys = {(key, zone) for key in set(ones).union(*map(set, zip(*groups, strict=True)))}
     else:  # each row's (key, zone) is two of a group's captures
-        keys = set(ones).union(*(set(map(itemgetter(row, row + 1), groups)) for row in range(0, 2 * GROUP, 2)))
-    return {hour for key in keys for hour in reach(*key)}
+        keys = set(ones).union(*(set(map(itemgetter(row, row + 1), groups)) for row in range(0, 2 * _GROUP, 2)))
+    return {hour for key in keys for hour in _reach(*key)}
 
 
-def survey_segments(byte_range: ByteRange[Survey]) -> Survey:
+def _survey_segments(byte_range: _ByteRange[_Survey]) -> _Survey:
     """A byte range, read segment by segment, each one's hours noted."""
     path, lo, hi, new_part = byte_range
     whole = new_part()
     with open(path, "rb") as stream:
         bounds = [lo]
-        while (at := next_line(stream, bounds[-1] + SEGMENT_SIZE)) < hi:
+        while (at := _next_line(stream, bounds[-1] + _SEGMENT_SIZE)) < hi:
             bounds.append(at)
         for start, end in pairwise([*bounds, hi]):
             stream.seek(start)
-            segment = read_stream(stream, Survey(), end - start, at_start=start == 0)
+            segment = _read_stream(stream, _Survey(), end - start, at_start=start == 0)
             segment.segments.append((start, end, segment.hours, segment.rows))
             whole.add(segment)
     return whole
 
 
-def survey(path: str, jobs: int) -> Survey | None:
+def _survey(path: str, jobs: int) -> _Survey | None:
     """PATH surveyed segment by segment; None unless it is a plain file in time order."""
-    with opened(path) as stream:
-        if path == "-" or isinstance(stream, COMPRESSED):
+    with _opened(path) as stream:
+        if path == "-" or isinstance(stream, _COMPRESSED):
             return None
         size = os.fstat(stream.fileno()).st_size
-        probe = read_stream(stream, Survey(), SEGMENT_SIZE)  # its last line may be cut: no matter
-    if len(probe.hours) > PROBE_HOURS:
+        probe = _read_stream(stream, _Survey(), _SEGMENT_SIZE)  # its last line may be cut: no matter
+    if len(probe.hours) > _PROBE_HOURS:
         return None
-    if jobs > 1 and size >= PARALLEL_MIN:
-        found = read_parallel(path, size, jobs, Survey, reader=survey_segments)
+    if jobs > 1 and size >= _PARALLEL_MIN:
+        found = _read_parallel(path, size, jobs, _Survey, reader=_survey_segments)
     else:
-        found = survey_segments((path, 0, size, Survey))
+        found = _survey_segments((path, 0, size, _Survey))
     spans: dict[int, int] = {}
     for start, end, hours, _ in found.segments:
         for hour in hours:
             spans[hour] = spans.get(hour, 0) + end - start
-    return found if max(spans.values(), default=0) <= LAZY_SPAN else None
+    return found if max(spans.values(), default=0) <= _FILE_BACKED_SPAN else None
 
 
-class LogFiles:
+class _LogFiles:
     """The files a file-backed index was read from, kept open (a log rotated away is still the one indexed), as
     they were (size and modification time); where each segment lies and what rows it held."""
 
     def __init__(self, paths: list[str]) -> None:
         self.files = [open(path, "rb", buffering=0) for path in paths]  # noqa: SIM115 - open while served
         self.paths = paths
-        self.stamps = [file_stamp(file.fileno()) for file in self.files]
+        self.stamps = [_file_stamp(file.fileno()) for file in self.files]
         # (file number, start, end, rows, events before it in the log) of each segment
         self.segments: list[tuple[int, int, int, int, int]] = []
 
-    def read(self, number: int, customers: Codes, types: Codes) -> dict[int, list[Chunk]]:
+    def read(self, number: int, customers: _Codes, types: _Codes) -> dict[int, list[_Chunk]]:
         """Segment NUMBER read again: its chunks by hour, codes of CUSTOMERS and TYPES, positions in the log;
         InputError if the file is no longer as it was indexed."""
         file, start, end, rows, before = self.segments[number]
         data = os.pread(self.files[file].fileno(), end - start, start)
-        part = read_stream(io.BytesIO(data), IndexPart(), at_start=start == 0)
-        if len(data) < end - start or part.events != rows or file_stamp(self.files[file].fileno()) != self.stamps[file]:
+        part = _read_stream(io.BytesIO(data), _IndexPart(), at_start=start == 0)
+        if (
+            len(data) < end - start
+            or part.events != rows
+            or _file_stamp(self.files[file].fileno()) != self.stamps[file]
+        ):
             raise self.changed(file)
-        whole = IndexPart()
+        whole = _IndexPart()
         whole.customers, whole.types, whole.events = customers, types, before
         whole.join(part)
         return whole.hours
 
     def changed(self, file: int) -> InputError:
         """The error for a file no longer as it was indexed."""
-        return InputError(f"{display(self.paths[file])} changed since it was indexed; send SIGHUP to read it again")
+        return InputError(f"{_display(self.paths[file])} changed since it was indexed; send SIGHUP to read it again")
 
 
-Stamp = tuple[int, int, int, int, bytes, bytes]
-STAMP_ENDS = 64  # bytes read at each end of a file for its stamp
+_Stamp = tuple[int, int, int, int, bytes, bytes]
+_STAMP_ENDS = 64  # bytes read at each end of a file for its stamp
 
 
-def file_stamp(descriptor: int) -> Stamp:
+def _file_stamp(descriptor: int) -> _Stamp:
     """What tells an open file changed: its device and inode (another file renamed over the path), size and
     modification time (changed in place), and its first and last bytes (rewritten within one tick of the clock)."""
     found = os.fstat(descriptor)
-    tail = max(0, found.st_size - STAMP_ENDS)
-    first, last = os.pread(descriptor, STAMP_ENDS, 0), os.pread(descriptor, STAMP_ENDS, tail)
+    tail = max(0, found.st_size - _STAMP_ENDS)
+    first, last = os.pread(descriptor, _STAMP_ENDS, 0), os.pread(descriptor, _STAMP_ENDS, tail)
     return found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns, first, last
 
 
-def path_stamp(path: str) -> Stamp:
-    """file_stamp of the file at PATH now."""
+def _path_stamp(path: str) -> _Stamp:
+    """_file_stamp of the file at PATH now."""
     with open(path, "rb") as file:
-        return file_stamp(file.fileno())
+        return _file_stamp(file.fileno())
 
 
-class FileHours:
+class _FileHours:
     """The hours of a file-backed index: each read again from its segments the first time it is asked for, and
-    kept (least recently used dropped past CACHED_EVENTS events); codes of its own tables."""
+    kept (least recently used dropped past _CACHED_EVENTS events); codes of its own tables."""
 
-    def __init__(self, files: LogFiles, segments: dict[int, array]) -> None:
+    def __init__(self, files: _LogFiles, segments: dict[int, array]) -> None:
         self.files, self.segments = files, segments  # hour -> the segments holding its rows
-        self.customers, self.types = Codes(), Codes()
-        self.kept: OrderedDict[int, Hour] = OrderedDict()
+        self.customers, self.types = _Codes(), _Codes()
+        self.kept: OrderedDict[int, _Hour] = OrderedDict()
         self.kept_events = 0
 
-    def __getitem__(self, hour: int) -> Hour:
+    def __getitem__(self, hour: int) -> _Hour:
         if (made := self.kept.get(hour)) is not None:
             self.kept.move_to_end(hour)
             return made
         chunks = []
         for number in self.segments[hour]:
             chunks += self.files.read(number, self.customers, self.types).get(hour, [])
-        chunk = joined(chunks) if chunks else EMPTY_CHUNK
+        chunk = _joined(chunks) if chunks else _EMPTY_CHUNK
         counted = Counter(chunk[0])
-        made = Hour(chunk, False, kept_counts(counted, len(chunk[0])))
+        made = _Hour(chunk, False, _kept_counts(counted, len(chunk[0])))
         self.kept[hour], self.kept_events = made, self.kept_events + len(made.codes)
-        while self.kept_events > CACHED_EVENTS and len(self.kept) > 1:
+        while self.kept_events > _CACHED_EVENTS and len(self.kept) > 1:
             self.kept_events -= len(self.kept.popitem(last=False)[1].codes)
         return made
 
 
-EMPTY_CHUNK: Chunk = (array("I"), array("I"), array("I"), array("I"))
+_EMPTY_CHUNK: _Chunk = (array("I"), array("I"), array("I"), array("I"))
 
 
-class CustomerTable(NamedTuple):
+class _CustomerTable(NamedTuple):
     """What /customers answers from, by customer code: events, the hours of the first and last events, and the
     codes in the orders a page may ask for (by events, most first; by id), with the ids in id order to bisect."""
 
@@ -3097,13 +3107,13 @@ class CustomerTable(NamedTuple):
     sorted_ids: list[str]
 
 
-def customer_table_of(whole: IndexPart) -> CustomerTable:
-    """The CustomerTable of an index in memory, from its parts' counts and hours: worked out once, in the master,
+def _customer_table_of(whole: _IndexPart) -> _CustomerTable:
+    """The _CustomerTable of an index in memory, from its parts' counts and hours: worked out once, in the master,
     so that no page costs a worker more than its own customers."""
     names, codes = whole.customers.names, range(len(whole.customers))
     totals = array("Q", map(whole.totals.__getitem__, codes))
     by_id = array("I", sorted(codes, key=names.__getitem__))
-    return CustomerTable(
+    return _CustomerTable(
         totals,
         array("q", map(whole.first_hours.__getitem__, codes)),
         array("q", map(whole.last_hours.__getitem__, codes)),
@@ -3117,55 +3127,55 @@ class Index(NamedTuple):
     """A whole log, by UTC hour: what the server answers from."""
 
     path: str
-    hours: dict[int, Hour] | FileHours
+    hours: dict[int, _Hour] | _FileHours
     starts: list[int]  # the hours with events, sorted
     events: int
     customers: int | None  # None while file-backed: counted with the index in memory
-    skipped: Skipped
+    skipped: _Skipped
     seconds: float
     events_by_hour: dict[int, float]  # in a file-backed index, estimated from the segments
     longest_customer: int = 0  # a customer_id longer than this is in no bucket
-    table: Codes | None = None  # the customers by code, in order of first event (in memory)
+    table: _Codes | None = None  # the customers by code, in order of first event (in memory)
     types: list[str] = []  # noqa: RUF012 - the event types by code (in memory)
-    files: LogFiles | None = None  # where hours are read again from, if not kept in memory
-    customer_table: CustomerTable | None = None  # for /customers (in memory)
+    files: _LogFiles | None = None  # where hours are read again from, if not kept in memory
+    customer_table: _CustomerTable | None = None  # for /customers (in memory)
     duplicates: int | None = None  # rows whose transaction_id an earlier row carried (in memory)
 
     def starts_in(self, window: Window) -> list[int]:
         """The hours with events that WINDOW reaches."""
-        return self.starts[bisect_left(self.starts, hour_floor(window.start)) : bisect_left(self.starts, window.end)]
+        return self.starts[bisect_left(self.starts, _hour_floor(window.start)) : bisect_left(self.starts, window.end)]
 
     def counts(self, window: Window) -> Counts:
-        """The same counts count_file gives for WINDOW, from the index."""
+        """The same counts _count_file gives for WINDOW, from the index."""
         if window.unique and self.files is not None:
             raise InputError("unique=true comes with the index in memory, being built; try again in a few seconds")
         starts = self.starts_in(window)
-        if isinstance(self.hours, FileHours) and sum(start not in self.hours.kept for start in starts) > FILE_HOURS:
-            raise InputError(f"a window that reads over {FILE_HOURS} hours from the file comes with the index in "
+        if isinstance(self.hours, _FileHours) and sum(start not in self.hours.kept for start in starts) > _FILE_HOURS:
+            raise InputError(f"a window that reads over {_FILE_HOURS} hours from the file comes with the index in "
                              "memory, being built; try again in a few seconds")  # fmt: skip
         chosen = [(start, self.hours[start]) for start in starts]  # read first, if from the file: they fill its tables
         hours = self.hours
         table, types = (
-            (hours.customers, hours.types.names) if isinstance(hours, FileHours) else (self.table, self.types)
+            (hours.customers, hours.types.names) if isinstance(hours, _FileHours) else (self.table, self.types)
         )
-        return count_hours(chosen, window, asked_of(window, table, types), table.names)  # type: ignore[arg-type]
+        return _count_hours(chosen, window, _asked_of(window, table, types), table.names)  # type: ignore[arg-type]
 
 
-def file_backed_index(name: str, paths: list[str], jobs: int) -> Index | None:
+def _file_backed_index(name: str, paths: list[str], jobs: int) -> Index | None:
     """The index of PATHS with hours read again from the files; None unless they are big, plain and in time
     order."""
     started = time.monotonic()
     try:
-        if sum(os.path.getsize(path) for path in paths if path != "-") < LAZY_MIN:
+        if sum(os.path.getsize(path) for path in paths if path != "-") < _FILE_BACKED_MIN:
             return None
     except OSError:
         return None  # the in-memory build says what is wrong with it
     surveys = []
     for path in paths:
-        if (found := survey(path, jobs)) is None:
+        if (found := _survey(path, jobs)) is None:
             return None
         surveys.append(found)
-    files, whole, segments = LogFiles(paths), Survey(), {}
+    files, whole, segments = _LogFiles(paths), _Survey(), {}
     by_hour: dict[int, float] = {}  # a segment's rows shared among its hours: enough to tell the busiest day
     before = 0  # events before the segment, in the log: its first event's position
     for number, (path, found) in enumerate(zip(paths, surveys, strict=True)):
@@ -3176,42 +3186,44 @@ def file_backed_index(name: str, paths: list[str], jobs: int) -> Index | None:
             files.segments.append((number, start, end, rows, before))
             before += rows
         whole.add(found, file=path if len(paths) > 1 else None)
-    hours, seconds = FileHours(files, segments), time.monotonic() - started
+    hours, seconds = _FileHours(files, segments), time.monotonic() - started
     # Customers not gathered yet: their number, and the longest id, come with the index in memory.
-    return Index(name, hours, sorted(by_hour), whole.rows, None, whole.skipped, seconds, by_hour, MAX_LINE, files=files)
+    return Index(
+        name, hours, sorted(by_hour), whole.rows, None, whole.skipped, seconds, by_hour, _MAX_LINE, files=files
+    )
 
 
-def index_file(path: str, jobs: int, transactions: Transactions) -> IndexPart:
+def _index_file(path: str, jobs: int, transactions: _Transactions) -> _IndexPart:
     """Read PATH for the index, a big plain file on JOBS workers; up to the size it had when the read began,
     so that a log growing meanwhile is not chased.  TRANSACTIONS: the ids of the files before it."""
-    with opened(path) as stream:
-        plain = path != "-" and not isinstance(stream, COMPRESSED)
-        if size := parts_size(path, stream, jobs):
+    with _opened(path) as stream:
+        plain = path != "-" and not isinstance(stream, _COMPRESSED)
+        if size := _parts_size(path, stream, jobs):
             # A part a job: the master joins each part in turn, and a join costs a pass over the
             # part's customers as well as its events (16 parts of 1 GB: 2.4 s of joins, not 0.3).
-            part_size, whole = max(PART_SIZE, -(-size // jobs)), IndexPart(transactions)
-            return read_parallel(path, size, jobs, IndexPart, part_size=part_size, whole=whole)
-        part = read_stream(stream, IndexPart(transactions), os.fstat(stream.fileno()).st_size if plain else -1)
+            part_size, whole = max(_PART_SIZE, -(-size // jobs)), _IndexPart(transactions)
+            return _read_parallel(path, size, jobs, _IndexPart, part_size=part_size, whole=whole)
+        part = _read_stream(stream, _IndexPart(transactions), os.fstat(stream.fileno()).st_size if plain else -1)
     part.finish()
     return part
 
 
 def build_index(name: str, jobs: int = 1, paths: list[str] | None = None, in_memory: bool = False) -> Index:
-    """Read the files NAME stands for (PATHS, if already listed by input_files) once into an Index, big plain
+    """Read the files NAME stands for (PATHS, if already listed by _input_files) once into an Index, big plain
     files on JOBS workers (0: one per CPU), file-backed where it can be unless IN_MEMORY; InputError if one
     is unreadable."""
     started = time.monotonic()
-    jobs = jobs or default_jobs()
-    paths = paths or input_files(name)
-    if not in_memory and (file_backed := file_backed_index(name, paths, jobs)):
+    jobs = jobs or _default_jobs()
+    paths = paths or _input_files(name)
+    if not in_memory and (file_backed := _file_backed_index(name, paths, jobs)):
         return file_backed
-    transactions = Transactions()  # the ids of the files read so far: each transaction once, where asked
-    whole = index_file(paths[0], jobs, transactions) if len(paths) == 1 else IndexPart(transactions)
+    transactions = _Transactions()  # the ids of the files read so far: each transaction once, where asked
+    whole = _index_file(paths[0], jobs, transactions) if len(paths) == 1 else _IndexPart(transactions)
     for path in paths if len(paths) > 1 else []:
-        whole.add(index_file(path, jobs, transactions), file=path)
+        whole.add(_index_file(path, jobs, transactions), file=path)
     table, types = whole.customers, whole.types.names
-    customer_table = customer_table_of(whole)
-    hours = hours_of_part(whole)
+    customer_table = _customer_table_of(whole)
+    hours = _hours_of_part(whole)
     by_hour = {start: len(hour.codes) for start, hour in hours.items()}
     longest, seconds = max(map(len, table.names), default=0), time.monotonic() - started
     return Index(name, hours, list(hours), whole.events, len(table), whole.skipped, seconds, by_hour, longest,
@@ -3227,15 +3239,15 @@ def build_index(name: str, jobs: int = 1, paths: list[str] | None = None, in_mem
 # before the old ones finish their requests and exit: no connection is refused.
 
 
-class BadRequest(ValueError):
+class _BadRequest(ValueError):
     """A request the server will not answer (HTTP 400); the message names the parameter."""
 
 
-QUERY_PARAMETERS = ("start", "end", "customer_id", "bucket", "tz", "event_type", "unique", "format")
-LOST_PLUS = re.compile(r"\d \d\d(?::?\d\d)?$")  # '09:30:00 05:30': the '+' of an offset, read as a space
+_QUERY_PARAMETERS = ("start", "end", "customer_id", "bucket", "tz", "event_type", "unique", "format")
+_LOST_PLUS = re.compile(r"\d \d\d(?::?\d\d)?$")  # '09:30:00 05:30': the '+' of an offset, read as a space
 
 
-def asks_csv(accept: str) -> bool:
+def _asks_csv(accept: str) -> bool:
     """Whether an Accept header prefers CSV: text/csv with a q above 0 and above application/json's (RFC 9110
     12.5.1; equal, JSON, the default)."""
     weights = {"text/csv": 0.0, "application/json": 0.0}
@@ -3248,57 +3260,57 @@ def asks_csv(accept: str) -> bool:
     return weights["text/csv"] > max(0.0, weights["application/json"])
 
 
-class Query(NamedTuple):
+class _Query(NamedTuple):
     """A /counts request: its window, and the format of the answer (json or csv)."""
 
     window: Window
     format: str = "json"
 
 
-def parse_query(query: str, max_hours: int, accept: str = "") -> Query:
+def _parse_query(query: str, max_hours: int, accept: str = "") -> _Query:
     """The question a /counts query string asks, and the format (its format parameter, else CSV if the Accept
-    header prefers it, else JSON); BadRequest names what is wrong."""
+    header prefers it, else JSON); _BadRequest names what is wrong."""
     params = parse_qs(query, keep_blank_values=True)
     for name, values in params.items():
-        if name not in QUERY_PARAMETERS:
-            raise BadRequest(f"unknown parameter {name!r}; use {', '.join(QUERY_PARAMETERS)}")
+        if name not in _QUERY_PARAMETERS:
+            raise _BadRequest(f"unknown parameter {name!r}; use {', '.join(_QUERY_PARAMETERS)}")
         if len(values) > 1 and name != "event_type":
-            raise BadRequest(f"{name} is given {len(values)} times")
+            raise _BadRequest(f"{name} is given {len(values)} times")
     for name in ("start", "end"):
         if name not in params:
-            raise BadRequest(f"{name} is missing (e.g. /counts?start=2021-03-01T04:00:00Z&end=2021-03-01T06:30:00Z)")
-    form = params.get("format", ["csv" if asks_csv(accept) else "json"])[0]
-    if form not in RENDERINGS:
-        raise BadRequest(f"format {form!r} is not json or csv")
+            raise _BadRequest(f"{name} is missing (e.g. /counts?start=2021-03-01T04:00:00Z&end=2021-03-01T06:30:00Z)")
+    form = params.get("format", ["csv" if _asks_csv(accept) else "json"])[0]
+    if form not in _RENDERINGS:
+        raise _BadRequest(f"format {form!r} is not json or csv")
     unique = params.get("unique", ["false"])[0]
     if unique not in ("true", "false"):
-        raise BadRequest(f"unique {unique!r} is not true or false")
-    buckets = query_buckets(params.get("bucket", ["1h"])[0], params.get("tz", ["UTC"])[0])
+        raise _BadRequest(f"unique {unique!r} is not true or false")
+    buckets = _query_buckets(params.get("bucket", ["1h"])[0], params.get("tz", ["UTC"])[0])
     customer = params.get("customer_id", [None])[0]
     try:
-        window = parse_window(params["start"][0], params["end"][0], customer, max_hours, QUERY_PARAMETERS[:3],
+        window = parse_window(params["start"][0], params["end"][0], customer, max_hours, _QUERY_PARAMETERS[:3],
                               buckets, params.get("event_type"))  # fmt: skip
     except UsageError as error:
-        lost_plus = any(LOST_PLUS.search(params[name][0]) for name in ("start", "end"))
+        lost_plus = any(_LOST_PLUS.search(params[name][0]) for name in ("start", "end"))
         hint = " (a '+' in a URL must be written %2B)" if lost_plus else ""
-        raise BadRequest(f"{error}{hint}") from None
-    return Query(window._replace(unique=unique == "true"), form)
+        raise _BadRequest(f"{error}{hint}") from None
+    return _Query(window._replace(unique=unique == "true"), form)
 
 
-def query_buckets(width: str, zone: str) -> Buckets:
-    """The Buckets of a query's bucket and tz parameters; BadRequest naming the one that is wrong."""
+def _query_buckets(width: str, zone: str) -> Buckets:
+    """The Buckets of a query's bucket and tz parameters; _BadRequest naming the one that is wrong."""
     try:
         size = parse_width(width)
     except ValueError as error:
-        raise BadRequest(f"bucket {error}") from None
+        raise _BadRequest(f"bucket {error}") from None
     try:
-        zone_named(zone)
-    except BadZone as error:
-        raise BadRequest(f"tz {error}") from None
+        _zone_named(zone)
+    except _BadZone as error:
+        raise _BadRequest(f"tz {error}") from None
     return Buckets(size, zone)
 
 
-class Limits(NamedTuple):
+class _Limits(NamedTuple):
     """What one client may cost; the defaults follow nginx's and gunicorn's."""
 
     header_seconds: float = 10.0  # the request line and headers must arrive within this
@@ -3313,102 +3325,102 @@ class Limits(NamedTuple):
     unsent_bytes: int = 32 << 20  # replies written and not yet read by their clients, all connections together
 
 
-JSON_TYPE = "application/json"
-TOO_MANY_UNREAD = "too many replies wait to be read; read yours, then ask"  # a 503
-STOPPING = "this worker is stopping (a reload or a stop) before this long request's turn; ask again"
+_JSON_TYPE = "application/json"
+_TOO_MANY_UNREAD = "too many replies wait to be read; read yours, then ask"  # a 503
+_STOPPING = "this worker is stopping (a reload or a stop) before this long request's turn; ask again"
 
 
-class Reply(NamedTuple):
+class _Reply(NamedTuple):
     """What a GET is answered with: the payload, its type, and header lines of its own."""
 
     payload: bytes
-    content_type: str = JSON_TYPE
+    content_type: str = _JSON_TYPE
     headers: str = ""
 
 
-class ReplyCache:
+class _ReplyCache:
     """Recent /counts replies by query, least recently used dropped first, bounded in bytes."""
 
     def __init__(self, budget: int) -> None:
         self.budget, self.used = budget, 0
-        self.replies: OrderedDict[str, Reply] = OrderedDict()
+        self.replies: OrderedDict[str, _Reply] = OrderedDict()
 
-    def get(self, query: str) -> Reply | None:
+    def get(self, query: str) -> _Reply | None:
         """The reply kept for QUERY, if any."""
         reply = self.replies.get(query)
         if reply is not None:
             self.replies.move_to_end(query)
         return reply
 
-    def put(self, query: str, reply: Reply) -> None:
+    def put(self, query: str, reply: _Reply) -> None:
         """Keep REPLY unless it is too big to be worth its room."""
-        size = cached_size(query, reply)
+        size = _cached_size(query, reply)
         if size > self.budget // 16 or query in self.replies:
             return
         while self.used + size > self.budget:
-            self.used -= cached_size(*self.replies.popitem(last=False))
+            self.used -= _cached_size(*self.replies.popitem(last=False))
         self.replies[query] = reply
         self.used += size
 
 
-CACHE_ENTRY = 320  # bytes an entry costs besides its text: three objects, a tuple and the dict's node (traced: 295)
+_CACHE_ENTRY = 320  # bytes an entry costs besides its text: three objects, a tuple and the dict's node (traced: 295)
 
 
-def cached_size(query: str, reply: Reply) -> int:
+def _cached_size(query: str, reply: _Reply) -> int:
     """What the cache charges for REPLY to QUERY: what it really costs (charging the text alone, a budget of 64 MiB
     took 255 MiB a worker)."""
-    return len(query) + len(reply.payload) + len(reply.headers) + CACHE_ENTRY
+    return len(query) + len(reply.payload) + len(reply.headers) + _CACHE_ENTRY
 
 
-def bucket_count(window: Window) -> int:
+def _bucket_count(window: Window) -> int:
     """At most how many buckets WINDOW's answer lists (a change of offset may add one)."""
     return (window.end - window.buckets.floor(window.start)) // window.buckets.width + 2
 
 
-def empty_answer_size(window: Window) -> int:
+def _empty_answer_size(window: Window) -> int:
     """An upper bound of the size of WINDOW's answer before its counts: a key per bucket, and the asked customer
     in every one (a 60 KB id over 1,000 hours would be 60 MB); known before it is built."""
-    return bucket_count(window) * (36 + (0 if window.customer is None else len(quote(window.customer)) + 16))
+    return _bucket_count(window) * (36 + (0 if window.customer is None else len(quote(window.customer)) + 16))
 
 
-def check_answer_size(size: int, window: Window, index: Index, limits: Limits) -> None:
-    """BadRequest if an answer to WINDOW of SIZE bytes would pass the limit."""
+def _check_answer_size(size: int, window: Window, index: Index, limits: _Limits) -> None:
+    """_BadRequest if an answer to WINDOW of SIZE bytes would pass the limit."""
     if size > limits.reply_bytes:
-        raise BadRequest(
+        raise _BadRequest(
             f"the answer could take {size:,} bytes, over the limit of {limits.reply_bytes:,}: ask a shorter window"
             + (" or a real customer_id" if window.customer and len(window.customer) > index.longest_customer else "")
         )
 
 
-def counts_reply(
+def _counts_reply(
     index: Index,
     query: str,
     max_hours: int,
-    limits: Limits,
+    limits: _Limits,
     accept: str = "",
     room: Callable[[], int] = lambda: 1 << 62,
-) -> Reply:
+) -> _Reply:
     """The /counts reply to QUERY: the JSON (or CSV) the command line prints, and the window it answers (the
-    page draws the buckets the window cuts in proportion); BadRequest if it would be too big; InputError (503)
-    if it may be over BIG_REPLY and over ROOM(), the bytes of unread replies its worker may still hold."""
-    window, form = parse_query(query, max_hours, accept)
-    empty = empty_answer_size(window)
-    check_answer_size(empty, window, index, limits)  # before counting: counting may take seconds
+    page draws the buckets the window cuts in proportion); _BadRequest if it would be too big; InputError (503)
+    if it may be over _BIG_REPLY and over ROOM(), the bytes of unread replies its worker may still hold."""
+    window, form = _parse_query(query, max_hours, accept)
+    empty = _empty_answer_size(window)
+    _check_answer_size(empty, window, index, limits)  # before counting: counting may take seconds
     counts = index.counts(window)
     size = empty + sum(len(quote(customer)) + 28 for _, customer in counts)
-    check_answer_size(size, window, index, limits)
-    if size > BIG_REPLY and size > room():  # refused before it is built: building one took 4 times its size
-        raise InputError(TOO_MANY_UNREAD)
-    headers = f"Totaler-Window: {format_iso(window.start)}/{format_iso(window.end)}\r\nVary: Accept\r\n"
+    _check_answer_size(size, window, index, limits)
+    if size > _BIG_REPLY and size > room():  # refused before it is built: building one took 4 times its size
+        raise InputError(_TOO_MANY_UNREAD)
+    headers = f"Totaler-Window: {_format_iso(window.start)}/{_format_iso(window.end)}\r\nVary: Accept\r\n"
     if window.unique:  # the rows not counted: what the answer to the same question without unique counts more
         everything = sum(index.counts(window._replace(unique=False)).values())
         headers += f"Totaler-Duplicates: {everything - sum(counts.values())}\r\n"
     if form == "csv":
-        return Reply(render_csv(window, counts).encode("utf-8"), "text/csv; charset=utf-8", headers)
-    return Reply(render_json(window, counts).encode("ascii"), headers=headers)
+        return _Reply(render_csv(window, counts).encode("utf-8"), "text/csv; charset=utf-8", headers)
+    return _Reply(render_json(window, counts).encode("ascii"), headers=headers)
 
 
-class Reload(NamedTuple):
+class _Reload(NamedTuple):
     """What the last SIGHUP did, for /healthz."""
 
     at: float  # time.time() when it began
@@ -3421,7 +3433,7 @@ class Reload(NamedTuple):
         return {"at": when, "applied": self.applied, **({"reason": self.reason} if self.reason else {})}
 
 
-def health(index: Index, reload: Reload | None, workers: int) -> dict:
+def _health(index: Index, reload: _Reload | None, workers: int) -> dict:
     """What /healthz says about the index being served."""
     return {
         "status": "ok",
@@ -3438,7 +3450,7 @@ def health(index: Index, reload: Reload | None, workers: int) -> dict:
     }
 
 
-class HttpError(Exception):
+class _HttpError(Exception):
     """A request that gets an error reply and then a closed connection."""
 
     def __init__(self, status: int, message: str) -> None:
@@ -3446,7 +3458,7 @@ class HttpError(Exception):
         self.status = status
 
 
-class Request(NamedTuple):
+class _Request(NamedTuple):
     """The parts of a request head this server reads."""
 
     method: str
@@ -3457,114 +3469,114 @@ class Request(NamedTuple):
     accept: str = ""  # the Accept header's values, joined
 
 
-TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-TARGET = re.compile(rb"[\x21-\x7e]+")  # visible ASCII: a space, NBSP or control byte is no part of it
-VERSION = re.compile(rb"HTTP/(\d)\.(\d)")
-BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")  # control bytes but tab: never in a header value
-HEAD_END = re.compile(rb"\r?\n\r?\n")
-BARE_CR = re.compile(rb"\r[^\n]")  # a CR that ends no line: no line end of RFC 9112's, and no part of a value
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_TARGET = re.compile(rb"[\x21-\x7e]+")  # visible ASCII: a space, NBSP or control byte is no part of it
+_VERSION = re.compile(rb"HTTP/(\d)\.(\d)")
+_BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")  # control bytes but tab: never in a header value
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
+_BARE_CR = re.compile(rb"\r[^\n]")  # a CR that ends no line: no line end of RFC 9112's, and no part of a value
 # RFC 3986's host (a name, an IPv4 address or a bracketed IP literal) and an optional port: Host, and absolute-form.
-HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?")
-ABSOLUTE = re.compile(rb"(?i:https?)://(" + HOST.pattern + rb")(/[^#]*)?")
-ORIGIN_FORM = re.compile(rb"/[A-Za-z0-9\-._~%!$&'()*+,;=:@/]*(?:\?[^#]*)?")  # a path of RFC 3986's characters
-LONGEST_LENGTH = 18  # digits of a Content-Length: more is no length this server could be sent
+_HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?")
+_ABSOLUTE = re.compile(rb"(?i:https?)://(" + _HOST.pattern + rb")(/[^#]*)?")
+_ORIGIN_FORM = re.compile(rb"/[A-Za-z0-9\-._~%!$&'()*+,;=:@/]*(?:\?[^#]*)?")  # a path of RFC 3986's characters
+_LONGEST_LENGTH = 18  # digits of a Content-Length: more is no length this server could be sent
 
 
-def check_sizes(head: bytes, limits: Limits) -> None:
-    """HttpError if HEAD, or the part of one received so far, has a line or more fields than the limits allow."""
+def _check_sizes(head: bytes, limits: _Limits) -> None:
+    """_HttpError if HEAD, or the part of one received so far, has a line or more fields than the limits allow."""
     lines = head.split(b"\n")
     if len(lines[0]) > limits.line_bytes:
-        raise HttpError(414, f"the request line is over {limits.line_bytes} bytes")
+        raise _HttpError(414, f"the request line is over {limits.line_bytes} bytes")
     if any(len(line) > limits.line_bytes for line in lines[1:]):
-        raise HttpError(431, f"a header line is over {limits.line_bytes} bytes")
+        raise _HttpError(431, f"a header line is over {limits.line_bytes} bytes")
     if len(head) > limits.head_bytes:
-        raise HttpError(431, f"the request head is over {limits.head_bytes} bytes")
+        raise _HttpError(431, f"the request head is over {limits.head_bytes} bytes")
     if len(lines) - 1 > limits.header_fields:  # every line, even one of spaces only (a 400 once whole)
-        raise HttpError(431, f"more than {limits.header_fields} header fields")
+        raise _HttpError(431, f"more than {limits.header_fields} header fields")
 
 
-def body_framing(headers: dict[bytes, list[bytes]]) -> bool:
-    """Whether HEADERS say a body follows; HttpError where its framing is not RFC 9112's: two lengths, a length
+def _body_framing(headers: dict[bytes, list[bytes]]) -> bool:
+    """Whether HEADERS say a body follows; _HttpError where its framing is not RFC 9112's: two lengths, a length
     and a coding, a length that is no number, codings that do not end in chunked (400), or any other than
     chunked (501: this server decodes none)."""
     lengths, codings = headers.get(b"content-length", []), headers.get(b"transfer-encoding", [])
     if len(lengths) > 1 or (lengths and codings):
-        raise HttpError(400, "Content-Length given twice, or with Transfer-Encoding")
-    if lengths and not (lengths[0].isdigit() and len(lengths[0]) <= LONGEST_LENGTH):
-        raise HttpError(400, "Content-Length is not a number, or too long a one")
+        raise _HttpError(400, "Content-Length given twice, or with Transfer-Encoding")
+    if lengths and not (lengths[0].isdigit() and len(lengths[0]) <= _LONGEST_LENGTH):
+        raise _HttpError(400, "Content-Length is not a number, or too long a one")
     names = [name.strip().lower() for value in codings for name in value.split(b",")]
     if names and names[-1] != b"chunked":
-        raise HttpError(400, "Transfer-Encoding must end in chunked")
+        raise _HttpError(400, "Transfer-Encoding must end in chunked")
     if any(name != b"chunked" for name in names):
-        raise HttpError(501, "no transfer coding but chunked is implemented")
+        raise _HttpError(501, "no transfer coding but chunked is implemented")
     return bool(codings) or (bool(lengths) and int(lengths[0]) > 0)
 
 
-def request_target(method: bytes, target: bytes) -> str:
+def _request_target(method: bytes, target: bytes) -> str:
     """TARGET as a path and query: origin-form (a path from a slash: '//x/healthz' is that path, not host x), or
     absolute-form of http(s) with a host and no userinfo; the asterisk only for OPTIONS and authority-form only
-    for CONNECT (both a 405).  HttpError (400) for any other, and for a fragment."""
+    for CONNECT (both a 405).  _HttpError (400) for any other, and for a fragment."""
     if (target == b"*" and method == b"OPTIONS") or method == b"CONNECT":
         return target.decode()  # no GET: a 405
-    if ORIGIN_FORM.fullmatch(target):
+    if _ORIGIN_FORM.fullmatch(target):
         return target.decode()
-    absolute = ABSOLUTE.fullmatch(target)
+    absolute = _ABSOLUTE.fullmatch(target)
     path = (absolute.group(2) or b"/") if absolute and b"@" not in absolute.group(1) else b""
-    if ORIGIN_FORM.fullmatch(path):
+    if _ORIGIN_FORM.fullmatch(path):
         return path.decode()
-    raise HttpError(400, f"bad request target {target[:80].decode('latin-1')!r}: give a path from /")
+    raise _HttpError(400, f"bad request target {target[:80].decode('latin-1')!r}: give a path from /")
 
 
-def parse_fields(lines: list[bytes]) -> dict[bytes, list[bytes]]:
-    """Header field lines to {lowercase name: [values]}; HttpError on a malformed line or a control byte."""
+def _parse_fields(lines: list[bytes]) -> dict[bytes, list[bytes]]:
+    """Header field lines to {lowercase name: [values]}; _HttpError on a malformed line or a control byte."""
     headers: dict[bytes, list[bytes]] = {}
     for field_line in lines:
         name, colon, value = field_line.partition(b":")
-        if not colon or not TOKEN.fullmatch(name):  # also obs-fold: a line that starts with a space
-            raise HttpError(400, f"bad header line {field_line[:80].decode('latin-1')!r}")
+        if not colon or not _TOKEN.fullmatch(name):  # also obs-fold: a line that starts with a space
+            raise _HttpError(400, f"bad header line {field_line[:80].decode('latin-1')!r}")
         value = value.strip(b" \t")
-        if BAD_VALUE.search(value):
-            raise HttpError(400, f"control character in header {name.decode()}")
+        if _BAD_VALUE.search(value):
+            raise _HttpError(400, f"control character in header {name.decode()}")
         headers.setdefault(name.lower(), []).append(value)
     return headers
 
 
-def parse_head(head: bytes, limits: Limits) -> Request:
-    """A request line and its header lines, checked as RFC 9112 says; HttpError names what is wrong."""
-    if BARE_CR.search(head):
-        raise HttpError(400, "a bare CR in the request head")
+def _parse_head(head: bytes, limits: _Limits) -> _Request:
+    """A request line and its header lines, checked as RFC 9112 says; _HttpError names what is wrong."""
+    if _BARE_CR.search(head):
+        raise _HttpError(400, "a bare CR in the request head")
     lines = [line.removesuffix(b"\r") for line in head.split(b"\n")]
     line = lines[0]
     words = line.split(b" ")
-    if len(words) != 3 or not TOKEN.fullmatch(words[0]) or not TARGET.fullmatch(words[1]):
-        raise HttpError(400, f"bad request line {line[:80].decode('latin-1')!r}")
-    version = VERSION.fullmatch(words[2])
+    if len(words) != 3 or not _TOKEN.fullmatch(words[0]) or not _TARGET.fullmatch(words[1]):
+        raise _HttpError(400, f"bad request line {line[:80].decode('latin-1')!r}")
+    version = _VERSION.fullmatch(words[2])
     if not version:
-        raise HttpError(400, f"bad request line {line[:80].decode('latin-1')!r}")
+        raise _HttpError(400, f"bad request line {line[:80].decode('latin-1')!r}")
     if version.group(1, 2) not in ((b"1", b"1"), (b"1", b"0")):
-        raise HttpError(505, f"HTTP version {words[2].decode()} is not supported; use HTTP/1.1")
-    headers = parse_fields(lines[1:])
+        raise _HttpError(505, f"HTTP version {words[2].decode()} is not supported; use HTTP/1.1")
+    headers = _parse_fields(lines[1:])
     hosts, http11 = headers.get(b"host", []), words[2] == b"HTTP/1.1"
     if len(hosts) > 1 or (http11 and not hosts):
-        raise HttpError(400, "a request needs one Host header (HTTP/1.1), never two")
-    if hosts and not HOST.fullmatch(hosts[0]):
-        raise HttpError(400, f"bad Host header {hosts[0][:80].decode('latin-1')!r}")
-    has_body = body_framing(headers)
+        raise _HttpError(400, "a request needs one Host header (HTTP/1.1), never two")
+    if hosts and not _HOST.fullmatch(hosts[0]):
+        raise _HttpError(400, f"bad Host header {hosts[0][:80].decode('latin-1')!r}")
+    has_body = _body_framing(headers)
     tokens = {t.strip().lower() for v in headers.get(b"connection", []) for t in v.split(b",")}
     keep_alive = b"close" not in tokens if http11 else b"keep-alive" in tokens
     # A body this server does not read would be taken for the next request: close after answering.
-    method, target = words[0].decode(), request_target(words[0], words[1])
+    method, target = words[0].decode(), _request_target(words[0], words[1])
     accept = b",".join(headers.get(b"accept", [])).decode("latin-1")
-    return Request(method, target, words[2].decode(), keep_alive and not has_body, line.decode("latin-1"), accept)
+    return _Request(method, target, words[2].decode(), keep_alive and not has_body, line.decode("latin-1"), accept)
 
 
-REASONS = {status.value: status.phrase for status in HTTPStatus}
-TURN_SECONDS = 0.001  # a connection's requests are answered this long (one at least) before the others' turn
-BIG_REPLY = 1 << 16  # a reply this long is written only within Limits.unsent_bytes
+_REASONS = {_status.value: _status.phrase for _status in HTTPStatus}
+_TURN_SECONDS = 0.001  # a connection's requests are answered this long (one at least) before the others' turn
+_BIG_REPLY = 1 << 16  # a reply this long is written only within _Limits.unsent_bytes
 
 
 # The page's own script and style only: no inline script, nothing from another origin.
-SECURITY_HEADERS = (
+_SECURITY_HEADERS = (
     "Content-Security-Policy: default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
     "img-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'\r\n"
     "X-Content-Type-Options: nosniff\r\n"
@@ -3577,13 +3589,13 @@ SECURITY_HEADERS = (
 )
 
 
-def reply_bytes(
-    status: int, payload: bytes, body: bool, close: bool, extra: str = "", content_type: str = JSON_TYPE
+def _reply_bytes(
+    status: int, payload: bytes, body: bool, close: bool, extra: str = "", content_type: str = _JSON_TYPE
 ) -> bytes:
     """A whole reply: status line, headers and (unless BODY is False, for HEAD) the payload."""
     head = (
-        f"HTTP/1.1 {status} {REASONS[status]}\r\nServer: totaler/{__version__}\r\nDate: {http_date()}\r\n"
-        f"Content-Type: {content_type}\r\nContent-Length: {len(payload)}\r\n{SECURITY_HEADERS}{extra}"
+        f"HTTP/1.1 {status} {_REASONS[status]}\r\nServer: totaler/{__version__}\r\nDate: {_http_date()}\r\n"
+        f"Content-Type: {content_type}\r\nContent-Length: {len(payload)}\r\n{_SECURITY_HEADERS}{extra}"
         + ("Connection: close\r\n" if close else "")
         + "\r\n"
     )
@@ -3591,31 +3603,31 @@ def reply_bytes(
 
 
 @lru_cache(maxsize=2)
-def date_at(second: int) -> str:
+def _date_at(second: int) -> str:
     """The Date header's value for SECOND since the epoch (RFC 9110's IMF-fixdate)."""
     # Not email.utils.formatdate: importing it cost every command line 5 ms.  Python leaves
     # LC_TIME as "C", so %a and %b are English, as the RFC requires.
     return time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(second))
 
 
-def http_date() -> str:
+def _http_date() -> str:
     """The Date header's value now (one formatting per second)."""
-    return date_at(int(time.time()))
+    return _date_at(int(time.time()))
 
 
-def error_payload(message: str) -> bytes:
+def _error_payload(message: str) -> bytes:
     """An error as the JSON body every error reply has."""
     return (json.dumps({"error": message}, indent=2) + "\n").encode("ascii")
 
 
-class Connection:
+class _Connection:
     """One client: requests read from a buffer, answered in order, each head under a deadline.
 
     An asyncio protocol by its methods, not by subclassing asyncio.Protocol: the module
     then imports asyncio only in a serving worker, not on every command-line run.
     """
 
-    def __init__(self, worker: Worker) -> None:
+    def __init__(self, worker: _Worker) -> None:
         self.worker = worker
         self.buffer = bytearray()
         self.transport: asyncio.Transport | None = None
@@ -3659,7 +3671,7 @@ class Connection:
             self.transport.abort()  # the client has not read for the whole deadline: its reply is dropped
             return
         if self.buffer.strip():
-            self.send(408, error_payload("the request did not arrive in time"), True, True)
+            self.send(408, _error_payload("the request did not arrive in time"), True, True)
         self.close()
 
     def data_received(self, data: bytes) -> None:
@@ -3676,9 +3688,9 @@ class Connection:
 
     def answer_buffered(self) -> None:
         """Answer the whole requests at the head of the buffer, while the client keeps reading replies: for a
-        turn of TURN_SECONDS at most, then the other connections' turn (a client pipelining hundreds of
+        turn of _TURN_SECONDS at most, then the other connections' turn (a client pipelining hundreds of
         requests of 58 ms each kept another waiting 14 s; 16 a turn, 0.9 s)."""
-        ends = time.monotonic() + TURN_SECONDS
+        ends = time.monotonic() + _TURN_SECONDS
         while time.monotonic() < ends:
             if self.closing or self.paused or self.deferred is not None:
                 break
@@ -3691,27 +3703,27 @@ class Connection:
             self.worker.loop.call_soon(self.answer_buffered)
         self.flow()
 
-    def next_request(self) -> Request | None:
+    def next_request(self) -> _Request | None:
         """The request whose head the buffer starts with, taken out of it; None while it is still coming (or it
         cannot be read: then the connection is answered and closed)."""
         limits = self.worker.limits
         while self.buffer.startswith((b"\r\n", b"\n")):  # empty lines before a request (RFC 9112 2.2)
             del self.buffer[: 2 if self.buffer[:1] == b"\r" else 1]
-        end = HEAD_END.search(self.buffer, self.scanned)  # from where the last read's search ended
+        end = _HEAD_END.search(self.buffer, self.scanned)  # from where the last read's search ended
         try:
             if end is None:  # a head still coming may be wrong already: too long, or a CR that ends no line
                 self.scanned = max(0, len(self.buffer) - 3)
-                if BARE_CR.search(self.buffer, max(0, self.scanned - 1)):
-                    raise HttpError(400, "a bare CR in the request head")
+                if _BARE_CR.search(self.buffer, max(0, self.scanned - 1)):
+                    raise _HttpError(400, "a bare CR in the request head")
                 if len(self.buffer) > limits.line_bytes:
-                    check_sizes(bytes(self.buffer[: limits.head_bytes + 1]), limits)
+                    _check_sizes(bytes(self.buffer[: limits.head_bytes + 1]), limits)
                 return None
             head = bytes(self.buffer[: end.start()])
             del self.buffer[: end.end()]
             self.scanned = 0
-            check_sizes(head, limits)
-            return parse_head(head, limits)
-        except HttpError as error:
+            _check_sizes(head, limits)
+            return _parse_head(head, limits)
+        except _HttpError as error:
             self.fail(error)
             return None
 
@@ -3725,11 +3737,11 @@ class Connection:
         else:
             self.transport.resume_reading()
 
-    def take_turn(self, request: Request) -> None:
+    def take_turn(self, request: _Request) -> None:
         """Answer REQUEST now, or later if it is a long window and long windows have had their share."""
         wait = self.worker.wait_for_turn(request.target, request.accept) if request.method in ("GET", "HEAD") else 0.0
         if wait > 0 and self.worker.stopping and self.worker.stop_half_gone():  # no time left to answer it
-            self.send(503, error_payload(STOPPING), request.method != "HEAD", True, request, "Retry-After: 1\r\n")
+            self.send(503, _error_payload(_STOPPING), request.method != "HEAD", True, request, "Retry-After: 1\r\n")
             return
         if wait > 0 and not self.worker.stopping:  # stopping, no turn is left to wait for: answered now
             if self.timer:
@@ -3746,7 +3758,7 @@ class Connection:
             if not self.buffer.strip():
                 self.worker.idle[self] = None  # last: the longest idle come first
 
-    deferred: Request | None = None  # a long window waiting for its turn
+    deferred: _Request | None = None  # a long window waiting for its turn
 
     def resume_deferred(self) -> None:
         """Try the deferred request again; then the requests that came after it."""
@@ -3756,31 +3768,31 @@ class Connection:
         self.take_turn(request)
         self.answer_buffered()
 
-    def respond(self, request: Request) -> None:
+    def respond(self, request: _Request) -> None:
         """Route one request and send its reply."""
         head_only = request.method == "HEAD"
         close = not request.keep_alive or self.worker.stopping
         if request.method not in ("GET", "HEAD"):
-            message = error_payload(f"method {request.method} is not allowed; use GET")
+            message = _error_payload(f"method {request.method} is not allowed; use GET")
             self.send(405, message, True, True, request, "Allow: GET, HEAD\r\n")
             return
         path, _, query = request.target.partition("?")  # not urlsplit: '//x/healthz' is a path, not host x
-        extra, content_type = "", JSON_TYPE
+        extra, content_type = "", _JSON_TYPE
         try:
             status, (payload, content_type, extra) = 200, self.worker.route(path, query, request.accept)
-        except BadRequest as error:
-            status, payload = 400, error_payload(str(error))
-        except NotFound as error:
-            status, payload = 404, error_payload(str(error))
-        except Redirect as moved:
+        except _BadRequest as error:
+            status, payload = 400, _error_payload(str(error))
+        except _NotFound as error:
+            status, payload = 404, _error_payload(str(error))
+        except _Redirect as moved:
             status, payload, extra = 302, b"", f"Location: {moved.location}\r\n"
         except InputError as error:  # a log changed under a file-backed index
-            status, payload = 503, error_payload(str(error))
+            status, payload = 503, _error_payload(str(error))
         self.send(status, payload, not head_only, close, request, extra, content_type)
 
-    def fail(self, error: HttpError) -> None:
+    def fail(self, error: _HttpError) -> None:
         """Answer a request that cannot be read, and close."""
-        self.send(error.status, error_payload(str(error)), True, True)
+        self.send(error.status, _error_payload(str(error)), True, True)
         self.close()
 
     def send(
@@ -3789,17 +3801,17 @@ class Connection:
         payload: bytes,
         body: bool,
         close: bool,
-        request: Request | None = None,
+        request: _Request | None = None,
         extra: str = "",
-        content_type: str = JSON_TYPE,
+        content_type: str = _JSON_TYPE,
     ) -> None:
         """Write one reply (one write), log it, and close after it if CLOSE."""
         if self.transport is None or self.transport.is_closing():
             return
-        data = reply_bytes(status, payload, body, close, extra, content_type)
-        if len(data) > BIG_REPLY and self.worker.unsent() + len(data) > self.worker.limits.unsent_bytes:
-            status, payload, close = 503, error_payload(TOO_MANY_UNREAD), True
-            data = reply_bytes(status, payload, body, close)
+        data = _reply_bytes(status, payload, body, close, extra, content_type)
+        if len(data) > _BIG_REPLY and self.worker.unsent() + len(data) > self.worker.limits.unsent_bytes:
+            status, payload, close = 503, _error_payload(_TOO_MANY_UNREAD), True
+            data = _reply_bytes(status, payload, body, close)
         self.transport.write(data)
         self.worker.access(self.peer, request.line if request else "-", status, len(payload))
         if close:
@@ -3836,11 +3848,11 @@ class Connection:
             self.worker.loop.call_soon(self.answer_buffered)
 
 
-class NotFound(LookupError):
+class _NotFound(LookupError):
     """A path this server does not serve (404)."""
 
 
-class Redirect(Exception):
+class _Redirect(Exception):
     """A page asked without its window: 302 to the busiest day's."""
 
     def __init__(self, location: str) -> None:
@@ -3848,7 +3860,7 @@ class Redirect(Exception):
         self.location = location
 
 
-class Page(NamedTuple):
+class _Page(NamedTuple):
     """A page of the customer list: ORDER ("events", most first, or "id"), at most LIMIT customers from CURSOR
     (where the last page ended), those whose id starts with PREFIX."""
 
@@ -3858,33 +3870,33 @@ class Page(NamedTuple):
     prefix: str = ""
 
 
-MAX_PAGE = 10_000
+_MAX_PAGE = 10_000
 
 
-PAGE_PARAMETERS = ("order", "limit", "cursor", "prefix")
+_PAGE_PARAMETERS = ("order", "limit", "cursor", "prefix")
 
 
-def parse_page(query: str) -> Page:
-    """The page of the customer list a /customers query string asks for; BadRequest names what is wrong."""
+def _parse_page(query: str) -> _Page:
+    """The page of the customer list a /customers query string asks for; _BadRequest names what is wrong."""
     params = parse_qs(query, keep_blank_values=True)
     for name, values in params.items():
-        if name not in PAGE_PARAMETERS:
-            raise BadRequest(f"unknown parameter {name!r}; use order (events or id), limit, cursor and prefix")
+        if name not in _PAGE_PARAMETERS:
+            raise _BadRequest(f"unknown parameter {name!r}; use order (events or id), limit, cursor and prefix")
         if len(values) > 1:
-            raise BadRequest(f"{name} is given {len(values)} times")
+            raise _BadRequest(f"{name} is given {len(values)} times")
     order = params.get("order", ["events"])[0]
     if order not in ("events", "id"):
-        raise BadRequest(f"order {order!r} is not events or id")
+        raise _BadRequest(f"order {order!r} is not events or id")
     limit = params.get("limit", ["100"])[0]
-    if not (limit.isascii() and limit.isdigit()) or not 1 <= int(limit) <= MAX_PAGE:
-        raise BadRequest(f"limit {limit[:20]!r} is not a whole number from 1 to {MAX_PAGE:,}")
+    if not (limit.isascii() and limit.isdigit()) or not 1 <= int(limit) <= _MAX_PAGE:
+        raise _BadRequest(f"limit {limit[:20]!r} is not a whole number from 1 to {_MAX_PAGE:,}")
     cursor = params.get("cursor", [""])[0]
     if order == "events" and cursor and not (cursor.isascii() and cursor.isdigit() and len(cursor) < 12):
-        raise BadRequest(f"cursor {cursor[:20]!r} is not one this server gave (a page's 'next')")
-    return Page(order, int(limit), cursor, params.get("prefix", [""])[0])
+        raise _BadRequest(f"cursor {cursor[:20]!r} is not one this server gave (a page's 'next')")
+    return _Page(order, int(limit), cursor, params.get("prefix", [""])[0])
 
 
-def customer_page(index: Index, page: Page) -> dict:
+def _customer_page(index: Index, page: _Page) -> dict:
     """One page of the customer list: each customer's id, events, first and last event time; the cursor to the
     next page (None after the last) and how many customers the prefix leaves.  InputError (a 503) while the
     index is file-backed."""
@@ -3893,30 +3905,30 @@ def customer_page(index: Index, page: Page) -> dict:
         raise InputError("the customer list comes with the index in memory, being built; try again in a few seconds")
     low = bisect_left(table.sorted_ids, page.prefix)
     high = bisect_left(table.sorted_ids, page.prefix + "\U0010ffff") if page.prefix else len(table.sorted_ids)
-    codes, more = page_codes(table, page, low, high)
+    codes, more = _page_codes(table, page, low, high)
     cursor = None
     if more:
         cursor = names.names[codes[-1]] if page.order == "id" else str(int(page.cursor or 0) + len(codes))
-    firsts = edge_instants(index, codes, table.first_hours, min)
-    lasts = edge_instants(index, codes, table.last_hours, max)
+    firsts = _edge_instants(index, codes, table.first_hours, min)
+    lasts = _edge_instants(index, codes, table.last_hours, max)
     customers = [
         {
             "customer": names.names[c],
             "events": table.totals[c],
-            "first": format_utc(firsts[c]),
-            "last": format_utc(lasts[c]),
+            "first": _format_utc(firsts[c]),
+            "last": _format_utc(lasts[c]),
         }
         for c in codes
     ]
     return {"order": page.order, "prefix": page.prefix, "matching": high - low, "customers": customers, "next": cursor}
 
 
-def customers_reply(index: Index, query: str) -> Reply:
+def _customers_reply(index: Index, query: str) -> _Reply:
     """The /customers reply to QUERY."""
-    return Reply((json.dumps(customer_page(index, parse_page(query)), indent=2) + "\n").encode("ascii"))
+    return _Reply((json.dumps(_customer_page(index, _parse_page(query)), indent=2) + "\n").encode("ascii"))
 
 
-def page_codes(table: CustomerTable, page: Page, low: int, high: int) -> tuple[list[int], bool]:
+def _page_codes(table: _CustomerTable, page: _Page, low: int, high: int) -> tuple[list[int], bool]:
     """The codes of PAGE, whose prefix holds the ids from LOW to HIGH in id order; and whether more follow."""
     if page.order == "id":  # the cursor is the last id of the page before
         first = max(low, bisect_right(table.sorted_ids, page.cursor, low, high)) if page.cursor else low
@@ -3927,7 +3939,7 @@ def page_codes(table: CustomerTable, page: Page, low: int, high: int) -> tuple[l
     return list(ranked[first : first + page.limit]), first + page.limit < high - low
 
 
-def edge_instants(index: Index, codes: list[int], hours: array, pick: Callable) -> dict[int, int]:
+def _edge_instants(index: Index, codes: list[int], hours: array, pick: Callable) -> dict[int, int]:
     """The earliest (PICK min) or latest (max) instant of each of CODES's events in the hour HOURS gives it: each
     hour needed gone through once, its codes in C."""
     wanted: dict[int, set[int]] = {}
@@ -3943,68 +3955,68 @@ def edge_instants(index: Index, codes: list[int], hours: array, pick: Callable) 
     return found
 
 
-def busiest_day(index: Index) -> tuple[int, int]:
+def _busiest_day(index: Index) -> tuple[int, int]:
     """The UTC day with the most events (the first such), as [start, end); today's if the log is empty."""
     days: dict[int, int] = {}
     for start, events in index.events_by_hour.items():
-        day = start - start % DAY
+        day = start - start % _DAY
         days[day] = days.get(day, 0) + events
-    day = max(days, key=days.__getitem__) if days else to_micros(datetime.now(UTC)) // DAY * DAY
-    return day, day + DAY
+    day = max(days, key=days.__getitem__) if days else _to_micros(datetime.now(UTC)) // _DAY * _DAY
+    return day, day + _DAY
 
 
-LONG_REPLY_SECONDS = 0.002  # a reply that took longer makes the next long window wait
-LONG_WINDOW_HOURS = 2000  # a window this long may take milliseconds to answer
-LONG_REPLY_BYTES = 1 << 20  # so may an answer that may be this long (1,999 hours of an 8,000-character id: 16 MB)
-LONG_BYTES_PER_SECOND = 16 << 20  # long replies a worker sends: four clients taking 16 MB answers left 46%
-LONG_ZONE_BUCKETS = 200  # or in a zone that changes its offset, this many buckets (an empty one: 12 µs)
-LONG_EVENTS = 5_000  # or one whose hours hold this many events: 0.3 to 2 µs each (84,498 in zones: 47 ms)
+_LONG_REPLY_SECONDS = 0.002  # a reply that took longer makes the next long window wait
+_LONG_WINDOW_HOURS = 2000  # a window this long may take milliseconds to answer
+_LONG_REPLY_BYTES = 1 << 20  # so may an answer that may be this long (1,999 hours of an 8,000-character id: 16 MB)
+_LONG_BYTES_PER_SECOND = 16 << 20  # long replies a worker sends: four clients taking 16 MB answers left 46%
+_LONG_ZONE_BUCKETS = 200  # or in a zone that changes its offset, this many buckets (an empty one: 12 µs)
+_LONG_EVENTS = 5_000  # or one whose hours hold this many events: 0.3 to 2 µs each (84,498 in zones: 47 ms)
 
 
-def reply_key(path: str, query: str, accept: str = "") -> str:
+def _reply_key(path: str, query: str, accept: str = "") -> str:
     """What a reply is kept under: its path and query, and for /counts whether the Accept header asks for CSV."""
-    return f"{path}?{query}" + ("\0csv" if path == "/counts" and asks_csv(accept) else "")
+    return f"{path}?{query}" + ("\0csv" if path == "/counts" and _asks_csv(accept) else "")
 
 
-class Worker:
-    """One worker process: an event loop accepting from the shared socket, at most Limits.connections at once."""
+class _Worker:
+    """One worker process: an event loop accepting from the shared socket, at most _Limits.connections at once."""
 
-    def __init__(self, index: Index, sock: socket.socket, settings: ServeSettings, reload: Reload | None) -> None:
+    def __init__(self, index: Index, sock: socket.socket, settings: ServeSettings, reload: _Reload | None) -> None:
         self.index, self.sock, self.settings, self.reload = index, sock, settings, reload
         self.limits = settings.limits
         import asyncio  # here, not at the top: 34 ms of every command-line run (python -X importtime)
 
         self.loop = asyncio.new_event_loop()
-        self.connections: set[Connection] = set()
-        self.idle: dict[Connection, None] = {}  # connections with no request under way, longest idle first
-        self.cache = ReplyCache(self.limits.cache_bytes)
+        self.connections: set[_Connection] = set()
+        self.idle: dict[_Connection, None] = {}  # connections with no request under way, longest idle first
+        self.cache = _ReplyCache(self.limits.cache_bytes)
         self.accepting = self.stopping = False
         self.long_after = 0.0  # a long window is not answered before this (time.monotonic())
 
-    def route(self, path: str, query: str, accept: str = "") -> Reply:
+    def route(self, path: str, query: str, accept: str = "") -> _Reply:
         """The reply to a GET of PATH?QUERY (ACCEPT: its Accept header)."""
         if path == "/counts":
             return self.reply_counts(query, accept)
         if path == "/healthz":
-            document = health(self.index, self.reload, self.settings.workers)
-            return Reply((json.dumps(document, indent=2) + "\n").encode("ascii"))
+            document = _health(self.index, self.reload, self.settings.workers)
+            return _Reply((json.dumps(document, indent=2) + "\n").encode("ascii"))
         if path == "/customers":  # a page of 100,000 customers' takes tens of ms: kept, and taking turns
-            return self.cached(reply_key(path, query), lambda: customers_reply(self.index, query))
+            return self.cached(_reply_key(path, query), lambda: _customers_reply(self.index, query))
         if path == "/" and not query:
-            start, end = busiest_day(self.index)
-            raise Redirect("/?" + urlencode({"start": format_iso(start), "end": format_iso(end)}))
-        if path in PAGE:
-            return PAGE[path]
-        raise NotFound(f"no such path {path!r}; try /, /counts, /customers or /healthz")
+            start, end = _busiest_day(self.index)
+            raise _Redirect("/?" + urlencode({"start": _format_iso(start), "end": _format_iso(end)}))
+        if path in _PAGE:
+            return _PAGE[path]
+        raise _NotFound(f"no such path {path!r}; try /, /counts, /customers or /healthz")
 
-    def reply_counts(self, query: str, accept: str = "") -> Reply:
+    def reply_counts(self, query: str, accept: str = "") -> _Reply:
         """The /counts reply to QUERY (ACCEPT, the request's Accept header), from the cache when it was asked
         before."""
         room = lambda: self.limits.unsent_bytes - self.unsent()  # noqa: E731 - asked only of a big answer: it walks
-        make = partial(counts_reply, self.index, query, self.settings.max_hours, self.limits, accept, room)
-        return self.cached(reply_key("/counts", query, accept), make)
+        make = partial(_counts_reply, self.index, query, self.settings.max_hours, self.limits, accept, room)
+        return self.cached(_reply_key("/counts", query, accept), make)
 
-    def cached(self, key: str, make: Callable[[], Reply]) -> Reply:
+    def cached(self, key: str, make: Callable[[], _Reply]) -> _Reply:
         """The reply kept for KEY, else MAKE()'s, then kept; a slow one makes long requests wait their turn."""
         reply = self.cache.get(key)
         if reply is None:
@@ -4013,11 +4025,11 @@ class Worker:
                 reply = make()
             finally:  # a 400 or a 503 may have taken as long: it waits the same
                 took = time.monotonic() - began
-                if took > LONG_REPLY_SECONDS:  # the next long request waits twice as long: a third of the CPU at most
+                if took > _LONG_REPLY_SECONDS:  # the next long request waits twice as long: a third of the CPU at most
                     self.long_after = time.monotonic() + 2 * took
             self.cache.put(key, reply)
-        if len(reply.payload) > LONG_REPLY_BYTES:  # sending it costs more than building it (16 MB: 0.05 s to build)
-            self.long_after = max(self.long_after, time.monotonic() + len(reply.payload) / LONG_BYTES_PER_SECOND)
+        if len(reply.payload) > _LONG_REPLY_BYTES:  # sending it costs more than building it (16 MB: 0.05 s to build)
+            self.long_after = max(self.long_after, time.monotonic() + len(reply.payload) / _LONG_BYTES_PER_SECOND)
         return reply
 
     def wait_for_turn(self, target: str, accept: str = "") -> float:
@@ -4029,18 +4041,18 @@ class Worker:
         """
         now = time.monotonic()
         path, _, query = target.partition("?")
-        key = reply_key(path, query, accept)
+        key = _reply_key(path, query, accept)
         if now >= self.long_after or path not in ("/counts", "/customers"):
             return 0.0
         if path == "/customers" and self.index.customer_table is None:
             return 0.0  # file-backed: a 503 at once
         if (kept := self.cache.get(key)) is not None or path == "/customers":
-            return 0.0 if kept and len(kept.payload) <= LONG_REPLY_BYTES else self.long_after - now
+            return 0.0 if kept and len(kept.payload) <= _LONG_REPLY_BYTES else self.long_after - now
         try:
-            window = parse_query(query, self.settings.max_hours).window
-        except BadRequest:
+            window = _parse_query(query, self.settings.max_hours).window
+        except _BadRequest:
             return 0.0
-        return self.long_after - now if is_long(window, self.index) else 0.0
+        return self.long_after - now if _is_long(window, self.index) else 0.0
 
     def run(self) -> None:
         """Serve until SIGTERM, then let in-flight replies leave and exit."""
@@ -4076,7 +4088,7 @@ class Worker:
                 return  # another worker took it, or the client left
             except OSError as error:
                 if error.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    log(f"cannot accept ({error.strerror}); retrying in 0.5 s")
+                    _log(f"cannot accept ({error.strerror}); retrying in 0.5 s")
                     self.pause_accepting()
                     self.loop.call_later(0.5, self.resume_accepting)
                 return
@@ -4088,7 +4100,7 @@ class Worker:
         """Serve CONN, just accepted: counted at once, not when asyncio has made it a transport.  A SIGTERM
         in between (a reload swapping workers) saw no connection, ended the loop and reset the request."""
         conn.setblocking(False)
-        connection = Connection(self)
+        connection = _Connection(self)
         self.connections.add(connection)
         self.idle[connection] = None  # silent until its first byte
 
@@ -4129,24 +4141,24 @@ class Worker:
         """One access-log line, unless --quiet."""
         if not self.settings.quiet:
             stamp = time.strftime("%d/%b/%Y %H:%M:%S", time.gmtime())
-            log(f'{peer} - - [{stamp}] "{line}" {status} {size}', prefix=False)
+            _log(f'{peer} - - [{stamp}] "{line}" {status} {size}', prefix=False)
 
 
-def is_long(window: Window, index: Index) -> bool:
+def _is_long(window: Window, index: Index) -> bool:
     """Whether answering WINDOW from INDEX may take milliseconds: by its hours, the size its answer may have, an
     hour to read from the file, or the events in the hours it reaches (known before it is answered, in µs)."""
-    if (window.end - window.start) // HOUR + 1 > LONG_WINDOW_HOURS:
+    if (window.end - window.start) // _HOUR + 1 > _LONG_WINDOW_HOURS:
         return True
-    if empty_answer_size(window) > LONG_REPLY_BYTES:
+    if _empty_answer_size(window) > _LONG_REPLY_BYTES:
         return True
-    if bucket_count(window) > LONG_ZONE_BUCKETS and fixed_offset(window.buckets.zone) is None:
+    if _bucket_count(window) > _LONG_ZONE_BUCKETS and _fixed_offset(window.buckets.zone) is None:
         return True  # each bucket labelled on its own where the offset changes: 10 to 13 µs a bucket
-    reached = range(hour_floor(window.start), window.end, HOUR)
-    if isinstance(kept := index.hours, FileHours) and any(
+    reached = range(_hour_floor(window.start), window.end, _HOUR)
+    if isinstance(kept := index.hours, _FileHours) and any(
         h in index.events_by_hour for h in reached if h not in kept.kept
     ):
         return True  # an hour read again from the file: ~0.9 MiB, 90 ms (four clients left a normal one 0.5%)
-    return sum(map(index.events_by_hour.get, reached, repeat(0))) > LONG_EVENTS
+    return sum(map(index.events_by_hour.get, reached, repeat(0))) > _LONG_EVENTS
 
 
 class ServeSettings(NamedTuple):
@@ -4157,41 +4169,41 @@ class ServeSettings(NamedTuple):
     quiet: bool
     jobs: int
     workers: int
-    limits: Limits = Limits()
+    limits: _Limits = _Limits()
 
 
-def load_index(name: str, jobs: int, in_memory: bool = False, expected: list[Stamp] | None = None) -> Index:
+def _load_index(name: str, jobs: int, in_memory: bool = False, expected: list[_Stamp] | None = None) -> Index:
     """The index of the files NAME stands for, listed anew; each must be a regular file (SIGHUP reads them
     again; /dev/zero would never end), the same before and after it is read (a log rewritten meanwhile, as cp
     does, was served as a quarter of itself), and, if EXPECTED, the very files the index before read."""
-    paths = input_files(name)
+    paths = _input_files(name)
     for path in paths:
         try:
             mode = os.stat(path).st_mode
         except FileNotFoundError:
-            raise InputError(f"{display(path)}: no such file") from None
+            raise InputError(f"{_display(path)}: no such file") from None
         except OSError as error:
-            raise InputError(f"{display(path)}: cannot read ({error.strerror})") from None
+            raise InputError(f"{_display(path)}: cannot read ({error.strerror})") from None
         if not stat.S_ISREG(mode):
-            raise InputError(f"{display(path)}: not a regular file; --serve reads it again on SIGHUP")
-    before = stamps_of(paths)
+            raise InputError(f"{_display(path)}: not a regular file; --serve reads it again on SIGHUP")
+    before = _stamps_of(paths)
     if expected is not None and before != expected:
-        raise InputError(f"{display(name)} is no longer the log indexed; send SIGHUP to read it again")
+        raise InputError(f"{_display(name)} is no longer the log indexed; send SIGHUP to read it again")
     index = build_index(name, jobs, paths, in_memory)  # the files checked, not a second listing
-    if stamps_of(paths) != before:
-        raise InputError(f"{display(name)} changed while it was read; send SIGHUP again once it is written")
+    if _stamps_of(paths) != before:
+        raise InputError(f"{_display(name)} changed while it was read; send SIGHUP again once it is written")
     return index
 
 
-def stamps_of(paths: list[str]) -> list[Stamp]:
-    """path_stamp of each of PATHS; InputError if one cannot be read."""
+def _stamps_of(paths: list[str]) -> list[_Stamp]:
+    """_path_stamp of each of PATHS; InputError if one cannot be read."""
     try:
-        return [path_stamp(path) for path in paths]
+        return [_path_stamp(path) for path in paths]
     except OSError as error:
-        raise InputError(f"{display(error.filename or paths[0])}: cannot read ({error.strerror})") from None
+        raise InputError(f"{_display(error.filename or paths[0])}: cannot read ({error.strerror})") from None
 
 
-def refusal(old: Index, new: Index) -> str:
+def _refusal(old: Index, new: Index) -> str:
     """Why NEW must not replace OLD ('' if it may): an empty or mostly malformed file is a rotation caught half-way."""
     if old.events and not new.events:
         return f"{new.path} now has no events (truncated?)"
@@ -4200,16 +4212,16 @@ def refusal(old: Index, new: Index) -> str:
     return ""
 
 
-class Stopping(Exception):
+class _Stopping(Exception):
     """SIGTERM or SIGINT arrived while the master was busy (building an index)."""
 
 
-class Master:
+class _Master:
     """The parent process: holds the index and the socket, forks workers, reloads, stops."""
 
     def __init__(self, index: Index, sock: socket.socket, settings: ServeSettings) -> None:
         self.index, self.sock, self.settings = index, sock, settings
-        self.reload: Reload | None = None
+        self.reload: _Reload | None = None
         self.workers: set[int] = set()
 
     def run(self) -> int:
@@ -4220,20 +4232,20 @@ class Master:
         stopped = not self.moved_into_memory()
         while not stopped:
             received = signal.sigwait(waited)
-            if received in STOP_SIGNALS:
+            if received in _STOP_SIGNALS:
                 break
             if received == signal.SIGCHLD:
                 self.replace_dead_workers()
             elif received == signal.SIGHUP:
                 stopped = not self.reloaded() or not self.moved_into_memory()
         self.stop_workers(self.workers)
-        log("stopped")
+        _log("stopped")
         return 0
 
     def fork_workers(self) -> set[int]:
         """Start Settings.workers workers serving the current index."""
         gc.collect()
-        release_free_memory()
+        _release_free_memory()
         gc.freeze()  # the index's objects stay out of the collector's walks: forked pages stay shared
         return {self.fork_worker() for _ in range(self.settings.workers)}
 
@@ -4251,9 +4263,9 @@ class Master:
             # set, SIGTERM ends a worker that has accepted nothing yet.
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_SETMASK, set())
-            Worker(self.index, self.sock, self.settings, self.reload).run()
+            _Worker(self.index, self.sock, self.settings, self.reload).run()
         except BaseException as error:  # a worker must never unwind into the master's code
-            log(f"worker {os.getpid()} failed: {error!r}")
+            _log(f"worker {os.getpid()} failed: {error!r}")
             status = 1
         finally:
             os._exit(status)
@@ -4275,35 +4287,35 @@ class Master:
             return False
         index, why = built
         if not in_memory:
-            self.reload = Reload(began, not why, why)
+            self.reload = _Reload(began, not why, why)
         if not why:
             self.index = index
         old, self.workers = self.workers, self.fork_workers()  # new ones accept before the old ones stop
         self.stop_workers(old)
         if why:
             refused = "keeping cut hours in memory refused" if in_memory else "reload refused"
-            log(f"{refused}, still serving the old index: {why}")
+            _log(f"{refused}, still serving the old index: {why}")
         else:
-            log(f"{'kept in memory' if in_memory else 'reloaded'}: {describe(index)}")
+            _log(f"{'kept in memory' if in_memory else 'reloaded'}: {_describe(index)}")
         return True
 
     def built(self, in_memory: bool) -> tuple[Index, str] | None:
         """A new index, and why it must not replace the old ('' if it may); None if stopped meanwhile."""
-        signal.signal(signal.SIGTERM, raise_stopping)  # a long build must not make SIGTERM wait
-        signal.signal(signal.SIGINT, raise_stopping)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        signal.signal(signal.SIGTERM, _raise_stopping)  # a long build must not make SIGTERM wait
+        signal.signal(signal.SIGINT, _raise_stopping)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
         try:
             # Kept in memory: only the files the file-backed index holds open (one renamed over the path meanwhile
             # is not adopted without a SIGHUP).
             expected = self.index.files.stamps if in_memory and self.index.files else None
-            index = load_index(self.settings.path, self.settings.jobs, in_memory, expected)
-            why = refusal(self.index, index)
+            index = _load_index(self.settings.path, self.settings.jobs, in_memory, expected)
+            why = _refusal(self.index, index)
         except InputError as error:
             index, why = self.index, str(error)
-        except Stopping:
+        except _Stopping:
             return None
         finally:
-            signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+            signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
         return index, why
@@ -4314,7 +4326,7 @@ class Master:
             done, status = os.waitpid(pid, os.WNOHANG)
             if done:
                 self.workers.discard(pid)
-                log(f"worker {pid} exited ({status}); starting another")
+                _log(f"worker {pid} exited ({status}); starting another")
                 time.sleep(0.2)  # a worker that dies at once must not make this a loop of forks
                 self.workers.add(self.fork_worker())
 
@@ -4339,14 +4351,14 @@ class Master:
                 os.waitpid(pid, 0)
 
 
-def raise_stopping(signum: int, frame: object) -> None:
+def _raise_stopping(signum: int, frame: object) -> None:
     """A signal handler: unwind the build in progress."""
-    raise Stopping
+    raise _Stopping
 
 
 # The page at /: a form and a chart of /counts.  Kept as text here, so that the tool
 # stays one file; each is small, and needs nothing from the internet.
-PAGE_HTML = r"""<!doctype html>
+_PAGE_HTML = r"""<!doctype html>
 <html lang="en">
 <head><meta charset="utf-8"><title>totaler: events per bucket</title>
 <meta name="viewport" content="width=device-width, initial-scale=1"><link rel="stylesheet" href="/app.css"></head>
@@ -4377,7 +4389,7 @@ PAGE_HTML = r"""<!doctype html>
 </body>
 </html>
 """
-PAGE_CSS = r"""body { font: 14px system-ui, sans-serif; margin: 1.5em; color: #222; }
+_PAGE_CSS = r"""body { font: 14px system-ui, sans-serif; margin: 1.5em; color: #222; }
 form { display: flex; flex-wrap: wrap; gap: 0.5em 1em; align-items: center; }
 .error { color: #b00020; }
 #summary { font-weight: bold; }
@@ -4392,7 +4404,7 @@ table { border-collapse: collapse; margin-top: 1em; }
 td, th { border-bottom: 1px solid #ddd; padding: 0.2em 0.8em; text-align: left; }
 td.n { text-align: right; font-variant-numeric: tabular-nums; }
 """
-PAGE_JS = r""""use strict";
+_PAGE_JS = r""""use strict";
 // The chart reads /counts, the very JSON the command line prints, so the two never disagree.
 // Every customer id and message reaches the page through textContent or setAttribute: never as HTML.
 const $ = (id) => document.getElementById(id);
@@ -4641,14 +4653,14 @@ async function main() {
 
 main().catch((error) => showError(String(error)));
 """
-PAGE = {
-    "/": Reply(PAGE_HTML.encode(), "text/html; charset=utf-8"),
-    "/app.css": Reply(PAGE_CSS.encode(), "text/css; charset=utf-8"),
-    "/app.js": Reply(PAGE_JS.encode(), "text/javascript; charset=utf-8"),
+_PAGE = {
+    "/": _Reply(_PAGE_HTML.encode(), "text/html; charset=utf-8"),
+    "/app.css": _Reply(_PAGE_CSS.encode(), "text/css; charset=utf-8"),
+    "/app.js": _Reply(_PAGE_JS.encode(), "text/javascript; charset=utf-8"),
 }
 
 
-def describe(index: Index) -> str:
+def _describe(index: Index) -> str:
     """One line about an index."""
     if index.files is not None:  # surveyed: its customers are counted with the index in memory
         return (
@@ -4661,14 +4673,14 @@ def describe(index: Index) -> str:
     )
 
 
-def log(message: str, prefix: bool = True) -> None:
+def _log(message: str, prefix: bool = True) -> None:
     """A line on stderr, in one write: lines of several processes never interleave."""
     line = (f"totaler: {message}" if prefix else message) + "\n"
     with suppress(OSError):
         os.write(2, line.encode("utf-8", "backslashreplace"))
 
 
-def listening_socket(host: str, port: int) -> socket.socket:
+def _listening_socket(host: str, port: int) -> socket.socket:
     """A non-blocking socket listening on HOST:PORT with a deep backlog; InputError if it cannot."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -4683,7 +4695,7 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def raise_descriptor_limit() -> None:
+def _raise_descriptor_limit() -> None:
     """Let this process open as many descriptors as the hard limit allows (nginx's worker_rlimit_nofile)."""
     with suppress(ValueError, OSError, ImportError):
         import resource  # POSIX only, like the server
@@ -4698,18 +4710,18 @@ def serve(host: str, port: int, settings: ServeSettings) -> int:
     path = settings.path
     if path == "-":
         raise UsageError("--serve needs a file, not standard input: it is read again on SIGHUP")
-    index = load_index(path, settings.jobs)  # before any worker exists, the build may fork its own
-    warnings = read_warnings(path, index.events, index.skipped)
-    sock = listening_socket(host, port)
-    raise_descriptor_limit()
+    index = _load_index(path, settings.jobs)  # before any worker exists, the build may fork its own
+    warnings = _read_warnings(path, index.events, index.skipped)
+    sock = _listening_socket(host, port)
+    _raise_descriptor_limit()
     for warning in warnings:
-        log(f"warning: {warning}")
+        _log(f"warning: {warning}")
     name = f"[{host}]" if ":" in host else host
     url = f"http://{name}:{sock.getsockname()[1]}/"
-    start, end = busiest_day(index)
-    example = f"{url}counts?start={format_iso(start)}&end={format_iso(end)}"
-    log(f"{describe(index)}; {settings.workers} workers serving {url} (the page), e.g. {example} (the busiest day)")
-    master = Master(index, sock, settings)
+    start, end = _busiest_day(index)
+    example = f"{url}counts?start={_format_iso(start)}&end={_format_iso(end)}"
+    _log(f"{_describe(index)}; {settings.workers} workers serving {url} (the page), e.g. {example} (the busiest day)")
+    master = _Master(index, sock, settings)
     del index  # else this frame kept the first index, and its open files, for the server's life, past every reload
     return master.run()
 
@@ -4717,7 +4729,7 @@ def serve(host: str, port: int, settings: ServeSettings) -> int:
 # ---------------------------------------------------------------------------
 # The entry point: the command line's arguments, main() and the console script.
 
-EXAMPLES = """examples:
+_EXAMPLES = """examples:
   totaler events.csv 2021-03-01T04:00:00Z 2021-03-01T06:30:00Z
   totaler events.csv 2021-03-01T04:00:00Z 2021-03-01T06:30:00Z 30330c9c4e7173ba9474c46ee5191570 --json
   gzip -c events.csv | totaler - '2021-03-01 04:00:00 UTC' 2021-03-01T12:00:00+05:30
@@ -4728,7 +4740,7 @@ Buckets are UTC hours; an event counts when START <= time < END. Exit status:
 2 bad arguments; 130 or 143 when stopped by Ctrl-C or SIGTERM while counting (--serve: 0)."""
 
 
-class Parser(argparse.ArgumentParser):
+class _Parser(argparse.ArgumentParser):
     """argparse, but every error is one line and exit status 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
@@ -4736,7 +4748,7 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see --help)")
 
 
-def whole_number(least: int, most: int | None = None) -> Callable[[str], int]:
+def _whole_number(least: int, most: int | None = None) -> Callable[[str], int]:
     """An argparse type: a whole number from LEAST to MOST."""
 
     def convert(text: str) -> int:
@@ -4752,7 +4764,7 @@ def whole_number(least: int, most: int | None = None) -> Callable[[str], int]:
     return convert
 
 
-def seconds(text: str) -> float:
+def _seconds(text: str) -> float:
     """An argparse type: a positive number of seconds."""
     try:
         value = float(text)
@@ -4763,14 +4775,14 @@ def seconds(text: str) -> float:
     return value
 
 
-def build_parser() -> Parser:
+def _build_parser() -> _Parser:
     """The command line's arguments."""
-    parser = Parser(
+    parser = _Parser(
         prog="totaler",
         description="Count each customer's events per UTC hour (or buckets of any width in any zone) in\n"
         "[START, END) of a CSV log (customer_id,event_type,transaction_id,timestamp), or serve the\n"
         "same answers over HTTP.",
-        epilog=EXAMPLES,
+        epilog=_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     files = "the CSV log (plain, gzip, bzip2 or xz), a directory of them, a quoted glob, or '-' for standard input"
@@ -4779,28 +4791,29 @@ def build_parser() -> Parser:
     parser.add_argument("start", metavar="START", nargs="?", help=start)
     parser.add_argument("end", metavar="END", nargs="?", help="window end, exclusive")
     parser.add_argument("customer", metavar="CUSTOMER_ID", nargs="?", help="count only this customer")
-    add_question_arguments(parser)
+    _add_question_arguments(parser)
     parser.add_argument("--strict", action="store_true", help="fail on the first malformed row")
     parser.add_argument(
-        "--max-hours", type=whole_number(1), default=100_000, metavar="N", help="longest window allowed (100000)"
+        "--max-hours", type=_whole_number(1), default=100_000, metavar="N", help="longest window allowed (100000)"
     )
-    parser.add_argument("--jobs", type=whole_number(0), default=0, metavar="N", help="worker processes (default: CPUs)")
+    jobs = "worker processes (default: CPUs)"
+    parser.add_argument("--jobs", type=_whole_number(0), default=0, metavar="N", help=jobs)
     scheduler = os.environ.get("TOTALER_SCHEDULER") or None
     cluster = "count on this Dask scheduler's workers, which see the same paths (env TOTALER_SCHEDULER; needs "
     cluster += "pip install '.[dask]' in a clone of totaler)"
     parser.add_argument("--scheduler", default=scheduler, metavar="ADDRESS", help=cluster)
     parser.add_argument("--version", action="version", version=f"totaler {__version__}")
-    add_http_arguments(parser)
+    _add_http_arguments(parser)
     return parser
 
 
-T = TypeVar("T")  # what an argparse type gives
+_T = TypeVar("T")  # what an argparse type gives
 
 
-def argument_type(convert: Callable[[str], T]) -> Callable[[str], T]:
+def _argument_type(convert: Callable[[str], _T]) -> Callable[[str], _T]:
     """An argparse type: CONVERT, its ValueError the message argparse shows."""
 
-    def checked(text: str) -> T:
+    def checked(text: str) -> _T:
         try:
             return convert(text)
         except ValueError as error:
@@ -4809,19 +4822,23 @@ def argument_type(convert: Callable[[str], T]) -> Callable[[str], T]:
     return checked
 
 
-def checked_zone(name: str) -> str:
-    """A zone's name, if it is one (BadZone, a ValueError, if not)."""
-    zone_named(name)
+def _checked_zone(name: str) -> str:
+    """A zone's name, if it is one (_BadZone, a ValueError, if not)."""
+    _zone_named(name)
     return name
 
 
-def add_question_arguments(parser: Parser) -> None:
+def _add_question_arguments(parser: _Parser) -> None:
     """How the answer is cut and written: --bucket, --tz, --event-type, --format (--json)."""
     parser.add_argument(
-        "--bucket", type=argument_type(parse_width), default=HOUR, metavar="WIDTH", help=f"bucket width: {WIDTH_HELP}"
+        "--bucket",
+        type=_argument_type(parse_width),
+        default=_HOUR,
+        metavar="WIDTH",
+        help=f"bucket width: {_WIDTH_HELP}",
     )
-    zone = f"buckets' and bounds' time zone: {ZONE_HELP} (default UTC)"
-    parser.add_argument("--tz", type=argument_type(checked_zone), default="UTC", metavar="ZONE", help=zone)
+    zone = f"buckets' and bounds' time zone: {_ZONE_HELP} (default UTC)"
+    parser.add_argument("--tz", type=_argument_type(_checked_zone), default="UTC", metavar="ZONE", help=zone)
     types = "count only rows of this event_type (repeat it for several)"
     parser.add_argument("--event-type", action="append", metavar="TYPE", dest="event_types", help=types)
     unique = "count each transaction_id once: its first row in the input; later rows with it are duplicates"
@@ -4830,38 +4847,38 @@ def add_question_arguments(parser: Parser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON: --format json")
 
 
-def answer_format(args: argparse.Namespace) -> str:
+def _answer_format(args: argparse.Namespace) -> str:
     """text, json or csv, as --format (or --json) asks; UsageError if they disagree."""
     if args.json and args.format not in (None, "json"):
         raise UsageError(f"--json and --format {args.format} ask for two formats: give one")
     return "json" if args.json else args.format or "text"
 
 
-def add_http_arguments(parser: Parser) -> None:
+def _add_http_arguments(parser: _Parser) -> None:
     """The arguments of --serve."""
     http = parser.add_argument_group("HTTP service", "totaler FILE --serve: GET /counts?start=A&end=B[&customer_id=X]")
     http.add_argument("--serve", action="store_true", help="index FILE once, then answer over HTTP")
     host = os.environ.get("TOTALER_HOST", "127.0.0.1")  # the image sets 0.0.0.0: `docker run -p` just works
     http.add_argument("--host", default=host, help=f"address to listen on (default {host}; env TOTALER_HOST)")
-    http.add_argument("--port", type=whole_number(0, 65535), default=8000, help="port (default 8000; 0 picks one)")
+    http.add_argument("--port", type=_whole_number(0, 65535), default=8000, help="port (default 8000; 0 picks one)")
     http.add_argument("--quiet", action="store_true", help="no access log")
     http.add_argument(
-        "--workers", type=whole_number(0, 256), default=0, metavar="N", help="serving processes (default: CPUs)"
+        "--workers", type=_whole_number(0, 256), default=0, metavar="N", help="serving processes (default: CPUs)"
     )
     waits = ("for a request line and headers to arrive, else 408", "an idle keep-alive connection stays open")
-    limits = Limits()
+    limits = _Limits()
     for name, default, what in zip(
         ("header", "idle"), (limits.header_seconds, limits.idle_seconds), waits, strict=True
     ):
         text = f"seconds {what} (default {default:g})"
-        http.add_argument(f"--{name}-timeout", type=seconds, default=default, metavar="S", help=text)
+        http.add_argument(f"--{name}-timeout", type=_seconds, default=default, metavar="S", help=text)
     connections = f"open connections per worker; more wait in the backlog (default {limits.connections})"
     http.add_argument(
-        "--max-connections", type=whole_number(1), default=limits.connections, metavar="N", help=connections
+        "--max-connections", type=_whole_number(1), default=limits.connections, metavar="N", help=connections
     )
 
 
-def joined_offsets(argv: list[str]) -> list[str]:
+def _joined_offsets(argv: list[str]) -> list[str]:
     """ARGV with '--tz -03:30' as '--tz=-03:30': argparse takes a value that starts with '-' for an option."""
     joined: list[str] = []
     for argument in argv:
@@ -4875,39 +4892,39 @@ def joined_offsets(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser()
+    parser = _build_parser()
     if not argv:
         parser.print_help()
         return 0
     try:
-        check_unquoted_glob(argv)
-        args = parser.parse_intermixed_args(joined_offsets(argv))
+        _check_unquoted_glob(argv)
+        args = parser.parse_intermixed_args(_joined_offsets(argv))
         if args.serve:
-            return serve_command(args)
-        form, window = answer_format(args), question(args)
-        tally = count_files(input_files(args.file), window, args.strict, args.jobs, args.scheduler)
-        for warning in read_warnings(args.file, tally.rows, tally.skipped):
-            log(f"warning: {warning}")
+            return _serve_command(args)
+        form, window = _answer_format(args), _question(args)
+        tally = count_files(_input_files(args.file), window, args.strict, args.jobs, args.scheduler)
+        for warning in _read_warnings(args.file, tally.rows, tally.skipped):
+            _log(f"warning: {warning}")
         if window.unique:
-            log(f"note: {plural(tally.duplicates, 'duplicate row')} not counted (--unique)")
+            _log(f"note: {_plural(tally.duplicates, 'duplicate row')} not counted (--unique)")
     except (UsageError, InputError) as error:
-        log(f"error: {error}")
+        _log(f"error: {error}")
         return 2 if isinstance(error, UsageError) else 1
     if form == "text":
-        return write_answer(render_text(args.file, window, tally.counts))
-    return write_answer(RENDERINGS[form](window, tally.counts))
+        return _write_answer(render_text(args.file, window, tally.counts))
+    return _write_answer(_RENDERINGS[form](window, tally.counts))
 
 
-def serve_command(args: argparse.Namespace) -> int:
+def _serve_command(args: argparse.Namespace) -> int:
     """totaler FILE --serve: the server's settings from ARGS, then serve."""
     if args.start is not None:
         raise UsageError("--serve takes only FILE: the window comes with each request")
-    limits = Limits(args.header_timeout, args.idle_timeout, args.max_connections)
-    workers = args.workers or default_jobs()
+    limits = _Limits(args.header_timeout, args.idle_timeout, args.max_connections)
+    workers = args.workers or _default_jobs()
     return serve(args.host, args.port, ServeSettings(args.file, args.max_hours, args.quiet, args.jobs, workers, limits))
 
 
-def question(args: argparse.Namespace) -> Window:
+def _question(args: argparse.Namespace) -> Window:
     """The window, customer, event types and buckets the command line's ARGS ask about."""
     missing = [name for name, value in (("START", args.start), ("END", args.end)) if value is None]
     if missing:
@@ -4919,7 +4936,7 @@ def question(args: argparse.Namespace) -> Window:
     return window._replace(unique=args.unique)
 
 
-def check_unquoted_glob(argv: list[str]) -> None:
+def _check_unquoted_glob(argv: list[str]) -> None:
     """UsageError if a file stands where START belongs: the shell expanded an unquoted glob into file names."""
     if len(argv) > 1 and argv[1] != "-" and os.path.isfile(argv[0]) and os.path.isfile(argv[1]):
         example = os.path.join(os.path.dirname(argv[0]), "*.csv")
@@ -4929,7 +4946,7 @@ def check_unquoted_glob(argv: list[str]) -> None:
         )
 
 
-def write_answer(output: str) -> int:
+def _write_answer(output: str) -> int:
     """Print OUTPUT on standard output; 1 with one line on stderr if it cannot be written (a full disk, say)."""
     try:
         # surrogateescape: an argument that was not UTF-8 (FILE, CUSTOMER_ID) is printed as the bytes it was.
@@ -4938,13 +4955,13 @@ def write_answer(output: str) -> int:
     except BrokenPipeError:
         raise  # the reader went away: run() exits quietly
     except (OSError, AttributeError) as error:  # AttributeError: standard output was closed (>&-)
-        log(f"error: cannot write the answer ({getattr(error, 'strerror', None) or 'standard output is closed'})")
-        silence_stdout()
+        _log(f"error: cannot write the answer ({getattr(error, 'strerror', None) or 'standard output is closed'})")
+        _silence_stdout()
         return 1
     return 0
 
 
-def silence_stdout() -> None:
+def _silence_stdout() -> None:
     """Point standard output at /dev/null, so that the exit's own flush of what is left fails no more."""
     if sys.stdout is not None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -4954,12 +4971,12 @@ def run() -> None:
     """The console script: main() with a quiet exit on a closed pipe, Ctrl-C or SIGTERM."""
     # As PID 1 in a container a process ignores SIGTERM unless it handles it, and
     # `docker stop` would wait ten seconds to kill it (--serve sets its own handler).
-    signal.signal(signal.SIGTERM, exit_on_signal)
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         status = main()
     except BrokenPipeError:
         # The reader went away (e.g. `| head`): not an error worth a traceback.
-        silence_stdout()
+        _silence_stdout()
         status = 1
     except KeyboardInterrupt:
         status = 130
@@ -4969,7 +4986,7 @@ def run() -> None:
     sys.exit(status)
 
 
-def exit_on_signal(signum: int, frame: object) -> None:
+def _exit_on_signal(signum: int, frame: object) -> None:
     """Unwind (closing files, stopping workers) and exit with 128 + the signal's number."""
     raise SystemExit(128 + signum)
 

@@ -68,7 +68,7 @@ def agree(log: Path, options: list[str], bucket: str, where: str) -> None:
             check=True,
         ).stdout
     )
-    labels = {window.buckets.label(b): b for b in totaler.bucket_starts(window)}
+    labels = {window.buckets.label(b): b for b in totaler._bucket_starts(window)}
     ours = sorted((labels[label], customer, n) for label, row in mine.items() for customer, n in row.items())
     answer = HERE / "data" / "duckdb-question.json"
     script = DUCKDB.format(bucket=bucket, where=where)
@@ -82,7 +82,7 @@ def bucket_args(options: list[str]) -> tuple[int, str]:
     """The width and zone OPTIONS ask for."""
     import totaler
 
-    width, zone = totaler.HOUR, "UTC"
+    width, zone = totaler._HOUR, "UTC"
     for flag, value in itertools.pairwise(options):
         if flag == "--bucket":
             width = totaler.parse_width(value)

@@ -78,7 +78,7 @@ def agree(log: Path) -> int:
         check=True,
     )
     window = totaler.parse_window(*YEAR, None, 100_000)
-    labels = {window.buckets.label(bucket): bucket for bucket in totaler.bucket_starts(window)}
+    labels = {window.buckets.label(bucket): bucket for bucket in totaler._bucket_starts(window)}
     ours = sorted(
         (labels[label], customer, n) for label, row in json.loads(done.stdout).items() for customer, n in row.items()
     )
@@ -99,7 +99,7 @@ def table_bytes(count: int, batch: int = 1 << 16) -> tuple[float, float]:
     import totaler
 
     chance = random.Random(23)
-    transactions = totaler.Transactions()
+    transactions = totaler._Transactions()
     tracemalloc.start()
     for done in range(0, count, batch):
         transactions.added(

@@ -1,4 +1,8 @@
-"""Shared helpers: the repository's paths, and the command line run as a user runs it."""
+"""Shared helpers: the repository's paths, and the command line run as a user runs it.
+
+Tests shrink totaler's sizes and thresholds (machinery: `_BLOCK_SIZE` and the like) so that they reach
+boundaries that live at megabytes; `patched` names them without the underscore.
+"""
 
 import os
 import random
@@ -51,7 +55,9 @@ def run_cli(*args: str, stdin: bytes | None = None, cwd: Path = ROOT) -> subproc
 
 @contextmanager
 def patched(**values: int) -> Iterator[None]:
-    """Set totaler's sizes and thresholds by name for the block, then put the old ones back."""
+    """Set totaler's sizes and thresholds (machinery: named here without their leading _) for the block, then
+    put the old ones back."""
+    values = {"_" + name: value for name, value in values.items()}
     saved = {name: getattr(totaler, name) for name in values}
     for name, value in values.items():
         setattr(totaler, name, value)
@@ -65,12 +71,14 @@ def patched(**values: int) -> Iterator[None]:
 def file_backed(**sizes: int) -> ContextManager[None]:
     """Index any log file-backed (cut hours read again from the file), with SIZES changed; windows of any
     length answered from the file (FILE_HOURS, a server's bound, is tested on its own)."""
-    return patched(**{"LAZY_MIN": 0, "PROBE_HOURS": 10**9, "LAZY_SPAN": 1 << 62, "FILE_HOURS": 1 << 62, **sizes})
+    return patched(
+        **{"FILE_BACKED_MIN": 0, "PROBE_HOURS": 10**9, "FILE_BACKED_SPAN": 1 << 62, "FILE_HOURS": 1 << 62, **sizes}
+    )
 
 
 def sizes(block: int, max_line: int, part: int = 1 << 26, segment: int | None = None) -> ContextManager[None]:
     """Shrink the reads, the longest line and the workers' parts, so that small files reach every boundary."""
-    segment = totaler.SMALL_BLOCK if segment is None else segment
+    segment = totaler._SMALL_BLOCK if segment is None else segment
     return patched(BLOCK_SIZE=block, MAX_LINE=max_line, PART_SIZE=part, PARALLEL_MIN=1, SMALL_BLOCK=segment)
 
 

@@ -1,4 +1,8 @@
-"""Inputs and arguments a fuzzer finds: one line on stderr and the documented status, never a traceback."""
+"""Inputs and arguments a fuzzer finds: one line on stderr and the documented status, never a traceback.
+
+Reaches inside for `_count_file`/`_count_stream` (the skipped rows of a read, which the public
+`count_files` reports only as a warning) and `_parse_row` (why one row is malformed).
+"""
 
 import bz2
 import gzip
@@ -94,9 +98,9 @@ def test_workers_that_cannot_start_say_so(tmp_path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(multiprocessing, "get_context", lambda method=None: NoForks())
     log = tmp_path / "log.csv"
     log.write_bytes(ROWS * 100)
-    window = totaler.Window(totaler.parse_bound(SEED[0]), totaler.parse_bound(SEED[1]))
+    window = totaler.Window(totaler.parse_instant(SEED[0]), totaler.parse_instant(SEED[1]))
     with sizes(1 << 16, 1 << 10, part=300), pytest.raises(totaler.InputError, match="cannot start 2 worker processes"):
-        totaler.count_file(str(log), window, jobs=2)
+        totaler._count_file(str(log), window, jobs=2)
 
 
 def test_no_more_workers_than_parts(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -114,9 +118,9 @@ def test_no_more_workers_than_parts(tmp_path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(multiprocessing, "get_context", Counted)
     log = tmp_path / "log.csv"
     log.write_bytes(ROWS.replace(b"INGEST", b"INGEST" + b"e" * 250))  # two lines: no more than two parts
-    window = totaler.Window(totaler.parse_bound(HOUR_04[0]), totaler.parse_bound(HOUR_04[1]))
+    window = totaler.Window(totaler.parse_instant(HOUR_04[0]), totaler.parse_instant(HOUR_04[1]))
     with sizes(1 << 16, 1 << 10, part=300):
-        tally = totaler.count_file(str(log), window, jobs=16)
+        tally = totaler._count_file(str(log), window, jobs=16)
     assert started == [2]
     assert tally.counts == {(window.start, "a"): 1, (window.start, "b"): 1}
 
@@ -132,9 +136,9 @@ def test_years_below_1000_are_zero_padded_in_text_and_json(tmp_path) -> None:
 
 def test_a_space_after_a_closing_quote_is_a_space_around_a_field() -> None:
     data = b'"a" ,"INGEST" , t1,"2021-03-01 04:05:00+00"  \n "a"\t,INGEST,t2,2021-03-01 04:06:00+00\n'
-    window = totaler.Window(totaler.parse_bound(HOUR_04[0]), totaler.parse_bound(HOUR_04[1]))
+    window = totaler.Window(totaler.parse_instant(HOUR_04[0]), totaler.parse_instant(HOUR_04[1]))
     for fast in (True, False):
-        tally = totaler.count_stream(io.BytesIO(data), window, fast=fast)
+        tally = totaler._count_stream(io.BytesIO(data), window, fast=fast)
         assert (tally.counts, tally.skipped.count) == ({(window.start, "a"): 2}, 0)
 
 
@@ -146,8 +150,8 @@ def test_a_space_after_a_closing_quote_is_a_space_around_a_field() -> None:
     ],
 )
 def test_text_after_a_closing_quote_is_still_malformed(line: bytes, reason: str) -> None:
-    with pytest.raises(totaler.Malformed, match=reason):
-        totaler.parse_row(line)
+    with pytest.raises(totaler._Malformed, match=reason):
+        totaler._parse_row(line)
 
 
 # --- a log of which nothing, or almost nothing, could be read: an error naming the likely cause --------
@@ -171,7 +175,7 @@ def test_a_log_of_which_no_row_can_be_read_is_an_error_naming_the_likely_cause(t
     for source, stdin in ((str(path), None), ("-", rows)):
         line = one_error_line(run_cli(source, *HOUR_04, stdin=stdin), 1)
         assert line.startswith(f"totaler: error: {source}: not one of its ") and f"likely cause: {cause}" in line
-        assert line.endswith(f"; a row looks like {totaler.GOOD_ROW}")
+        assert line.endswith(f"; a row looks like {totaler._GOOD_ROW}")
 
 
 def test_a_log_mostly_malformed_is_answered_with_a_warning_naming_the_cause(tmp_path) -> None:

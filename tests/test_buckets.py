@@ -5,6 +5,9 @@ clock at each, until it meets a bucket's boundary: an instant at which the clock
 multiple of the width, or across which the floored wall time changes.  (Every zone tried
 here has whole-minute offsets, so boundaries fall on whole UTC minutes.)  The plain path,
 the fast path and every way a file is read must give the model's answer.
+
+Reaches inside for the zone machinery the fast path specialises (`_zone_named`, `_fixed_offset`,
+`_hour_memos`) and for `_count_file`/`_count_stream`, to read one input by each path.
 """
 
 import gzip
@@ -90,12 +93,12 @@ def model_answer(rows, start: int, end: int, width: int, tz, customer=None, type
 
 
 def micros_of(text: str) -> int:
-    return totaler.to_micros(datetime.fromisoformat(text))
+    return totaler._to_micros(datetime.fromisoformat(text))
 
 
 def ours(data: bytes, window: totaler.Window, fast: bool = True) -> dict:
     """The answer totaler gives for DATA, as a document (the JSON it would print)."""
-    counts = totaler.count_stream(io.BytesIO(data), window, fast=fast).counts
+    counts = totaler._count_stream(io.BytesIO(data), window, fast=fast).counts
     return json.loads(totaler.render_json(window, counts))
 
 
@@ -348,7 +351,7 @@ def test_every_way_a_log_is_read_gives_the_same_answer(tmp_path) -> None:
     with sizes(1 << 16, 1 << 12, part=1 << 18):
         window = totaler.parse_window(*args[:2], None, 1000, buckets=totaler.Buckets(30 * MINUTE, "America/New_York"),
                                       event_types=["SEND"])  # fmt: skip
-        parts = totaler.count_file(str(tmp_path / "log.csv"), window, jobs=3)
+        parts = totaler._count_file(str(tmp_path / "log.csv"), window, jobs=3)
     answers["parts"] = totaler.render_json(window, parts.counts).encode()
     assert len(set(answers.values())) == 1, {k: v[:200] for k, v in answers.items()}
     assert json.loads(answers["file"])["2021-11-07 01:00:00 -0500"] is not None
@@ -359,18 +362,18 @@ def test_zones_come_from_dateutils_copy_where_the_system_has_none() -> None:
     window = ("2021-11-07T00:00:00-04:00", "2021-11-07T04:00:00-05:00")
     with_system = [totaler.Buckets(HOUR, "America/New_York").label(b) for b in totaler.Buckets(
         HOUR, "America/New_York").starts(*map(micros_of, window))]  # fmt: skip
-    totaler.zone_named.cache_clear()
-    totaler.fixed_offset.cache_clear()
-    totaler.hour_memos.cache_clear()
+    totaler._zone_named.cache_clear()
+    totaler._fixed_offset.cache_clear()
+    totaler._hour_memos.cache_clear()
     try:
         with mock.patch.object(zoneinfo, "ZoneInfo", side_effect=zoneinfo.ZoneInfoNotFoundError("none here")):
-            assert type(totaler.zone_named("America/New_York")).__module__.startswith("dateutil")
+            assert type(totaler._zone_named("America/New_York")).__module__.startswith("dateutil")
             buckets = totaler.Buckets(HOUR, "America/New_York")
             assert [buckets.label(b) for b in buckets.starts(*map(micros_of, window))] == with_system
     finally:
-        totaler.zone_named.cache_clear()
-        totaler.fixed_offset.cache_clear()
-        totaler.hour_memos.cache_clear()
+        totaler._zone_named.cache_clear()
+        totaler._fixed_offset.cache_clear()
+        totaler._hour_memos.cache_clear()
 
 
 def test_a_clock_going_back_to_no_buckets_start_keeps_the_bucket_it_left_or_begins_one(tmp_path) -> None:

@@ -1,4 +1,7 @@
-"""The command line as a user runs it: seed outputs byte for byte, errors, stdin and gzip."""
+"""The command line as a user runs it: seed outputs byte for byte, errors, stdin and gzip.
+
+Reaches inside only for `_parse_query` and `_Progress`, whose messages the command line shares.
+"""
 
 import gzip
 import io
@@ -182,7 +185,7 @@ def test_progress_shows_on_a_terminal_for_big_files_only(monkeypatch: pytest.Mon
     for terminal, total, shows in ((True, 1 << 30, True), (False, 1 << 30, False), (True, 1 << 20, False)):
         stderr = FakeTerminal() if terminal else io.StringIO()
         monkeypatch.setattr(sys, "stderr", stderr)
-        progress = totaler.Progress(total)
+        progress = totaler._Progress(total)
         progress.last -= 1  # as if the last report were a second ago
         progress(total // 4)
         progress.close()
@@ -243,11 +246,11 @@ def test_without_dateutil_the_printed_forms_still_parse_and_the_rest_is_one_line
 
 def test_without_dateutil_the_server_answers_400(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "dateutil", None)
-    with pytest.raises(totaler.BadRequest, match="needs python-dateutil"):
-        totaler.parse_query("start=2021-03-01%204:00&end=2021-03-02", 100)
-    assert totaler.parse_query(
+    with pytest.raises(totaler._BadRequest, match="needs python-dateutil"):
+        totaler._parse_query("start=2021-03-01%204:00&end=2021-03-02", 100)
+    assert totaler._parse_query(
         "start=2021-03-01%2004:00:00%20UTC&end=2021-03-02", 100
-    ).window.start == totaler.parse_bound(SEED[0])
+    ).window.start == totaler.parse_instant(SEED[0])
 
 
 def test_serve_builds_its_index_on_the_jobs_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,6 +5,9 @@ would start them (by this interpreter's `python -m dask`), not a LocalCluster in
 process.  Dask is the optional extra (`pip install -e '.[dask]'`): these tests skip unless this
 interpreter imports it; .ci/run's second step installs it and sets TOTALER_REQUIRE_EXTRAS, and
 there a missing Dask fails.
+
+Reaches inside for `_cluster_ranges` (how many tasks a file becomes) and `_input_files` (the order
+files are read in), which the cluster's answer depends on.
 """
 
 import bz2
@@ -187,10 +190,10 @@ def test_a_file_cut_into_many_parts_and_a_worker_killed_mid_count(cluster: Clust
         for _ in range(6):
             out.write(EVENTS.read_bytes())
         out.write(b"broken row\n")
-    window = totaler.Window(totaler.parse_bound("2021-03-01"), totaler.parse_bound("2021-03-04"))
+    window = totaler.Window(totaler.parse_instant("2021-03-01"), totaler.parse_instant("2021-03-04"))
     local = totaler.count_files([str(big)], window, jobs=1)
     with sizes(1 << 21, 1 << 20, part=1 << 20):  # 90 tasks of 1 MiB
-        assert len(totaler.cluster_ranges([str(big)])) > 80
+        assert len(totaler._cluster_ranges([str(big)])) > 80
         killed = []
 
         def kill_a_worker() -> None:
@@ -204,7 +207,7 @@ def test_a_file_cut_into_many_parts_and_a_worker_killed_mid_count(cluster: Clust
         remote = totaler.count_files([str(big)], window, scheduler=cluster.address)
         killer.join()
     assert killed
-    assert totaler.by_bucket(remote.counts, window) == totaler.by_bucket(local.counts, window)
+    assert totaler._by_bucket(remote.counts, window) == totaler._by_bucket(local.counts, window)
     assert (remote.skipped.count, remote.skipped.first, remote.lines) == (
         1,
         [(884_221, "1 field, expected 4")],
@@ -222,11 +225,11 @@ def test_unique_on_the_cluster_settles_each_piece_against_the_pieces_before_it(
     (folder / "a.csv").write_bytes(data * 2)
     (folder / "b.csv.gz").write_bytes(gzip.compress(data))
     (folder / "c.csv").write_bytes(data[: data.index(b"\n", len(data) // 2) + 1])
-    window = totaler.Window(totaler.parse_bound("2021-03-01"), totaler.parse_bound("2021-03-04"), unique=True)
-    local = totaler.count_files(totaler.input_files(str(folder)), window, jobs=1)
+    window = totaler.Window(totaler.parse_instant("2021-03-01"), totaler.parse_instant("2021-03-04"), unique=True)
+    local = totaler.count_files(totaler._input_files(str(folder)), window, jobs=1)
     with sizes(1 << 21, 1 << 20, part=1 << 20):
-        remote = totaler.count_files(totaler.input_files(str(folder)), window, scheduler=cluster.address)
-    assert totaler.by_bucket(remote.counts, window) == totaler.by_bucket(local.counts, window)
+        remote = totaler.count_files(totaler._input_files(str(folder)), window, scheduler=cluster.address)
+    assert totaler._by_bucket(remote.counts, window) == totaler._by_bucket(local.counts, window)
     rows, half = data.count(b"\n"), (folder / "c.csv").read_bytes().count(b"\n")
     assert remote.duplicates == local.duplicates == rows + rows + half
     assert sum(local.counts.values()) == rows

@@ -1,4 +1,7 @@
-"""The counting function and the time helpers on their own, no files involved."""
+"""The counting function and the time helpers on their own, no files involved.
+
+The time section's machinery is tested here on its own: every row's instant and bound pass through it.
+"""
 
 import re
 from datetime import UTC, datetime, timedelta
@@ -9,7 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import totaler
-from totaler import HOUR, BadTimestamp, Window, count_events, hour_floor, parse_bound, parse_event_time
+from totaler import Window, count_events
+
+# The time section's machinery, tested on its own: every row's instant and every bound pass through it.
+HOUR, BadTimestamp, hour_floor = totaler._HOUR, totaler._BadTimestamp, totaler._hour_floor
+parse_bound, parse_event_time = totaler._parse_bound, totaler._parse_event_time
 
 
 def t(text: str) -> int:
@@ -40,7 +47,7 @@ def window(start: str, end: str, customer: str | None = None) -> Window:
     ],
 )
 def test_parse_bound_accepts(text: str, expected: datetime) -> None:
-    assert parse_bound(text) == totaler.to_micros(expected)
+    assert parse_bound(text) == totaler._to_micros(expected)
 
 
 @pytest.mark.parametrize(
@@ -69,8 +76,8 @@ def test_parse_bound_refuses(text: str, says: str) -> None:
 
 def test_printed_forms_parse_back() -> None:
     for micros in (t("2021-03-01T04:00:00Z"), t("2021-03-01T04:00:00.5Z"), t("1999-12-31T23:59:59.999999Z")):
-        assert parse_bound(totaler.format_utc(micros)) == micros
-    assert parse_bound(totaler.format_bucket(t("2021-03-01T04:00:00Z"))) == t("2021-03-01T04:00:00Z")
+        assert parse_bound(totaler._format_utc(micros)) == micros
+    assert parse_bound(totaler._format_bucket(t("2021-03-01T04:00:00Z"))) == t("2021-03-01T04:00:00Z")
 
 
 @pytest.mark.parametrize(
@@ -98,9 +105,9 @@ def test_hour_floor_and_formats() -> None:
     assert hour_floor(t("2021-03-01T04:59:59.999999Z")) == t("2021-03-01T04:00:00Z")
     assert hour_floor(t("2021-03-01T05:00:00Z")) == t("2021-03-01T05:00:00Z")
     assert hour_floor(t("1969-12-31T23:30:00Z")) == t("1969-12-31T23:00:00Z")
-    assert totaler.format_bucket(t("2021-03-01T04:00:00Z")) == "2021-03-01 04:00:00 +0000"
-    assert totaler.format_utc(t("2021-03-01T04:00:00Z")) == "2021-03-01 04:00:00 UTC"
-    assert totaler.format_utc(t("2021-03-01T04:00:00.5Z")) == "2021-03-01 04:00:00.500000 UTC"
+    assert totaler._format_bucket(t("2021-03-01T04:00:00Z")) == "2021-03-01 04:00:00 +0000"
+    assert totaler._format_utc(t("2021-03-01T04:00:00Z")) == "2021-03-01 04:00:00 UTC"
+    assert totaler._format_utc(t("2021-03-01T04:00:00.5Z")) == "2021-03-01 04:00:00.500000 UTC"
 
 
 # --- count_events -----------------------------------------------------------
@@ -184,13 +191,13 @@ def test_offsets_count_in_their_utc_hour() -> None:
 
 def test_bucket_listing_covers_edges_and_empty_hours() -> None:
     w = window("2021-03-01T04:30:00Z", "2021-03-01T07:00:00Z", "a")
-    table = totaler.by_bucket({(t("2021-03-01T05:00Z"), "a"): 3}, w)
+    table = totaler._by_bucket({(t("2021-03-01T05:00Z"), "a"): 3}, w)
     assert table == [
         (t("2021-03-01T04:00Z"), [("a", 0)]),
         (t("2021-03-01T05:00Z"), [("a", 3)]),
         (t("2021-03-01T06:00Z"), [("a", 0)]),
     ]
-    assert [b for b, _ in totaler.by_bucket({}, window("2021-03-01T04:30:00Z", "2021-03-01T04:40:00Z"))] == [
+    assert [b for b, _ in totaler._by_bucket({}, window("2021-03-01T04:30:00Z", "2021-03-01T04:40:00Z"))] == [
         t("2021-03-01T04:00Z")
     ]
 
@@ -220,11 +227,11 @@ def brute_force(events: list[tuple[str, datetime]], start: datetime, end: dateti
 @settings(max_examples=400, deadline=None)
 @given(events=st.lists(st.tuples(customers, instants), max_size=60), data=st.data())
 def test_count_events_matches_brute_force(events, data) -> None:
-    moments = [totaler.to_micros(when) for _, when in events]
+    moments = [totaler._to_micros(when) for _, when in events]
     w = Window(*data.draw(edge_windows(moments, [None, "a", "b"])))
-    start, end, customer = totaler.from_micros(w.start), totaler.from_micros(w.end), w.customer
-    counts = count_events(full((who, totaler.to_micros(when)) for who, when in events), w)
-    rendered = {totaler.format_bucket(b): dict(rows) for b, rows in totaler.by_bucket(counts, w)}
+    start, end, customer = totaler._from_micros(w.start), totaler._from_micros(w.end), w.customer
+    counts = count_events(full((who, totaler._to_micros(when)) for who, when in events), w)
+    rendered = {totaler._format_bucket(b): dict(rows) for b, rows in totaler._by_bucket(counts, w)}
     expected = brute_force(events, start, end, customer)
     assert rendered == expected
     assert [list(r) for r in rendered.values()] == [list(r) for r in expected.values()]  # customer order too
@@ -239,5 +246,5 @@ def test_count_events_matches_brute_force(events, data) -> None:
 def test_render_json_is_json_dumps_with_indent_2(rows, hours, customer) -> None:
     w = Window(0, hours * HOUR, customer)
     counts = {(bucket * HOUR, who): n for bucket, who, n in rows if bucket < hours and customer in (None, who)}
-    document = {totaler.format_bucket(b): dict(r) for b, r in totaler.by_bucket(counts, w)}
+    document = {totaler._format_bucket(b): dict(r) for b, r in totaler._by_bucket(counts, w)}
     assert totaler.render_json(w, counts) == totaler.json.dumps(document, indent=2) + "\n"

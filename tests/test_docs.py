@@ -105,7 +105,7 @@ def help_examples() -> list[str]:
     """The commands under 'examples:' in --help (all but --serve, which does not end)."""
     import totaler
 
-    lines = totaler.EXAMPLES.split("\n\n")[0].splitlines()[1:]
+    lines = totaler._EXAMPLES.split("\n\n")[0].splitlines()[1:]
     return [line.strip() for line in lines if "--serve" not in line]
 
 

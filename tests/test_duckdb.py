@@ -1,4 +1,8 @@
-"""The real events.csv against an independent engine: DuckDB must give the same counts, in the same order."""
+"""The real events.csv against an independent engine: DuckDB must give the same counts, in the same order.
+
+Reaches inside for `_count_file` (one file, fast or plain, with its skipped rows) and `_by_bucket`
+(the answer in printed order, to compare customer order too).
+"""
 
 import random
 from datetime import UTC, datetime, timedelta
@@ -46,10 +50,10 @@ CUSTOMERS: list[str | None] = [
 
 @pytest.mark.parametrize("start, end, customer", random_windows(30, 20210301, CUSTOMERS))
 def test_totaler_agrees_with_duckdb(db, start: datetime, end: datetime, customer: str | None) -> None:
-    window = totaler.Window(totaler.to_micros(start), totaler.to_micros(end), customer)
-    tally = totaler.count_file(str(EVENTS), window, jobs=1)  # no fork beside DuckDB's threads
+    window = totaler.Window(totaler._to_micros(start), totaler._to_micros(end), customer)
+    tally = totaler._count_file(str(EVENTS), window, jobs=1)  # no fork beside DuckDB's threads
     counts, skipped = tally.counts, tally.skipped
-    ours = [(totaler.format_bucket(b), c, n) for b, rows in totaler.by_bucket(counts, window) for c, n in rows if n]
+    ours = [(totaler._format_bucket(b), c, n) for b, rows in totaler._by_bucket(counts, window) for c, n in rows if n]
     theirs = db.execute(QUERY, [start.isoformat(), end.isoformat(), customer, customer]).fetchall()
     assert ours == theirs
     assert skipped.count == 0
@@ -57,9 +61,9 @@ def test_totaler_agrees_with_duckdb(db, start: datetime, end: datetime, customer
 
 def test_the_whole_file_agrees(db) -> None:
     start, end = datetime(2021, 2, 1, tzinfo=UTC), datetime(2021, 4, 1, tzinfo=UTC)
-    window = totaler.Window(totaler.to_micros(start), totaler.to_micros(end))
-    counts = totaler.count_file(str(EVENTS), window, jobs=1).counts  # no fork beside DuckDB's threads
-    ours = [(totaler.format_bucket(b), c, n) for b, rows in totaler.by_bucket(counts, window) for c, n in rows]
+    window = totaler.Window(totaler._to_micros(start), totaler._to_micros(end))
+    counts = totaler._count_file(str(EVENTS), window, jobs=1).counts  # no fork beside DuckDB's threads
+    ours = [(totaler._format_bucket(b), c, n) for b, rows in totaler._by_bucket(counts, window) for c, n in rows]
     theirs = db.execute(QUERY, [start.isoformat(), end.isoformat(), None, None]).fetchall()
     assert ours == theirs
     assert sum(n for _, _, n in ours) == 147_370
@@ -101,10 +105,10 @@ def test_every_log_shape_agrees_with_duckdb_on_the_real_events(tmp_path, shape: 
     con.execute("SET threads = 1")
     con.execute(LOAD, [str(path)])
     for start, end, customer in random_windows(12, 20210301, CUSTOMERS):
-        window = totaler.Window(totaler.to_micros(start), totaler.to_micros(end), customer)
-        tally = totaler.count_file(str(path), window, jobs=1)
+        window = totaler.Window(totaler._to_micros(start), totaler._to_micros(end), customer)
+        tally = totaler._count_file(str(path), window, jobs=1)
         ours = [
-            (totaler.format_bucket(b), c, n) for b, rows in totaler.by_bucket(tally.counts, window) for c, n in rows
+            (totaler._format_bucket(b), c, n) for b, rows in totaler._by_bucket(tally.counts, window) for c, n in rows
         ]
         theirs = con.execute(QUERY, [start.isoformat(), end.isoformat(), customer, customer]).fetchall()
         assert [row for row in ours if row[2]] == theirs, (start, end, customer)
@@ -125,8 +129,8 @@ def test_the_readme_sql_run_as_it_stands_gives_the_seed_answer(monkeypatch) -> N
     found = con.execute(query).fetchall()
     con.close()
     window = totaler.parse_window(*SEED, None, 1000)
-    counts = totaler.count_file(str(EVENTS), window, jobs=1).counts
-    assert found == [(totaler.format_bucket(bucket), customer, n) for (bucket, customer), n in counts.items()]
+    counts = totaler._count_file(str(EVENTS), window, jobs=1).counts
+    assert found == [(totaler._format_bucket(bucket), customer, n) for (bucket, customer), n in counts.items()]
 
 
 ZONED = """
@@ -159,11 +163,11 @@ def shifted(db, tmp_path_factory):
 def test_days_and_hours_in_a_zone_agree_with_duckdbs_time_bucket(db, shifted, zone: str, width: str) -> None:
     """DuckDB computes the same buckets where it can: days in any zone, hours in whole-hour zones (it too keeps
     New York's two 01:00 hours apart).  Its labels carry no offset; ours do, and are compared without it."""
-    buckets = totaler.Buckets(totaler.DAY if width == "1 day" else totaler.HOUR, zone)
+    buckets = totaler.Buckets(totaler._DAY if width == "1 day" else totaler._HOUR, zone)
     for start, end in [("2021-11-06T00:00:00-04:00", "2021-11-09T00:00:00-05:00"),
                        ("2021-03-13T00:00:00-05:00", "2021-03-16T00:00:00-04:00")]:  # fmt: skip
-        window = totaler.Window(totaler.parse_bound(start), totaler.parse_bound(end), None, buckets)
-        counts = totaler.count_file(str(shifted), window, jobs=1).counts
-        ours = [(buckets.label(b)[:19], c, n) for b, rows in totaler.by_bucket(counts, window) for c, n in rows if n]
+        window = totaler.Window(totaler.parse_instant(start), totaler.parse_instant(end), None, buckets)
+        counts = totaler._count_file(str(shifted), window, jobs=1).counts
+        ours = [(buckets.label(b)[:19], c, n) for b, rows in totaler._by_bucket(counts, window) for c, n in rows if n]
         theirs = db.execute(ZONED.format(width=width, zone=zone), [start, end]).fetchall()
         assert ours == theirs

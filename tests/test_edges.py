@@ -1,4 +1,7 @@
-"""Exact window bounds: an event on a bound, a microsecond either side, and an hour's first and last microsecond."""
+"""Exact window bounds: an event on a bound, a microsecond either side, and an hour's first and last microsecond.
+
+Reaches inside for `_count_stream` and `_parse_event_time`: one row's instant against each bound.
+"""
 
 import io
 import time
@@ -11,7 +14,7 @@ import totaler
 
 
 def t(text: str) -> int:
-    return totaler.parse_bound(text)
+    return totaler.parse_instant(text)
 
 
 FILLER = b"".join(f"f{i % 5},INGEST,t{i},2021-03-01 04:{i % 60:02d}:00.5+00\n".encode() for i in range(200))
@@ -33,7 +36,7 @@ def test_fast_path_at_an_hour_boundary_to_the_microsecond(row: str, start: str, 
     data = FILLER + f"a,INGEST,t,2021-03-01 {row}+00\n".encode() + FILLER
     window = totaler.Window(t(f"2021-03-01T{start}Z"), t(f"2021-03-01T{end}Z"), "a")
     for fast in (True, False):
-        tally = totaler.count_stream(io.BytesIO(data), window, fast=fast)
+        tally = totaler._count_stream(io.BytesIO(data), window, fast=fast)
         assert sum(tally.counts.values()) == counted, f"fast={fast}"
 
 
@@ -78,10 +81,10 @@ def test_the_index_at_partial_hour_edges(tmp_path, start: str, end: str, answer:
 def test_the_machine_zone_is_not_utc_here_and_changes_no_answer() -> None:
     """conftest sets TZ=America/New_York for every test and every process they start."""
     assert time.localtime(0).tm_gmtoff != 0  # otherwise the tests below prove nothing
-    assert t("2021-03-01T04:00:00") == totaler.to_micros(datetime(2021, 3, 1, 4, tzinfo=UTC))
-    assert t("2021-03-01 04:00:00 UTC") == t("2021-03-01") + 4 * totaler.HOUR
+    assert t("2021-03-01T04:00:00") == totaler._to_micros(datetime(2021, 3, 1, 4, tzinfo=UTC))
+    assert t("2021-03-01 04:00:00 UTC") == t("2021-03-01") + 4 * totaler._HOUR
     assert t("2021-03-01 4:00") == t("2021-03-01T04:00:00Z")  # read by dateutil
-    assert totaler.parse_event_time("2021-03-01 04:00:00") == t("2021-03-01T04:00:00Z")
+    assert totaler._parse_event_time("2021-03-01 04:00:00") == t("2021-03-01T04:00:00Z")
     text = run_cli("events.csv", "2021-03-01T04:00:00", "2021-03-01T06:30:00").stdout
     assert text.startswith(b"Input file: events.csv\nStart time: 2021-03-01 04:00:00 UTC\n")
     assert text == run_cli("events.csv", *SEED).stdout

@@ -1,4 +1,8 @@
-"""The fast path counts exactly what the plain path counts, on generated messy files."""
+"""The fast path counts exactly what the plain path counts, on generated messy files.
+
+Reaches inside by design: the fast path's pieces (patterns, runs, sparse blocks, block sizes shrunk)
+are each held to the plain path, which no public function can do at a block's edge.
+"""
 
 import io
 from contextlib import suppress
@@ -11,8 +15,8 @@ from hypothesis import strategies as st
 
 import totaler
 
-BARE, QUOTED = totaler.RowShape(quoted=False), totaler.RowShape(quoted=True)
-LOOSE_BARE = totaler.RowShape(quoted=False, loose=True)
+BARE, QUOTED = totaler._RowShape(quoted=False), totaler._RowShape(quoted=True)
+LOOSE_BARE = totaler._RowShape(quoted=False, loose=True)
 
 # Whole seconds often, and an hour's first and last microseconds, so that events fall on
 # and beside the bounds edge_windows draws; any microsecond otherwise.
@@ -105,7 +109,9 @@ def rows(draw, messy: bool = True) -> bytes:
     return line.encode("utf-8")
 
 
-def small_blocks(block: int, segment: int, long_run: int = totaler.LONG_RUN, sparse_share: int = totaler.SPARSE_SHARE):
+def small_blocks(
+    block: int, segment: int, long_run: int = totaler._LONG_RUN, sparse_share: int = totaler._SPARSE_SHARE
+):
     """Shrink the block and segment sizes so that small files exercise every split; set when runs and
     sparse blocks are used (SPARSE_SHARE 0: every block whose rows are all valid is tried as sparse)."""
     return patched(BLOCK_SIZE=block, SMALL_BLOCK=segment, LONG_RUN=long_run, SPARSE_SHARE=sparse_share)
@@ -115,22 +121,22 @@ def answer(data: bytes, window: totaler.Window, fast: bool) -> tuple[list, int, 
     """Every bucket, customer and count in order, and what was skipped: by count_stream (FAST), or by the
     specification itself, count_events(plain_events(...))."""
     if fast:
-        tally = totaler.count_stream(io.BytesIO(data), window)
+        tally = totaler._count_stream(io.BytesIO(data), window)
         counts, skipped = tally.counts, tally.skipped
     else:
-        skipped = totaler.Skipped()
+        skipped = totaler._Skipped()
         counts = totaler.count_events(totaler.plain_events(io.BytesIO(data), skipped), window)
-    return totaler.by_bucket(counts, window), skipped.count, skipped.first
+    return totaler._by_bucket(counts, window), skipped.count, skipped.first
 
 
 def windows_near(lines: list[bytes], data) -> tuple[datetime, datetime, str | None]:
     """A window drawn by edge_windows from the events of LINES (read by the plain path)."""
     moments = []
     for line in lines:
-        with suppress(totaler.Malformed):
-            moments.append(totaler.parse_row(line)[1])
+        with suppress(totaler._Malformed):
+            moments.append(totaler._parse_row(line)[1])
     start, end, customer = data.draw(edge_windows(moments, [None, "a", "c9", "é"]))
-    return totaler.from_micros(start), totaler.from_micros(end), customer
+    return totaler._from_micros(start), totaler._from_micros(end), customer
 
 
 @settings(max_examples=500, deadline=None)
@@ -169,7 +175,7 @@ def kept(where: str):
     """Index a log with cut hours in memory, or read again from the file in segments of a few bytes (every
     line its own with 1), kept as the server keeps them or one hour at a time."""
     if where == "memory":
-        return patched(LAZY_MIN=1 << 62)
+        return patched(FILE_BACKED_MIN=1 << 62)
     segments = {"file": (64, 1 << 21), "file, one line a segment": (1, 1 << 21), "file, one hour": (300, 1)}
     segment, cached = segments[where]
     return file_backed(SEGMENT_SIZE=segment, CACHED_EVENTS=cached)
@@ -194,23 +200,23 @@ def test_the_index_answers_like_the_command_line(tmp_path_factory, lines, data, 
     path = tmp_path_factory.mktemp("index") / "log.csv"
     path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + b"\n".join(lines) + b"\n")
     questions = [(*windows_near(lines, data), data.draw(QUESTIONS)) for _ in range(3)]
-    with tiny_parts(), small_blocks(totaler.BLOCK_SIZE, totaler.SMALL_BLOCK, long_run), kept(where):
+    with tiny_parts(), small_blocks(totaler._BLOCK_SIZE, totaler._SMALL_BLOCK, long_run), kept(where):
         index = totaler.build_index(str(path), jobs=jobs)
         assert (index.files is None) == (where == "memory")
         for start, end, customer, (buckets, types) in questions:  # several: one hour kept pushes another out
-            w = totaler.Window(totaler.to_micros(start), totaler.to_micros(end), customer, buckets, types)
-            tally = totaler.count_file(str(path), w, jobs=1)
-            assert totaler.by_bucket(index.counts(w), w) == totaler.by_bucket(tally.counts, w)
+            w = totaler.Window(totaler._to_micros(start), totaler._to_micros(end), customer, buckets, types)
+            tally = totaler._count_file(str(path), w, jobs=1)
+            assert totaler._by_bucket(index.counts(w), w) == totaler._by_bucket(tally.counts, w)
         in_memory = totaler.build_index(str(path), 1, None, True)
         with open(path, "rb") as stream:
             first_seen = list(dict.fromkeys(event[0] for event in totaler.plain_events(stream)))
         assert in_memory.table.names == first_seen
         if where == "memory":
-            page = totaler.Page("id", 1000)
-            assert totaler.customer_page(index, page) == totaler.customer_page(in_memory, page)
+            page = totaler._Page("id", 1000)
+            assert totaler._customer_page(index, page) == totaler._customer_page(in_memory, page)
         else:
             with pytest.raises(totaler.InputError, match="comes with the index in memory"):
-                totaler.customer_page(index, totaler.Page())
+                totaler._customer_page(index, totaler._Page())
     assert (index.skipped.count, index.skipped.first) == (tally.skipped.count, tally.skipped.first)
     assert index.events == in_memory.events and index.customers in (None, in_memory.customers)
 
@@ -218,11 +224,11 @@ def test_the_index_answers_like_the_command_line(tmp_path_factory, lines, data, 
 QUESTIONS = st.tuples(
     st.sampled_from(
         [
-            totaler.UTC_HOURS,
-            totaler.Buckets(totaler.DAY, "America/New_York"),
+            totaler._UTC_HOURS,
+            totaler.Buckets(totaler._DAY, "America/New_York"),
             totaler.Buckets(15 * 60_000_000, "UTC"),
-            totaler.Buckets(totaler.HOUR, "Asia/Kolkata"),
-            totaler.Buckets(2 * totaler.HOUR, "+05:45"),
+            totaler.Buckets(totaler._HOUR, "Asia/Kolkata"),
+            totaler.Buckets(2 * totaler._HOUR, "+05:45"),
         ]
     ),
     st.sampled_from([None, frozenset(["INGEST"]), frozenset(["API CALL", "nothing"]), frozenset(["", "INGEST"])]),
@@ -234,7 +240,7 @@ def check_fast_path(lines, window, bom, final_newline, block, segment, long_run,
     repeated = [line for line, times in lines for _ in range(times)]  # runs of one customer and hour
     data = (b"\xef\xbb\xbf" if bom else b"") + b"\n".join(repeated) + (b"\n" if final_newline and lines else b"")
     start, end, customer = window
-    w = totaler.Window(totaler.to_micros(start), totaler.to_micros(end), customer)
+    w = totaler.Window(totaler._to_micros(start), totaler._to_micros(end), customer)
     with small_blocks(block, segment, long_run, sparse_share):
         fast = answer(data, w, fast=True)
     plain = answer(data, w, fast=False)
@@ -257,19 +263,19 @@ def test_every_fast_shape_reaches_the_fast_path() -> None:
     for quoted in (False, True):
         data = stamps_with(ZONES, quoted)
         lines = data.count(b"\n") - 1
-        pairs, seen, fast = totaler.fast_pairs(data, 0, len(data), lines, totaler.RowShape(quoted))
+        pairs, seen, fast = totaler._fast_pairs(data, 0, len(data), lines, totaler._RowShape(quoted))
         assert pairs is not None and seen == fast == lines == 2 * 7 * len(ZONES) * 2  # LF and CRLF
         for zone in ZONES:  # each zone, by the pattern made for it
             data = stamps_with((zone,), quoted)
-            assert totaler.shared_zone(data, 0, len(data)) == zone.encode()
+            assert totaler._shared_zone(data, 0, len(data)) == zone.encode()
             rows = 2 * 7 * 2
-            assert totaler.match_rows(data, 0, len(data), rows, zone.encode(), totaler.RowShape(quoted))[1] == rows
+            assert totaler._match_rows(data, 0, len(data), rows, zone.encode(), totaler._RowShape(quoted))[1] == rows
 
 
 @pytest.mark.parametrize("zone", ["+24:00", "+05:60", "+5", "+053", " +05:00", "z", "+05:30:00"])
 def test_zones_the_fast_path_does_not_read_go_to_the_plain_path(zone: str) -> None:
     data = f"\na,INGEST,t,2021-03-01 04:05:06{zone}\n".encode()
-    pairs, _, fast = totaler.fast_pairs(data, 0, len(data), 1, BARE)
+    pairs, _, fast = totaler._fast_pairs(data, 0, len(data), 1, BARE)
     assert pairs is None and fast == 0
 
 
@@ -285,11 +291,11 @@ def test_answer_is_the_same_whatever_the_number_of_jobs(tmp_path_factory, lines,
     path = tmp_path_factory.mktemp("jobs") / "log.csv"
     path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + b"\n".join(lines) + b"\n")
     start, end, customer = window
-    w = totaler.Window(totaler.to_micros(start), totaler.to_micros(end), customer)
-    serial = totaler.count_file(str(path), w, jobs=1)
+    w = totaler.Window(totaler._to_micros(start), totaler._to_micros(end), customer)
+    serial = totaler._count_file(str(path), w, jobs=1)
     with tiny_parts():
-        parallel = totaler.count_file(str(path), w, jobs=jobs)
-    assert totaler.by_bucket(parallel.counts, w) == totaler.by_bucket(serial.counts, w)
+        parallel = totaler._count_file(str(path), w, jobs=jobs)
+    assert totaler._by_bucket(parallel.counts, w) == totaler._by_bucket(serial.counts, w)
     assert (parallel.skipped.count, parallel.skipped.first, parallel.lines) == (
         serial.skipped.count,
         serial.skipped.first,
@@ -300,31 +306,31 @@ def test_answer_is_the_same_whatever_the_number_of_jobs(tmp_path_factory, lines,
 def test_parallel_path_is_taken_and_splits_at_newlines(tmp_path) -> None:
     path = tmp_path / "log.csv"
     path.write_bytes(b"".join(f"c{i % 7},INGEST,t{i},2021-03-01 04:{i % 60:02d}:00+00\n".encode() for i in range(500)))
-    bounds = totaler.line_bounds(str(path), path.stat().st_size, 8)
+    bounds = totaler._line_bounds(str(path), path.stat().st_size, 8)
     data = path.read_bytes()
     assert len(bounds) == 9 and bounds[0] == 0 and bounds[-1] == len(data)
     assert all(data[b - 1 : b] == b"\n" for b in bounds[1:])
-    w = totaler.Window(totaler.parse_bound("2021-03-01T04:30:00Z"), totaler.parse_bound("2021-03-01T05:00:00Z"))
+    w = totaler.Window(totaler.parse_instant("2021-03-01T04:30:00Z"), totaler.parse_instant("2021-03-01T05:00:00Z"))
     with tiny_parts():
-        tally = totaler.count_file(str(path), w, jobs=3)
+        tally = totaler._count_file(str(path), w, jobs=3)
     assert sum(tally.counts.values()) == sum(1 for i in range(500) if i % 60 >= 30) and tally.lines == 500
 
 
 def test_a_real_log_goes_by_runs_and_every_row_is_accounted_for() -> None:
     data = b"\n" + EVENTS.read_bytes()[: 1 << 20]
     data = data[: data.rfind(b"\n") + 1]
-    assert totaler.run_length(data, 0, len(data), BARE) >= totaler.LONG_RUN
-    pairs = totaler.run_pairs(data, 0, len(data), BARE)
+    assert totaler._run_length(data, 0, len(data), BARE) >= totaler._LONG_RUN
+    pairs = totaler._run_pairs(data, 0, len(data), BARE)
     assert pairs is not None and data.count(b"\n") - 1 == sum(pairs.values())
     broken = data.replace(b"\n", b"\nbroken\n", 1)
-    assert totaler.run_pairs(broken, 0, len(broken), BARE) is None
+    assert totaler._run_pairs(broken, 0, len(broken), BARE) is None
 
 
 def test_one_hour_written_two_ways_is_one_bucket() -> None:
     data = b"a,I,t,2021-03-01 04:00:00+00\na,I,t,2021-03-01 04:01:00+00\na,I,t,2021-03-01T04:02:00+00\n"
-    w = totaler.Window(totaler.parse_bound("2021-03-01"), totaler.parse_bound("2021-03-02"))
+    w = totaler.Window(totaler.parse_instant("2021-03-01"), totaler.parse_instant("2021-03-02"))
     assert answer(data, w, fast=True) == answer(data, w, fast=False)
-    assert answer(data, w, fast=True)[0][4] == (totaler.parse_bound("2021-03-01T04:00:00Z"), [("a", 3)])
+    assert answer(data, w, fast=True)[0][4] == (totaler.parse_instant("2021-03-01T04:00:00Z"), [("a", 3)])
 
 
 def test_a_bucket_reached_by_a_half_hour_zone_keeps_customers_in_file_order() -> None:
@@ -332,8 +338,8 @@ def test_a_bucket_reached_by_a_half_hour_zone_keeps_customers_in_file_order() ->
     first = b"z,I,t,2021-03-01 01:00:00Z\n"  # line 1 is a block of its own: the rows below share one
     data = first + b"y,I,t,2021-03-01 10:10:00+05:30\n" + b"x,I,t,2021-03-01 04:20:00+00\n" * 3
     data += b"y,I,t,2021-03-01 04:30:00Z\n"
-    w = totaler.Window(totaler.parse_bound("2021-03-01"), totaler.parse_bound("2021-03-02"))
-    bucket = totaler.parse_bound("2021-03-01T04:00:00Z")
+    w = totaler.Window(totaler.parse_instant("2021-03-01"), totaler.parse_instant("2021-03-02"))
+    bucket = totaler.parse_instant("2021-03-01T04:00:00Z")
     for fast in (True, False):
         buckets = dict(answer(data, w, fast=fast)[0])
         assert buckets[bucket] == [("y", 2), ("x", 3)], f"fast={fast}"
@@ -343,8 +349,8 @@ def test_a_window_cutting_a_half_hour_zones_early_hour_keeps_order_in_its_late_o
     """y's +05:30 rows of local 10:00 fall in 04:00 (cut by the window) and 05:00 UTC; x's row is later in 05:00."""
     first = b"z,I,t,2021-03-01 01:00:00Z\n"  # line 1 is a block of its own
     data = first + b"y,I,t,2021-03-01 10:20:00+05:30\ny,I,t,2021-03-01 10:40:00+05:30\nx,I,t,2021-03-01 05:20:00Z\n"
-    w = totaler.Window(totaler.parse_bound("2021-03-01T04:15:00Z"), totaler.parse_bound("2021-03-01T06:00:00Z"))
-    h04, h05 = totaler.parse_bound("2021-03-01T04:00:00Z"), totaler.parse_bound("2021-03-01T05:00:00Z")
+    w = totaler.Window(totaler.parse_instant("2021-03-01T04:15:00Z"), totaler.parse_instant("2021-03-01T06:00:00Z"))
+    h04, h05 = totaler.parse_instant("2021-03-01T04:00:00Z"), totaler.parse_instant("2021-03-01T05:00:00Z")
     for fast in (True, False):
         assert answer(data, w, fast=fast)[0] == [(h04, [("y", 1)]), (h05, [("y", 1), ("x", 1)])], f"fast={fast}"
 
@@ -353,8 +359,8 @@ def test_late_minutes_of_every_first_digit_add_up() -> None:
     """Rows of one customer and local hour at :35, :45 and :55 (+05:30) all fall in the later UTC hour."""
     rows = [f"a,I,t,2021-03-01 10:{m}:00+05:30\n".encode() for m in ("05", "35", "45", "55", "15", "59")]
     data = b"z,I,t,2021-03-01 01:00:00Z\n" + b"".join(rows)
-    w = totaler.Window(totaler.parse_bound("2021-03-01"), totaler.parse_bound("2021-03-02"))
-    h04, h05 = totaler.parse_bound("2021-03-01T04:00:00Z"), totaler.parse_bound("2021-03-01T05:00:00Z")
+    w = totaler.Window(totaler.parse_instant("2021-03-01"), totaler.parse_instant("2021-03-02"))
+    h04, h05 = totaler.parse_instant("2021-03-01T04:00:00Z"), totaler.parse_instant("2021-03-01T05:00:00Z")
     for fast in (True, False):
         buckets = dict(answer(data, w, fast=fast)[0])
         assert (buckets[h04], buckets[h05]) == ([("a", 2)], [("a", 4)]), f"fast={fast}"
@@ -365,7 +371,7 @@ def test_timed_hours_spread_through_shared_buckets_and_no_row_counts_twice() -> 
     stamps = [("a", "04:10"), ("b", "03:40"), ("c", "03:10"), ("a", "04:40"), ("b", "05:10"), ("c", "05:40")]
     rows = [f"{who},I,t,2021-03-03T{hm}:00-09:30\n".encode() for who, hm in stamps]  # a (13:40) before b (13:10)
     data = b"z,I,t,2021-03-01 01:00:00Z\n" + b"".join(rows * 3)
-    w = totaler.Window(totaler.parse_bound("2021-03-02T23:14:00Z"), totaler.parse_bound("2021-03-03T15:25:00Z"))
+    w = totaler.Window(totaler.parse_instant("2021-03-02T23:14:00Z"), totaler.parse_instant("2021-03-03T15:25:00Z"))
     assert answer(data, w, fast=True) == answer(data, w, fast=False)
     assert sum(n for _, row in answer(data, w, fast=True)[0] for _, n in row) == 18
 
@@ -374,21 +380,21 @@ def test_loose_middle_fields_are_read_alike_and_a_row_cut_in_two_is_not_one() ->
     """Middle fields of control bytes are matched loosely, as the plain path reads them; a row cut across two
     lines is not matched as one; a quote, NUL, lone CR or byte not ASCII keeps a block from being loose."""
     data = b"\nc1,I\x01N\tG\x7f,t\x1c,2021-03-01 04:00:00+00\nc2,INGEST,t2,2021-03-01 05:10:00+00\n"
-    assert totaler.plain_bytes(data, 0, len(data))
-    pairs, lines, fast = totaler.fast_pairs(data, 0, len(data), 2, LOOSE_BARE, 1.0)
+    assert totaler._plain_bytes(data, 0, len(data))
+    pairs, lines, fast = totaler._fast_pairs(data, 0, len(data), 2, LOOSE_BARE, 1.0)
     assert pairs == {(b"c1", b"2021-03-01 04", b"+00"): 1, (b"c2", b"2021-03-01 05", b"+00"): 1}
     assert lines == fast == 2
-    assert totaler.fast_pairs(data, 0, len(data), 2, BARE, 1.0)[0] is None  # the strict classes refuse them
+    assert totaler._fast_pairs(data, 0, len(data), 2, BARE, 1.0)[0] is None  # the strict classes refuse them
     cut = b"\nc1,INGEST\nt1,x,2021-03-01 04:00:00+00\n"  # one row in two lines of 1 and 2 commas
-    assert totaler.fast_pairs(cut, 0, len(cut), 2, LOOSE_BARE, 1.0)[:2] == (None, 2)
+    assert totaler._fast_pairs(cut, 0, len(cut), 2, LOOSE_BARE, 1.0)[:2] == (None, 2)
     # Each read otherwise by the plain path, or refused: '"I,N"' is one field there, two loose ones.
     bad = [b'"I,N"', b'IN"GEST,t1', b"IN\0GEST,t1", b"IN\rGEST,t1", b"IN\xffGEST,t1", "INGÉST,t1".encode()]
     rows = [b"\nc1," + field + b",2021-03-01 05:00:00+00\n" for field in bad]
-    assert not any(totaler.plain_bytes(row, 0, len(row)) for row in rows)
-    w = totaler.Window(totaler.parse_bound("2021-03-01T04:30:00Z"), totaler.parse_bound("2021-03-01T06:00:00Z"))
+    assert not any(totaler._plain_bytes(row, 0, len(row)) for row in rows)
+    w = totaler.Window(totaler.parse_instant("2021-03-01T04:30:00Z"), totaler.parse_instant("2021-03-01T06:00:00Z"))
     for text in [data, cut, data.replace(b"\n", b"\r\n")[1:] + b"\n"] + [data + row[1:] for row in rows]:
         assert answer(text[1:], w, fast=True) == answer(text[1:], w, fast=False)
-    hours = [(totaler.parse_bound(f"2021-03-01T0{h}:00:00Z"), rows) for h, rows in ((4, []), (5, [("c2", 1)]))]
+    hours = [(totaler.parse_instant(f"2021-03-01T0{h}:00:00Z"), rows) for h, rows in ((4, []), (5, [("c2", 1)]))]
     assert answer(data[1:], w, fast=True)[:2] == (hours, 0)
 
 
@@ -454,18 +460,18 @@ def test_a_sparse_block_counts_only_the_rows_on_the_dates_it_can_reach() -> None
     stamps = [BASE + timedelta(hours=7 * i, minutes=i % 60) for i in range(100)]
     body = "".join(f"c{i % 3},INGEST,t{i},{s:%Y-%m-%d %H:%M:%S}+00\n" for i, s in enumerate(stamps))
     data = ("\n" + body).encode()
-    start = totaler.parse_bound("2021-03-10T00:00:00Z")
-    w = totaler.Window(start, start + totaler.DAY)
+    start = totaler.parse_instant("2021-03-10T00:00:00Z")
+    w = totaler.Window(start, start + totaler._DAY)
     plain = totaler.count_events(totaler.plain_events(io.BytesIO(data)), w)
-    assert sum(plain.values()) == sum(1 for s in stamps if start <= totaler.to_micros(s) < start + totaler.DAY) > 0
-    assert totaler.sparse_counts(data, 0, len(data), 100, w, BARE) == plain  # every row in +00: one date
+    assert sum(plain.values()) == sum(1 for s in stamps if start <= totaler._to_micros(s) < start + totaler._DAY) > 0
+    assert totaler._sparse_counts(data, 0, len(data), 100, w, BARE) == plain  # every row in +00: one date
     mixed = data.replace(b"+00\n", b"Z\n", 1)  # the first row's zone differs: any zone, three dates
-    assert totaler.sparse_counts(mixed, 0, len(mixed), 100, w, BARE) == plain
+    assert totaler._sparse_counts(mixed, 0, len(mixed), 100, w, BARE) == plain
     quoted = b"\n".join(b'"' + line.replace(b",", b'","') + b'"' for line in data.split(b"\n")[1:-1])
-    assert totaler.sparse_counts(b"\n" + quoted + b"\n", 0, len(quoted) + 2, 100, w, QUOTED) == plain
+    assert totaler._sparse_counts(b"\n" + quoted + b"\n", 0, len(quoted) + 2, 100, w, QUOTED) == plain
     assert answer(data[1:], w, fast=True) == answer(data[1:], w, fast=False)
     broken = data.replace(b"\nc1,", b"\nc1,x,", 1)  # one row of five fields: not sparse, counted the usual way
-    assert totaler.sparse_counts(broken, 0, len(broken), 100, w, BARE) is None
+    assert totaler._sparse_counts(broken, 0, len(broken), 100, w, BARE) is None
 
 
 @pytest.mark.parametrize("loose", range(len(LOOSE)))
@@ -476,11 +482,11 @@ def test_a_loose_field_takes_in_only_what_the_plain_path_reads_alike(loose: int)
     rows = [f"c{i % 3},INGEST,t{i},{s:%Y-%m-%d %H:%M:%S}+00" for i, s in enumerate(stamps)]
     rows[5] = loose_row(LOOSE[loose], "c1", rows[5][3:]).decode()  # 2021-03-02: off the window's date
     data = ("\n" + "\n".join(rows) + "\n").encode()
-    start = totaler.parse_bound("2021-03-10T00:00:00Z")
-    w = totaler.Window(start, start + totaler.DAY)
-    skipped = totaler.Skipped()
+    start = totaler.parse_instant("2021-03-10T00:00:00Z")
+    w = totaler.Window(start, start + totaler._DAY)
+    skipped = totaler._Skipped()
     plain = totaler.count_events(totaler.plain_events(io.BytesIO(data), skipped), w)
-    sparse = totaler.sparse_counts(data, 0, len(data), data.count(b"\n") - 1, w, BARE)
+    sparse = totaler._sparse_counts(data, 0, len(data), data.count(b"\n") - 1, w, BARE)
     assert (sparse is not None) == (loose >= 9)  # the last three are read alike
     assert skipped.count == (1 if loose in (0, 3, 5, 6) else 2 if loose == 8 else 0)
     assert sparse is None or sparse == plain
@@ -504,15 +510,15 @@ def test_the_calendar_pattern_accepts_exactly_the_dates_and_hours_datetime_accep
 
 
 def test_a_window_at_the_ends_of_time_searches_the_dates_it_can_reach() -> None:
-    day = totaler.DAY
-    first = totaler.date_search(totaler.FIRST_INSTANT - day, totaler.FIRST_INSTANT + 1 + day, False)
-    last = totaler.date_search(totaler.LAST_INSTANT - day, totaler.LAST_INSTANT + 1 + day, True)
+    day = totaler._DAY
+    first = totaler._date_search(totaler._FIRST_INSTANT - day, totaler._FIRST_INSTANT + 1 + day, False)
+    last = totaler._date_search(totaler._LAST_INSTANT - day, totaler._LAST_INSTANT + 1 + day, True)
     assert first is not None and first.search(b",0001-01-02 00") and not first.search(b",0001-01-03 00")
     assert last is not None and last.search(b',"9999-12-30T23') and not last.search(b',"9999-12-29T23')
-    assert totaler.date_search(0, day, False).search(b",1970-01-01T") and not totaler.date_search(0, day, False).search(
-        b",1970-01-02T"
-    )
-    assert totaler.date_search(0, totaler.SPARSE_DAYS * day + 1, False) is None
+    assert totaler._date_search(0, day, False).search(b",1970-01-01T") and not totaler._date_search(
+        0, day, False
+    ).search(b",1970-01-02T")
+    assert totaler._date_search(0, totaler._SPARSE_DAYS * day + 1, False) is None
 
 
 @pytest.mark.parametrize("fraction", ["", ".5", ".05", ".055", ".0551", ".000001", ".123456", ".999999"])
@@ -520,7 +526,7 @@ def test_a_window_at_the_ends_of_time_searches_the_dates_it_can_reach() -> None:
 def test_row_columns_time_every_fraction_and_zone_to_the_microsecond(fraction: str, zone: str) -> None:
     stamp = f"2021-03-01 10:59:58{fraction}{zone}"
     data = f"\nc,INGEST,t,{stamp}\n".encode()
-    rows = totaler.timed_rows_pattern(totaler._DATE_HOUR, BARE).findall(data)
-    moment = totaler.parse_event_time(stamp)
-    names, buckets, offsets = totaler.row_columns(rows, BARE)
-    assert (names, buckets, offsets) == (["c"], [totaler.hour_floor(moment)], [moment % totaler.HOUR])
+    rows = totaler._timed_rows_pattern(totaler._DATE_HOUR, BARE).findall(data)
+    moment = totaler._parse_event_time(stamp)
+    names, buckets, offsets = totaler._row_columns(rows, BARE)
+    assert (names, buckets, offsets) == (["c"], [totaler._hour_floor(moment)], [moment % totaler._HOUR])

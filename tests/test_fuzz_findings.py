@@ -3,6 +3,8 @@
 Each finding is reproduced on every path a log can take: a file read in one part and in
 several (small parts, so that the tests reach them), standard input, gzip, a directory, and
 the server's index in memory and file-backed.
+
+Reaches inside for `_count_stream` (standard input's path) and the first instant a row may hold.
 """
 
 import gzip
@@ -94,9 +96,9 @@ def test_a_field_over_the_limit_is_reported_whatever_the_window(tmp_path, field,
 def test_leading_spaces_do_not_count_toward_the_limit_on_the_fast_path_either() -> None:
     row = f"c9,{' ' * 10}{'x' * LIMIT},t,2021-03-05T04:30:00Z\n".encode()
     data = b"".join(f"c{i},INGEST,t{i},2021-03-05T0{i}:00:00Z\n".encode() for i in range(8)) + row
-    window = totaler.Window(totaler.parse_bound("2021-03-01"), totaler.parse_bound("2021-03-02"))
+    window = totaler.Window(totaler.parse_instant("2021-03-01"), totaler.parse_instant("2021-03-02"))
     for fast in (True, False):
-        assert totaler.count_stream(io.BytesIO(data), window, fast=fast).skipped.count == 0
+        assert totaler._count_stream(io.BytesIO(data), window, fast=fast).skipped.count == 0
 
 
 # --- ../shared/fuzz/03: a row whose UTC instant is outside years 1..9999 -----------------------------
@@ -109,7 +111,7 @@ def test_a_row_outside_years_1_to_9999_in_utc_is_malformed_on_every_path(tmp_pat
     for path, result in every_path(tmp_path, data, "2021-03-01", "2021-03-02", "--json").items():
         assert result.returncode == 0 and b'"b": 1' in result.stdout, path
         assert result.stderr.decode().startswith(f"totaler: warning: skipped 1 malformed row ({reason}"), path
-    window = totaler.Window(totaler.parse_bound("2021-03-01"), totaler.parse_bound("2021-03-02"))
+    window = totaler.Window(totaler.parse_instant("2021-03-01"), totaler.parse_instant("2021-03-02"))
     for name, (events, skipped, _) in index_answers(tmp_path / "log.csv", window).items():
         assert (events, skipped) == (1, 1), name
 
@@ -117,10 +119,10 @@ def test_a_row_outside_years_1_to_9999_in_utc_is_malformed_on_every_path(tmp_pat
 def test_the_edge_rows_of_time_go_to_the_plain_path_which_keeps_the_ones_inside() -> None:
     """0001-01-01 00:xx+00:30: minutes 30 and later are in year 1 in UTC, the others are not."""
     data = b"".join(f"a,INGEST,t,0001-01-01 00:{m:02d}:00+00:30\n".encode() for m in range(0, 60, 10)) * 20
-    window = totaler.Window(totaler.FIRST_INSTANT, totaler.FIRST_INSTANT + totaler.HOUR)
+    window = totaler.Window(totaler._FIRST_INSTANT, totaler._FIRST_INSTANT + totaler._HOUR)
     for fast in (True, False):
-        tally = totaler.count_stream(io.BytesIO(data), window, fast=fast)
-        assert (tally.counts, tally.skipped.count) == ({(totaler.FIRST_INSTANT, "a"): 60}, 60)
+        tally = totaler._count_stream(io.BytesIO(data), window, fast=fast)
+        assert (tally.counts, tally.skipped.count) == ({(totaler._FIRST_INSTANT, "a"): 60}, 60)
 
 
 def test_the_server_answers_customers_and_the_page_on_such_a_log(tmp_path) -> None:
@@ -145,7 +147,9 @@ def test_the_server_answers_customers_and_the_page_on_such_a_log(tmp_path) -> No
 def test_the_file_backed_index_holds_the_last_instant_of_9999(tmp_path) -> None:
     path = tmp_path / "end.csv"
     path.write_bytes(b"a,INGEST,t1,9999-12-31 23:10:00+00\na,INGEST,t2,9999-12-31 23:59:59.999999+00\n")
-    window = totaler.Window(totaler.parse_bound("9999-12-31T23:00:00Z"), totaler.parse_bound("9999-12-31T23:30:00Z"))
+    window = totaler.Window(
+        totaler.parse_instant("9999-12-31T23:00:00Z"), totaler.parse_instant("9999-12-31T23:30:00Z")
+    )
     answers = index_answers(path, window)
     for name, (events, skipped, answer) in answers.items():
         assert (events, skipped) == (2, 0), name
@@ -155,11 +159,13 @@ def test_the_file_backed_index_holds_the_last_instant_of_9999(tmp_path) -> None:
 def test_minutes_of_a_negative_zone_that_is_not_a_whole_or_half_hour() -> None:
     """-05:45: 10:10 local is 15:55 UTC, 10:20 is 16:05 UTC (a formula that is right for -09:30 and -03:30)."""
     data = b"a,INGEST,t,2021-03-01 10:10:00-05:45\n" * 3 + b"a,INGEST,t,2021-03-01 10:20:00-05:45\n" * 3
-    window = totaler.Window(totaler.parse_bound("2021-03-01T15:00:00Z"), totaler.parse_bound("2021-03-01T17:00:00Z"))
-    h15 = totaler.parse_bound("2021-03-01T15:00:00Z")
+    window = totaler.Window(
+        totaler.parse_instant("2021-03-01T15:00:00Z"), totaler.parse_instant("2021-03-01T17:00:00Z")
+    )
+    h15 = totaler.parse_instant("2021-03-01T15:00:00Z")
     for fast in (True, False):
-        counts = totaler.count_stream(io.BytesIO(data * 50), window, fast=fast).counts
-        assert counts == {(h15, "a"): 150, (h15 + totaler.HOUR, "a"): 150}, fast
+        counts = totaler._count_stream(io.BytesIO(data * 50), window, fast=fast).counts
+        assert counts == {(h15, "a"): 150, (h15 + totaler._HOUR, "a"): 150}, fast
 
 
 @pytest.mark.parametrize(
@@ -176,9 +182,11 @@ def test_the_fraction_of_a_printed_bound_is_six_digits(start: str, printed: str)
 
 def test_crlf_after_a_space_after_a_closing_quote() -> None:
     data = b'a,INGEST,t1,"2021-03-01 04:05:00+00" \r\n'
-    window = totaler.Window(totaler.parse_bound("2021-03-01T04:00:00Z"), totaler.parse_bound("2021-03-01T05:00:00Z"))
+    window = totaler.Window(
+        totaler.parse_instant("2021-03-01T04:00:00Z"), totaler.parse_instant("2021-03-01T05:00:00Z")
+    )
     for fast in (True, False):
-        tally = totaler.count_stream(io.BytesIO(data), window, fast=fast)
+        tally = totaler._count_stream(io.BytesIO(data), window, fast=fast)
         assert (sum(tally.counts.values()), tally.skipped.count) == (1, 0)
 
 

@@ -1,4 +1,8 @@
-"""The HTTP service: a real server on a free port, real requests, answers checked against the command line."""
+"""The HTTP service: a real server on a free port, real requests, answers checked against the command line.
+
+Reaches inside for the file-backed sizes (shrunk so that small logs take that path) and for the
+HTTP helpers checked on their own (`_parse_query`, `_asks_csv`, `_reply_key`, `_date_at`).
+"""
 
 import email.utils
 import http.client
@@ -94,7 +98,7 @@ def counts_url(start: str, end: str, customer: str | None = None) -> str:
 def cli_json(start: str, end: str, customer: str | None = None) -> bytes:
     """What the command line prints with --json, computed in this process."""
     window = totaler.parse_window(start, end, customer, 100_000)
-    return totaler.render_json(window, totaler.count_file(str(EVENTS), window).counts).encode()
+    return totaler.render_json(window, totaler._count_file(str(EVENTS), window).counts).encode()
 
 
 def test_seed_query_is_the_seed_json_byte_for_byte(server: Server) -> None:
@@ -179,7 +183,7 @@ def test_head_sends_the_headers_of_get_without_a_body(server: Server) -> None:
 
 @pytest.mark.parametrize("second", [0, 1, 86_399, 951_782_400, 1_709_164_800, 4_102_444_799, 253_402_300_799])
 def test_date_header_is_rfc_9110s_imf_fixdate(second: int) -> None:
-    assert totaler.date_at(second) == email.utils.formatdate(second, usegmt=True)
+    assert totaler._date_at(second) == email.utils.formatdate(second, usegmt=True)
 
 
 def test_a_reply_carries_todays_date(server: Server) -> None:
@@ -367,11 +371,11 @@ def test_a_body_closes_the_connection_after_the_reply(server: Server) -> None:
 
 # A big log in time order is served at once from an index that reads cut hours from the
 # file, while the index that keeps them in memory is built.  The servers below make any
-# log big (LAZY_MIN = 0) and read it in parallel parts, so that the in-memory build runs
+# log big (FILE_BACKED_MIN = 0) and read it in parallel parts, so that the in-memory build runs
 # on worker processes, as it does on a big log.
 FILE_BACKED = (
-    "totaler.LAZY_MIN = 0; totaler.SEGMENT_SIZE = 1 << 14; totaler.PARALLEL_MIN = 1; totaler.PART_SIZE = 1 << 19;"
-    " totaler.FILE_HOURS = 1 << 62"
+    "totaler._FILE_BACKED_MIN = 0; totaler._SEGMENT_SIZE = 1 << 14; totaler._PARALLEL_MIN = 1;"
+    " totaler._PART_SIZE = 1 << 19; totaler._FILE_HOURS = 1 << 62"
 )
 
 
@@ -395,7 +399,7 @@ def cut_queries(path: Path, count: int, seed: int) -> list[tuple[str, bytes]]:
         end = start + timedelta(seconds=rng.randrange(1, 3 * 86400))
         customer = rng.choice([None, SEED_CUSTOMER])
         window = totaler.parse_window(start.isoformat(), end.isoformat(), customer, 100_000)
-        answer = totaler.render_json(window, totaler.count_file(str(path), window).counts).encode()
+        answer = totaler.render_json(window, totaler._count_file(str(path), window).counts).encode()
         found.append((counts_url(start.isoformat(), end.isoformat(), customer), answer))
     return found
 
@@ -446,7 +450,7 @@ def test_a_log_changed_under_a_file_backed_server_is_a_503_naming_it(tmp_path: P
     middle = datetime.fromisoformat(rows[len(rows) // 2].split(b",")[3].decode().strip())
     target = counts_url((middle - timedelta(minutes=5)).isoformat(), (middle + timedelta(minutes=5)).isoformat())
     [(first, answer)] = cut_queries(path, 1, seed=12)
-    never = "totaler.Master.moved_into_memory = lambda self: True"  # kept file-backed: the in-memory index never comes
+    never = "totaler._Master.moved_into_memory = lambda self: True"  # kept file-backed: the in-memory index never comes
     running = Server(path, "--workers", "1", "--quiet", patch=f"{FILE_BACKED}; {never}")
     try:
         assert json.loads(running.get("/healthz")[1])["cut_hours"] == "read from the file"
@@ -566,8 +570,8 @@ def test_a_prefix_finds_customers_by_the_start_of_their_id(server) -> None:
     assert [c["customer"] for c in page["customers"]] == [SEED_CUSTOMER] and page["matching"] == 1
     first, last = page["customers"][0]["first"], page["customers"][0]["last"]
     rows = [line for line in EVENTS.read_bytes().splitlines() if line.startswith(SEED_CUSTOMER.encode())]
-    moments = sorted(totaler.parse_event_time(row.rsplit(b",", 1)[1].decode()) for row in rows)
-    assert (first, last) == (totaler.format_utc(moments[0]), totaler.format_utc(moments[-1]))
+    moments = sorted(totaler._parse_event_time(row.rsplit(b",", 1)[1].decode()) for row in rows)
+    assert (first, last) == (totaler._format_utc(moments[0]), totaler._format_utc(moments[-1]))
     assert json.loads(server.get("/customers?prefix=zz")[1])["customers"] == []
 
 
@@ -603,7 +607,7 @@ def test_a_bad_page_is_a_400_naming_the_parameter(server, query: str, message: s
     ],
 )
 def test_csv_is_answered_only_where_the_accept_header_prefers_it(accept: str, csv: bool) -> None:
-    assert totaler.asks_csv(accept) is csv
+    assert totaler._asks_csv(accept) is csv
     query = "start=2021-03-01T04:00:00Z&end=2021-03-01T05:00:00Z"
-    assert totaler.parse_query(query, 1000, accept).format == ("csv" if csv else "json")
-    assert totaler.reply_key("/counts", query, accept).endswith("\0csv") is csv
+    assert totaler._parse_query(query, 1000, accept).format == ("csv" if csv else "json")
+    assert totaler._reply_key("/counts", query, accept).endswith("\0csv") is csv

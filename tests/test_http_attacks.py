@@ -3,6 +3,9 @@
 Bounded versions of bench/attack.py: hundreds of connections, not thousands; every loop
 has a count and a deadline.  Timings here are generous bounds on behaviour (a deadline
 that never fires, a server that stops answering), not speed measurements.
+
+Reaches inside for the worker's limits and caches (`_Limits`, `_ReplyCache`, `_Worker`), shrunk so that
+an attack reaches them with hundreds of requests, not millions.
 """
 
 import contextlib
@@ -393,7 +396,7 @@ def test_replies_nobody_reads_are_held_within_a_budget(tmp_path: Path) -> None:
     a reader beside them is answered; the unread are cut off at their deadline."""
     path = tmp_path / "events.csv"
     shutil.copy(EVENTS, path)
-    budget = "d = totaler.Limits.__new__.__defaults__; totaler.Limits.__new__.__defaults__ = (*d[:-1], 16 << 20)"
+    budget = "d = totaler._Limits.__new__.__defaults__; totaler._Limits.__new__.__defaults__ = (*d[:-1], 16 << 20)"
     running = Server(path, "--quiet", "--workers", "1", "--idle-timeout", "2", "--max-hours", "200000", patch=budget)
     big = counts_url("2000-01-01T00:00:00Z", "2020-01-01T00:00:00Z", "x" * 40).encode()  # about 9 MB
     try:
@@ -439,12 +442,12 @@ def test_the_reply_cache_charges_what_its_replies_really_cost() -> None:
     import totaler
 
     budget = 4 << 20
-    cache = totaler.ReplyCache(budget)
+    cache = totaler._ReplyCache(budget)
     tracemalloc.start()
     for n in range(60_000):
         query = f"start=2021-03-01T04:00:{n % 60:02d}Z&end=2021-03-01T05:00:00Z&customer_id={n}"
         payload = b'{\n  "2021-03-01 04:00:00 +0000": {\n    "%d": 1\n  }\n}\n' % n
-        cache.put(query, totaler.Reply(payload, headers="Totaler-Window: 2021-03-01T04:00:00Z/x\r\nVary: Accept\r\n"))
+        cache.put(query, totaler._Reply(payload, headers="Totaler-Window: 2021-03-01T04:00:00Z/x\r\nVary: Accept\r\n"))
     held, _ = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert cache.used <= budget and held <= budget * 1.1 and len(cache.replies) > 5000
@@ -460,7 +463,7 @@ def worker(tmp_path_factory):
     index = totaler.build_index(str(path), in_memory=True)
     settings = totaler.ServeSettings(str(path), max_hours=200_000, quiet=True, jobs=1, workers=1)
     with socket.socket() as unused:
-        yield totaler.Worker(index, unused, settings, None)
+        yield totaler._Worker(index, unused, settings, None)
 
 
 def test_a_window_is_long_by_its_hours_the_size_of_its_answer_or_the_events_it_reaches(worker, monkeypatch) -> None:
@@ -468,33 +471,33 @@ def test_a_window_is_long_by_its_hours_the_size_of_its_answer_or_the_events_it_r
 
     def window(start: str, end: str, customer: str = "") -> totaler.Window:
         query = f"start={start}&end={end}" + (f"&customer_id={customer}" if customer else "")
-        return totaler.parse_query(query, 200_000).window
+        return totaler._parse_query(query, 200_000).window
 
-    assert not totaler.is_long(window("2021-03-01T04:00:00Z", "2021-03-01T05:00:00Z"), worker.index)
-    assert totaler.is_long(window("2021-01-01T00:00:00Z", "2021-04-01T00:00:00Z"), worker.index)  # 2,160 hours
+    assert not totaler._is_long(window("2021-03-01T04:00:00Z", "2021-03-01T05:00:00Z"), worker.index)
+    assert totaler._is_long(window("2021-01-01T00:00:00Z", "2021-04-01T00:00:00Z"), worker.index)  # 2,160 hours
     quiet_day = ("2000-03-01T00:00:00Z", "2000-03-02T00:00:00Z")  # no events: only the size of its answer
-    assert not totaler.is_long(window(*quiet_day, "x" * 4000), worker.index)
+    assert not totaler._is_long(window(*quiet_day, "x" * 4000), worker.index)
     one_day = ("2021-03-01T00:00:00Z", "2021-03-02T00:00:00Z")
-    assert totaler.is_long(window("2021-01-01T00:00:00Z", "2021-03-20T00:00:00Z", "x" * 8000), worker.index)
+    assert totaler._is_long(window("2021-01-01T00:00:00Z", "2021-03-20T00:00:00Z", "x" * 8000), worker.index)
     busiest = max(worker.index.events_by_hour.values())
-    monkeypatch.setattr(totaler, "LONG_EVENTS", busiest - 1)
-    assert totaler.is_long(window(*one_day), worker.index)
-    monkeypatch.setattr(totaler, "LONG_EVENTS", 24 * busiest)
-    assert not totaler.is_long(window(*one_day), worker.index)
+    monkeypatch.setattr(totaler, "_LONG_EVENTS", busiest - 1)
+    assert totaler._is_long(window(*one_day), worker.index)
+    monkeypatch.setattr(totaler, "_LONG_EVENTS", 24 * busiest)
+    assert not totaler._is_long(window(*one_day), worker.index)
 
 
 def test_a_big_answer_is_refused_before_it_is_built_when_unread_replies_fill_the_room(worker) -> None:
     import totaler
 
     query = "start=2000-01-01T00:00:00Z&end=2001-01-01T00:00:00Z&customer_id=" + "x" * 40  # ~700 KB
-    limits = totaler.Limits()
+    limits = totaler._Limits()
     with pytest.raises(totaler.InputError, match="too many replies wait to be read"):
-        totaler.counts_reply(worker.index, query, 200_000, limits, room=lambda: 100_000)
-    assert len(totaler.counts_reply(worker.index, query, 200_000, limits, room=lambda: 1 << 30).payload) > 100_000
-    small = totaler.counts_reply(worker.index, "start=2021-03-01T04:00:00Z&end=2021-03-01T06:00:00Z", 200_000, limits)
+        totaler._counts_reply(worker.index, query, 200_000, limits, room=lambda: 100_000)
+    assert len(totaler._counts_reply(worker.index, query, 200_000, limits, room=lambda: 1 << 30).payload) > 100_000
+    small = totaler._counts_reply(worker.index, "start=2021-03-01T04:00:00Z&end=2021-03-01T06:00:00Z", 200_000, limits)
     assert small.payload.startswith(b"{")
     under_big_reply = query.replace("2001-01-01", "2000-01-02")  # 24 buckets: written whatever waits
-    assert totaler.counts_reply(worker.index, under_big_reply, 200_000, limits, room=lambda: 0).payload
+    assert totaler._counts_reply(worker.index, under_big_reply, 200_000, limits, room=lambda: 0).payload
 
 
 def test_customers_replies_are_kept_and_an_uncached_one_waits_behind_a_slow_reply(worker) -> None:
@@ -514,8 +517,8 @@ def test_customers_replies_are_kept_and_an_uncached_one_waits_behind_a_slow_repl
 def test_a_big_reply_makes_long_requests_wait_for_its_bytes_even_when_it_was_kept(worker, monkeypatch) -> None:
     import totaler
 
-    monkeypatch.setattr(totaler, "LONG_REPLY_BYTES", 100_000)
-    monkeypatch.setattr(totaler, "LONG_BYTES_PER_SECOND", 100_000)
+    monkeypatch.setattr(totaler, "_LONG_REPLY_BYTES", 100_000)
+    monkeypatch.setattr(totaler, "_LONG_BYTES_PER_SECOND", 100_000)
     big = "start=2020-01-01T00:00:00Z&end=2020-01-20T00:00:00Z&customer_id=" + "y" * 300  # 456 buckets: ~150 KB
     try:
         before = time.monotonic()
@@ -537,13 +540,13 @@ def test_a_window_whose_hours_must_be_read_from_the_file_is_long_until_they_are_
     shutil.copy(EVENTS, path)
     with file_backed(SEGMENT_SIZE=4096):
         index = totaler.build_index(str(path))
-    assert isinstance(index.hours, totaler.FileHours)
-    window = totaler.parse_query("start=2021-03-01T04:10:00Z&end=2021-03-01T05:20:00Z", 200_000).window
-    assert totaler.is_long(window, index)
+    assert isinstance(index.hours, totaler._FileHours)
+    window = totaler._parse_query("start=2021-03-01T04:10:00Z&end=2021-03-01T05:20:00Z", 200_000).window
+    assert totaler._is_long(window, index)
     index.counts(window)  # its two hours read, and kept
-    assert not totaler.is_long(window, index)
-    empty = totaler.parse_query("start=1990-03-01T04:10:00Z&end=1990-03-01T05:20:00Z", 200_000).window
-    assert not totaler.is_long(empty, index)  # no hour with events: nothing to read
+    assert not totaler._is_long(window, index)
+    empty = totaler._parse_query("start=1990-03-01T04:10:00Z&end=1990-03-01T05:20:00Z", 200_000).window
+    assert not totaler._is_long(empty, index)  # no hour with events: nothing to read
 
 
 def test_a_counts_query_is_never_answered_with_a_customers_page_kept_under_the_same_text(worker) -> None:
@@ -566,12 +569,12 @@ def test_a_long_window_asked_as_csv_waits_its_turn_though_its_json_was_kept(work
 def test_a_refusal_that_took_long_makes_long_requests_wait_too(worker) -> None:
     import totaler
 
-    def slow_refusal() -> totaler.Reply:
+    def slow_refusal() -> totaler._Reply:
         time.sleep(0.05)
-        raise totaler.BadRequest("refused after 50 ms of work")
+        raise totaler._BadRequest("refused after 50 ms of work")
 
     try:
-        with pytest.raises(totaler.BadRequest):
+        with pytest.raises(totaler._BadRequest):
             worker.cached("a key never kept", slow_refusal)
         assert worker.long_after > time.monotonic() + 0.05
     finally:
@@ -586,8 +589,8 @@ def test_an_answer_over_the_limit_is_refused_before_anything_is_counted(worker, 
 
     monkeypatch.setattr(totaler.Index, "counts", never)
     ten_years = "start=2021-01-01T00:00:00Z&end=2031-01-01T00:00:00Z&bucket=10m"  # 525,600 buckets: 19 MB
-    with pytest.raises(totaler.BadRequest, match="over the limit of 16,777,216"):
-        totaler.counts_reply(worker.index, ten_years, 10**6, totaler.Limits())
+    with pytest.raises(totaler._BadRequest, match="over the limit of 16,777,216"):
+        totaler._counts_reply(worker.index, ten_years, 10**6, totaler._Limits())
 
 
 def test_a_file_backed_index_answers_a_day_from_the_file_and_leaves_longer_windows_to_the_index_in_memory(
@@ -597,9 +600,9 @@ def test_a_file_backed_index_answers_a_day_from_the_file_and_leaves_longer_windo
 
     with file_backed(SEGMENT_SIZE=4096):
         index = totaler.build_index(str(EVENTS))
-    window = totaler.parse_query("start=2021-03-01T00:10:00Z&end=2021-03-02T00:20:00Z", 200_000).window  # 25 h
+    window = totaler._parse_query("start=2021-03-01T00:10:00Z&end=2021-03-02T00:20:00Z", 200_000).window  # 25 h
     assert sum(index.counts(window).values()) > 0
-    week = totaler.parse_query("start=2021-03-01T00:10:00Z&end=2021-03-08T00:00:00Z", 200_000).window
+    week = totaler._parse_query("start=2021-03-01T00:10:00Z&end=2021-03-08T00:00:00Z", 200_000).window
     with pytest.raises(totaler.InputError, match="reads over 26 hours from the file comes with the index in memory"):
         index.counts(week)
 
@@ -608,7 +611,7 @@ def test_long_windows_waiting_their_turn_when_the_server_stops_are_answered(tmp_
     """The one waiting its turn is answered, with Connection: close (a client asks again what comes after)."""
     path = tmp_path / "events.csv"
     shutil.copy(EVENTS, path)
-    slow_wire = "totaler.LONG_BYTES_PER_SECOND = 1000"  # after the first 3.6 MB answer, the next waits an hour
+    slow_wire = "totaler._LONG_BYTES_PER_SECOND = 1000"  # after the first 3.6 MB answer, the next waits an hour
     running = Server(path, "--quiet", "--workers", "1", "--max-hours", "200000", patch=slow_wire)
     long = [counts_url(f"2011-03-01T00:00:00.00000{i}Z", "2022-07-27T15:00:00Z").encode() for i in range(2)]
     try:
@@ -630,19 +633,19 @@ def test_many_buckets_in_a_zone_that_changes_its_offset_make_a_window_long(worke
 
     def window(zone: str) -> totaler.Window:
         query = f"start=2020-01-01T00:00:00Z&end=2020-03-23T00:00:10Z&bucket=5m&tz={zone}"  # no events; 23,618
-        return totaler.parse_query(query, 200_000).window
+        return totaler._parse_query(query, 200_000).window
 
-    assert totaler.is_long(window("America/New_York"), worker.index)
-    assert not totaler.is_long(window("UTC"), worker.index) and not totaler.is_long(window("%2B05:30"), worker.index)
+    assert totaler._is_long(window("America/New_York"), worker.index)
+    assert not totaler._is_long(window("UTC"), worker.index) and not totaler._is_long(window("%2B05:30"), worker.index)
     day = "start=2020-01-01T00:00:00Z&end=2020-01-02T00:00:00Z&tz=America/New_York"  # 26 buckets at most
-    assert not totaler.is_long(totaler.parse_query(day, 200_000).window, worker.index)
+    assert not totaler._is_long(totaler._parse_query(day, 200_000).window, worker.index)
 
 
 def test_every_long_request_waiting_when_the_server_stops_gets_a_reply(tmp_path: Path) -> None:
     """Answered while half the stop's time is left, then a 503 saying to ask again: never nothing."""
     path = tmp_path / "events.csv"
     shutil.copy(EVENTS, path)
-    slow_wire = "totaler.LONG_BYTES_PER_SECOND = 1000"  # after one 3.6 MB answer, long requests wait an hour
+    slow_wire = "totaler._LONG_BYTES_PER_SECOND = 1000"  # after one 3.6 MB answer, long requests wait an hour
     running = Server(path, "--quiet", "--workers", "1", "--max-hours", "200000", patch=slow_wire)
     first = counts_url("2011-03-01T00:00:00Z", "2022-07-27T15:00:00Z").encode()
     try:

@@ -1,4 +1,8 @@
-"""The server's index, in process: built in parts or in one, and answering like the plain path."""
+"""The server's index, in process: built in parts or in one, and answering like the plain path.
+
+Reaches inside for `_load_index`, `_customer_page` and `_busiest_day`, which the server calls and
+no public function returns, and `_count_file` to compare with the plain path.
+"""
 
 import gzip
 import os
@@ -22,9 +26,9 @@ def test_index_answers_sub_hour_windows_like_the_counting_core() -> None:
         start = datetime(2021, 3, 1, tzinfo=UTC) + timedelta(seconds=rng.randrange(3 * 24 * 3600))
         end = start + timedelta(seconds=rng.randrange(1, 1800))  # often inside one hour: both edges in it
         customer = rng.choice([None, "b4f9279a0196e40632e947dd1a88e857", SEED_CUSTOMER])
-        window = totaler.Window(totaler.to_micros(start), totaler.to_micros(end), customer)
-        expected = totaler.by_bucket(totaler.count_events(events, window), window)
-        assert totaler.by_bucket(index.counts(window), window) == expected  # counts and customer order
+        window = totaler.Window(totaler._to_micros(start), totaler._to_micros(end), customer)
+        expected = totaler._by_bucket(totaler.count_events(events, window), window)
+        assert totaler._by_bucket(index.counts(window), window) == expected  # counts and customer order
 
 
 def test_index_built_in_parts_is_the_index_built_in_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -33,8 +37,8 @@ def test_index_built_in_parts_is_the_index_built_in_one(tmp_path: Path, monkeypa
     rows[90000:90000] = [b"customer_id,event_type,transaction_id,timestamp\n", b"\n"]
     path = tmp_path / "messy.csv"
     path.write_bytes(b"".join(rows))
-    monkeypatch.setattr(totaler, "PART_SIZE", 1 << 20)
-    monkeypatch.setattr(totaler, "PARALLEL_MIN", 1)
+    monkeypatch.setattr(totaler, "_PART_SIZE", 1 << 20)
+    monkeypatch.setattr(totaler, "_PARALLEL_MIN", 1)
     one, parts = totaler.build_index(str(path), jobs=1), totaler.build_index(str(path), jobs=3)
     assert (parts.events, parts.customers, parts.starts) == (one.events, one.customers, one.starts)
     assert (
@@ -65,14 +69,14 @@ def test_index_built_in_parts_is_the_index_built_in_one(tmp_path: Path, monkeypa
 def test_an_index_past_its_32_bit_positions_is_refused_in_one_line(tmp_path: Path, monkeypatch) -> None:
     path = tmp_path / "log.csv"
     path.write_bytes(EVENTS.read_bytes()[:100_000])
-    monkeypatch.setattr(totaler, "MAX_INDEXED", 500)
+    monkeypatch.setattr(totaler, "_MAX_INDEXED", 500)
     with pytest.raises(totaler.InputError, match="more than 500 events: too many for --serve"):
         totaler.build_index(str(path))
-    monkeypatch.setattr(totaler, "PART_SIZE", 20_000)
-    monkeypatch.setattr(totaler, "PARALLEL_MIN", 1)
+    monkeypatch.setattr(totaler, "_PART_SIZE", 20_000)
+    monkeypatch.setattr(totaler, "_PARALLEL_MIN", 1)
     with pytest.raises(totaler.InputError, match="more than 500 events"):
         totaler.build_index(str(path), jobs=2)  # in parts: each fits, together they do not
-    monkeypatch.setattr(totaler, "MAX_INDEXED", 10**6)
+    monkeypatch.setattr(totaler, "_MAX_INDEXED", 10**6)
     assert totaler.build_index(str(path), jobs=2).events == path.read_bytes().count(b"\n")
 
 
@@ -103,8 +107,8 @@ def test_rows_read_by_the_fast_shapes_are_indexed_as_the_plain_path_reads_them(t
     assert (index.events, index.skipped.count) == (len(events), 1)
     by_hour: dict[int, list] = {}
     for position, (who, moment, event_type, _) in enumerate(events):
-        by_hour.setdefault(moment - moment % totaler.HOUR, []).append(
-            (who, moment % totaler.HOUR, event_type, position)
+        by_hour.setdefault(moment - moment % totaler._HOUR, []).append(
+            (who, moment % totaler._HOUR, event_type, position)
         )
     assert index.starts == sorted(by_hour)
     for start, rows in by_hour.items():
@@ -118,24 +122,24 @@ def test_rows_read_by_the_fast_shapes_are_indexed_as_the_plain_path_reads_them(t
 def cut_windows(index: totaler.Index, count: int, seed: int) -> list[totaler.Window]:
     """COUNT windows over INDEX's hours, both ends cut at random microseconds, some for one customer."""
     rng, customers = random.Random(seed), [None, SEED_CUSTOMER, "nobody"]
-    first, last = index.starts[0], index.starts[-1] + totaler.HOUR
+    first, last = index.starts[0], index.starts[-1] + totaler._HOUR
     windows = []
     for _ in range(count):
         start = rng.randrange(first, last)
-        windows.append(totaler.Window(start, start + rng.randrange(1, 30 * totaler.HOUR), rng.choice(customers)))
+        windows.append(totaler.Window(start, start + rng.randrange(1, 30 * totaler._HOUR), rng.choice(customers)))
     return windows
 
 
 def test_events_csv_file_backed_answers_like_the_command_line() -> None:
-    with patched(LAZY_MIN=0):  # the real segment size and the real probes
+    with patched(FILE_BACKED_MIN=0):  # the real segment size and the real probes
         index = totaler.build_index(str(EVENTS), jobs=2)
     assert index.files is not None and len(index.files.segments) == 60
     in_memory = totaler.build_index(str(EVENTS), jobs=2, in_memory=True)
     assert (index.events, index.customers, index.starts) == (in_memory.events, None, in_memory.starts)
-    assert totaler.busiest_day(index) == totaler.busiest_day(in_memory)  # though from estimates
+    assert totaler._busiest_day(index) == totaler._busiest_day(in_memory)  # though from estimates
     for window in cut_windows(index, 40, seed=5):
-        answer = totaler.count_file(str(EVENTS), window).counts
-        assert totaler.by_bucket(index.counts(window), window) == totaler.by_bucket(answer, window)
+        answer = totaler._count_file(str(EVENTS), window).counts
+        assert totaler._by_bucket(index.counts(window), window) == totaler._by_bucket(answer, window)
 
 
 def shuffled_log(path: Path, rows: int) -> None:
@@ -147,9 +151,11 @@ def shuffled_log(path: Path, rows: int) -> None:
 def test_a_log_out_of_time_order_is_indexed_in_memory(tmp_path: Path) -> None:
     path = tmp_path / "shuffled.csv"
     shuffled_log(path, 20_000)
-    with patched(LAZY_MIN=0):  # the first segment holds far more hours than PROBE_HOURS
+    with patched(FILE_BACKED_MIN=0):  # the first segment holds far more hours than PROBE_HOURS
         assert totaler.build_index(str(path), jobs=1).files is None
-    with file_backed(LAZY_SPAN=1 << 16):  # past the probe, an hour's rows lie in more than LAZY_SPAN bytes
+    with file_backed(
+        FILE_BACKED_SPAN=1 << 16
+    ):  # past the probe, an hour's rows lie in more than FILE_BACKED_SPAN bytes
         assert totaler.build_index(str(path), jobs=1).files is None
     with file_backed():
         assert totaler.build_index(str(path), jobs=1).files is not None
@@ -160,7 +166,7 @@ def test_a_log_changed_under_a_file_backed_index_is_an_error_not_a_wrong_answer(
     path.write_bytes(EVENTS.read_bytes()[: 1 << 20])
     with file_backed(SEGMENT_SIZE=1 << 14):
         index = totaler.build_index(str(path), jobs=1)
-    window = totaler.Window(index.starts[3] + 1, index.starts[3] + totaler.HOUR - 1)
+    window = totaler.Window(index.starts[3] + 1, index.starts[3] + totaler._HOUR - 1)
     rows = path.read_bytes().splitlines(keepends=True)
     rows = [b"zzzz" + row[4:] for row in rows]  # the same size, other customers
     path.write_bytes(b"".join(rows))
@@ -177,11 +183,11 @@ def test_a_file_backed_index_reads_the_log_it_indexed_after_a_rotation(tmp_path:
     with file_backed(SEGMENT_SIZE=1 << 14):
         index = totaler.build_index(str(path), jobs=1)
     windows = cut_windows(index, 10, seed=6)
-    answers = [totaler.count_file(str(path), window).counts for window in windows]
+    answers = [totaler._count_file(str(path), window).counts for window in windows]
     path.rename(tmp_path / "log.csv.1")  # logrotate: the old file moved away, a new one begun
     path.write_bytes(b"a,INGEST,t,2021-03-01 00:00:00+00\n")
     for window, answer in zip(windows, answers, strict=True):
-        assert totaler.by_bucket(index.counts(window), window) == totaler.by_bucket(answer, window)
+        assert totaler._by_bucket(index.counts(window), window) == totaler._by_bucket(answer, window)
 
 
 def test_rotated_files_file_backed_are_the_files_in_memory(tmp_path: Path) -> None:
@@ -198,7 +204,7 @@ def test_rotated_files_file_backed_are_the_files_in_memory(tmp_path: Path) -> No
     assert (index.events, index.customers, index.starts) == (in_memory.events, None, in_memory.starts)
     assert (index.skipped.count, index.skipped.first) == (in_memory.skipped.count, in_memory.skipped.first)
     for window in cut_windows(index, 30, seed=7):
-        assert totaler.by_bucket(index.counts(window), window) == totaler.by_bucket(in_memory.counts(window), window)
+        assert totaler._by_bucket(index.counts(window), window) == totaler._by_bucket(in_memory.counts(window), window)
 
 
 def test_hours_read_again_are_kept_within_their_budget(tmp_path: Path) -> None:
@@ -215,7 +221,7 @@ def test_the_customer_list_waits_for_the_index_in_memory() -> None:
     with file_backed():
         index = totaler.build_index(str(EVENTS), jobs=1)
     with pytest.raises(totaler.InputError, match="comes with the index in memory"):
-        totaler.customer_page(index, totaler.Page())
+        totaler._customer_page(index, totaler._Page())
 
 
 def test_a_bucket_of_several_hours_orders_its_customers_by_their_first_event_in_the_file(tmp_path: Path) -> None:
@@ -225,9 +231,9 @@ def test_a_bucket_of_several_hours_orders_its_customers_by_their_first_event_in_
         b"b,INGEST,t1,2021-03-01T05:10:00Z\na,INGEST,t2,2021-03-01T04:10:00Z\nc,INGEST,t3,2021-03-01T06:00:00Z\n"
         b"a,INGEST,t4,2021-03-01T06:10:00Z\n"
     )
-    day = totaler.Window(totaler.parse_bound("2021-03-01"), totaler.parse_bound("2021-03-02"), None,
-                         totaler.Buckets(totaler.DAY))  # fmt: skip
-    want = totaler.count_file(str(path), day).counts
+    day = totaler.Window(totaler.parse_instant("2021-03-01"), totaler.parse_instant("2021-03-02"), None,
+                         totaler.Buckets(totaler._DAY))  # fmt: skip
+    want = totaler._count_file(str(path), day).counts
     assert list(want) == [(day.start, "b"), (day.start, "a"), (day.start, "c")]
     for index in (totaler.build_index(str(path)), totaler.build_index(str(path), in_memory=True)):
         assert list(index.counts(day).items()) == list(want.items())
@@ -251,7 +257,7 @@ def test_a_log_rewritten_while_it_is_read_or_not_the_one_indexed_is_refused(tmp_
     path = tmp_path / "log.csv"
     data = EVENTS.read_bytes()[:200_000]
     path.write_bytes(data)
-    stamp = totaler.path_stamp(str(path))
+    stamp = totaler._path_stamp(str(path))
     real = totaler.build_index
     rewrites = {
         "cut": lambda: path.write_bytes(data[: len(data) // 2]),  # cp truncates, then writes
@@ -268,11 +274,11 @@ def test_a_log_rewritten_while_it_is_read_or_not_the_one_indexed_is_refused(tmp_
 
         monkeypatch.setattr(totaler, "build_index", build)
         with pytest.raises(totaler.InputError, match="changed while it was read; send SIGHUP again"):
-            totaler.load_index(str(path), 1)
+            totaler._load_index(str(path), 1)
         monkeypatch.setattr(totaler, "build_index", real)
-        assert totaler.load_index(str(path), 1).events > 0, name  # left alone, it is read
+        assert totaler._load_index(str(path), 1).events > 0, name  # left alone, it is read
     other = tmp_path / "other.csv"
     other.write_bytes(data)
     with pytest.raises(totaler.InputError, match="is no longer the log indexed"):
-        totaler.load_index(str(path), 1, True, [totaler.path_stamp(str(other))])
-    assert totaler.load_index(str(path), 1, True, [totaler.path_stamp(str(path))]).events > 0
+        totaler._load_index(str(path), 1, True, [totaler._path_stamp(str(other))])
+    assert totaler._load_index(str(path), 1, True, [totaler._path_stamp(str(path))]).events > 0

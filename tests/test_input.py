@@ -1,24 +1,27 @@
-"""The input the real world sends: every shape is counted the same by the fast path and the plain path."""
+"""The input the real world sends: every shape is counted the same by the fast path and the plain path.
+
+Reaches inside for `_count_stream` and `_MAX_LINE`: a stream's skipped rows, and the longest line.
+"""
 
 import io
 
 import pytest
 
 import totaler
-from totaler import Window, parse_bound
+from totaler import Window, parse_instant
 
-W = Window(parse_bound("2021-03-01T00:00:00Z"), parse_bound("2021-03-02T00:00:00Z"))
+W = Window(parse_instant("2021-03-01T00:00:00Z"), parse_instant("2021-03-02T00:00:00Z"))
 H04 = "2021-03-01 04:00:00 +0000"
 
 
-def count(data: bytes, window: Window = W, fast: bool = True) -> tuple[dict, totaler.Skipped]:
+def count(data: bytes, window: Window = W, fast: bool = True) -> tuple[dict, totaler._Skipped]:
     """Count DATA as a file; return the JSON document and what was skipped."""
-    tally = totaler.count_stream(io.BytesIO(data), window, fast=fast)
+    tally = totaler._count_stream(io.BytesIO(data), window, fast=fast)
     counts, skipped = tally.counts, tally.skipped
     return totaler.json.loads(totaler.render_json(window, counts)), skipped
 
 
-def both(data: bytes, window: Window = W) -> tuple[dict, totaler.Skipped]:
+def both(data: bytes, window: Window = W) -> tuple[dict, totaler._Skipped]:
     """Count DATA by both paths, insist they agree exactly, and return the answer."""
     fast, fast_skipped = count(data, window, fast=True)
     slow, slow_skipped = count(data, window, fast=False)
@@ -108,7 +111,7 @@ def test_malformed_rows_are_skipped_counted_and_named(bad: bytes, reason: str) -
 
 
 def test_over_long_line_is_skipped_without_holding_it() -> None:
-    data = GOOD + b"a,INGEST," + b"y" * (3 * totaler.MAX_LINE) + b",2021-03-01 04:05:06+00\n" + GOOD
+    data = GOOD + b"a,INGEST," + b"y" * (3 * totaler._MAX_LINE) + b",2021-03-01 04:05:06+00\n" + GOOD
     doc, skipped = both(data)
     assert doc[H04] == {"a": 2}
     assert skipped.count == 1 and skipped.first[0][0] == 2
@@ -124,8 +127,8 @@ def test_many_malformed_rows_report_count_and_first_three() -> None:
 
 
 def test_line_numbers_hold_across_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(totaler, "BLOCK_SIZE", 64)
-    monkeypatch.setattr(totaler, "SMALL_BLOCK", 64)
+    monkeypatch.setattr(totaler, "_BLOCK_SIZE", 64)
+    monkeypatch.setattr(totaler, "_SMALL_BLOCK", 64)
     rows = [GOOD] * 50
     rows[37] = b"a,b\n"
     doc, skipped = both(b"".join(rows))
@@ -135,6 +138,6 @@ def test_line_numbers_hold_across_blocks(monkeypatch: pytest.MonkeyPatch) -> Non
 
 def test_a_read_that_ends_with_the_header_does_not_end_the_file(monkeypatch: pytest.MonkeyPatch) -> None:
     header = b"customer_id,event_type,transaction_id,timestamp\n"
-    monkeypatch.setattr(totaler, "BLOCK_SIZE", len(header))
+    monkeypatch.setattr(totaler, "_BLOCK_SIZE", len(header))
     doc, skipped = both(header + GOOD + GOOD)
     assert doc[H04] == {"a": 2} and skipped.count == 0

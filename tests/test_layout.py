@@ -93,3 +93,12 @@ def test_all_names_the_public_api_each_defined_documented_and_listed_in_the_read
         assert f"`{name}`" in development, f"README's Development section does not list {name}"
     documented = [name for name in totaler.__all__ if callable(getattr(totaler, name)) and name[0].islower()]
     assert all(getattr(totaler, name).__doc__ for name in documented)
+
+
+def test_every_name_outside_all_is_machinery_marked_with_an_underscore() -> None:
+    import totaler
+
+    tree = ast.parse(SOURCE)
+    defined = set().union(*(defined_names(node) for node in tree.body))
+    public = {name for name in defined if not name.startswith("_")}
+    assert public == set(totaler.__all__), public ^ set(totaler.__all__)

@@ -4,6 +4,8 @@ The read size, the longest line and the workers' part size are shrunk to tens of
 hypothesis's small files put long lines at, across and right after every boundary; one test keeps
 the real sizes.  Every path (fast, plain, any --jobs, gzip, the server's index) is held to a model
 written the obvious way: split the file into lines and judge each on its own.
+
+Reaches inside for `_MAX_LINE` and the block and part sizes (shrunk), and `_count_stream`/`_count_file`.
 """
 
 import gzip
@@ -59,13 +61,13 @@ def model(data: bytes, window: totaler.Window, max_line: int) -> tuple[list, int
         if window.start <= moment < window.end and window.customer in (None, customer):
             key = (moment - moment % HOUR, customer)
             counts[key] = counts.get(key, 0) + 1
-    return totaler.by_bucket(counts, window), len(bad), bad[:3]
+    return totaler._by_bucket(counts, window), len(bad), bad[:3]
 
 
-def seen(tally_or_index: totaler.Tally | totaler.Index, counts: dict, window: totaler.Window) -> tuple:
+def seen(tally_or_index: totaler._Tally | totaler.Index, counts: dict, window: totaler.Window) -> tuple:
     """What a path found, in the model's terms."""
     skipped = tally_or_index.skipped
-    return totaler.by_bucket(counts, window), skipped.count, [line for line, _ in skipped.first]
+    return totaler._by_bucket(counts, window), skipped.count, [line for line, _ in skipped.first]
 
 
 @st.composite
@@ -114,7 +116,7 @@ def test_fast_and_plain_paths_equal_the_model_around_long_lines(log, draw, segme
     want = model(data, window, max_line)
     with sizes(block, max_line, segment=segment):
         for fast in (True, False):
-            tally = totaler.count_stream(io.BytesIO(data), window, fast=fast)
+            tally = totaler._count_stream(io.BytesIO(data), window, fast=fast)
             assert seen(tally, tally.counts, window) == want, f"fast={fast}"
             assert tally.lines == want_lines(data)
 
@@ -137,9 +139,9 @@ def test_workers_gzip_and_the_index_equal_the_model_around_long_lines(tmp_path_f
     packed.write_bytes(gzip.compress(data))
     with sizes(block, max_line, part=300):
         for jobs in (1, 2, 3):
-            tally = totaler.count_file(str(plain), window, jobs=jobs)
+            tally = totaler._count_file(str(plain), window, jobs=jobs)
             assert seen(tally, tally.counts, window) == want, f"jobs={jobs}"
-        tally = totaler.count_file(str(packed), window)
+        tally = totaler._count_file(str(packed), window)
         assert seen(tally, tally.counts, window) == want, "gzip"
         for jobs in (1, 2):
             index = totaler.build_index(str(plain), jobs=jobs)
@@ -171,17 +173,17 @@ def test_rows_after_a_line_of_2_mib_plus_one_byte_at_the_real_sizes(tmp_path) ->
 
 def test_a_line_of_exactly_the_longest_length_is_judged_as_a_row_and_one_byte_more_is_not() -> None:
     row = ROW_A.rstrip(b"\n")
-    exact = row.replace(b"INGEST", b"INGEST" + b"e" * (totaler.MAX_LINE - len(row)))
-    assert len(exact) == totaler.MAX_LINE
+    exact = row.replace(b"INGEST", b"INGEST" + b"e" * (totaler._MAX_LINE - len(row)))
+    assert len(exact) == totaler._MAX_LINE
     data = exact + b"\n" + exact + b"e\n" + ROW_B
-    window = totaler.Window(totaler.parse_bound(SEED_HOUR[0]), totaler.parse_bound(SEED_HOUR[1]))
+    window = totaler.Window(totaler.parse_instant(SEED_HOUR[0]), totaler.parse_instant(SEED_HOUR[1]))
     for fast in (True, False):
-        tally = totaler.count_stream(io.BytesIO(data), window, fast=fast)
+        tally = totaler._count_stream(io.BytesIO(data), window, fast=fast)
         assert tally.counts == {(window.start, "b"): 1}
         # The csv reader refuses a field over 128 KiB: that is the reason given for the first line.
         assert [line for line, _ in tally.skipped.first] == [1, 2]
         assert "field larger than field limit" in tally.skipped.first[0][1]
-        assert tally.skipped.first[1][1].startswith(f"line of {totaler.MAX_LINE + 1:,} bytes")
+        assert tally.skipped.first[1][1].startswith(f"line of {totaler._MAX_LINE + 1:,} bytes")
 
 
 def test_twenty_mib_with_junk_lines_of_2_to_5_mib_equals_the_model(tmp_path) -> None:
@@ -203,10 +205,10 @@ def test_twenty_mib_with_junk_lines_of_2_to_5_mib_equals_the_model(tmp_path) -> 
     path.write_bytes(data)
     packed.write_bytes(gzip.compress(data, compresslevel=1))
     start, end = FIRST_HOUR + timedelta(minutes=30), FIRST_HOUR + timedelta(hours=2)
-    window = totaler.Window(totaler.to_micros(start), totaler.to_micros(end))
-    buckets, bad, first = model(data, window, totaler.MAX_LINE)
+    window = totaler.Window(totaler._to_micros(start), totaler._to_micros(end))
+    buckets, bad, first = model(data, window, totaler._MAX_LINE)
     want = totaler.render_json(window, {(b, c): n for b, rows in buckets for c, n in rows})
-    args = [totaler.format_utc(window.start), totaler.format_utc(window.end), "--json"]
+    args = [totaler._format_utc(window.start), totaler._format_utc(window.end), "--json"]
     for how, result in [
         ("jobs 1", run_cli(str(path), *args, "--jobs", "1")),
         ("jobs 2", run_cli(str(path), *args, "--jobs", "2")),

@@ -6,6 +6,9 @@ Every way the input is read must give the model's counts and its number of dupli
 the plain path, the fast path, parts read by workers (parts shrunk so that small files
 have many), blocks shrunk so that a part has many, directories, globs, compressed files,
 standard input and the command line.
+
+Reaches inside for the --unique machinery held to the model on its own (`_PartIds`, `_Transactions`,
+`_KeyTable`, `_id_key`), whose boundaries a whole file reaches only at millions of ids.
 """
 
 import gzip
@@ -24,7 +27,7 @@ from hypothesis import strategies as st
 import totaler
 
 HOUR = 3_600_000_000
-START = totaler.parse_bound("2021-03-01T00:00:00Z")
+START = totaler.parse_instant("2021-03-01T00:00:00Z")
 
 
 def model(lines: list[str], window: totaler.Window) -> tuple[dict, int]:
@@ -34,12 +37,12 @@ def model(lines: list[str], window: totaler.Window) -> tuple[dict, int]:
     duplicates = 0
     for line in lines:
         try:
-            customer, moment, event_type, transaction = totaler.parse_row(line.encode())
-        except totaler.Malformed:
+            customer, moment, event_type, transaction = totaler._parse_row(line.encode())
+        except totaler._Malformed:
             continue
         first = transaction == "" or transaction not in seen
         seen.add(transaction)
-        asked = window.start <= moment < window.end and totaler.wanted(window, customer, event_type)
+        asked = window.start <= moment < window.end and totaler._wanted(window, customer, event_type)
         if asked and first:
             key = (window.buckets.floor(moment), customer)
             counts[key] = counts.get(key, 0) + 1
@@ -53,14 +56,14 @@ def unique_window(start: int = START, end: int = START + 6 * HOUR, **options) ->
 
 def counted(path: str, window: totaler.Window, jobs: int = 1) -> tuple[dict, int]:
     """count_files's counts and duplicates for PATH."""
-    tally = totaler.count_files(totaler.input_files(path), window, jobs=jobs)
+    tally = totaler.count_files(totaler._input_files(path), window, jobs=jobs)
     return tally.counts, tally.duplicates
 
 
 def plain(data: bytes, window: totaler.Window) -> dict:
     """The plain path's --unique: count_events over first_events over plain_events."""
     events = totaler.plain_events(io.BytesIO(data))
-    return totaler.count_events(totaler.first_events(events, totaler.PartIds(), totaler.Transactions()), window)
+    return totaler.count_events(totaler._first_events(events, totaler._PartIds(), totaler._Transactions()), window)
 
 
 # Ids shaped every way the table keys them: UUIDs, 32 hex digits (and their upper case, which
@@ -79,7 +82,7 @@ ID_POOL = [
 
 
 def row(customer: str, transaction: str, moment: int, event_type: str = "INGEST", spaces: bool = False) -> str:
-    stamp = totaler.format_iso(moment)
+    stamp = totaler._format_iso(moment)
     if spaces:
         return f" {customer} , {event_type} , {transaction} , {stamp} "
     return f"{customer},{event_type},{transaction},{stamp}"
@@ -110,7 +113,7 @@ WINDOWS = st.builds(
     st.integers(START + 3 * HOUR, START + 8 * HOUR),
     customer=st.sampled_from([None, "c1", "c2"]),
     event_types=st.sampled_from([None, frozenset({"QUERY"})]),
-    buckets=st.sampled_from([totaler.UTC_HOURS, totaler.Buckets(15 * 60_000_000, "Asia/Kolkata")]),
+    buckets=st.sampled_from([totaler._UTC_HOURS, totaler.Buckets(15 * 60_000_000, "Asia/Kolkata")]),
 )
 
 
@@ -136,7 +139,7 @@ def test_the_options_compose_and_answers_add_up(tmp_path: Path) -> None:
     ]
     path = tmp_path / "log.csv"
     path.write_text("\n".join(lines) + "\n")
-    for buckets in (totaler.UTC_HOURS, totaler.Buckets(HOUR // 4, "Asia/Kolkata"), totaler.Buckets(HOUR, "-03:30")):
+    for buckets in (totaler._UTC_HOURS, totaler.Buckets(HOUR // 4, "Asia/Kolkata"), totaler.Buckets(HOUR, "-03:30")):
         for types in (None, frozenset({"A"})):
             whole = counted(str(path), unique_window(START, START + 6 * HOUR, buckets=buckets, event_types=types))
             cut = START + 2 * HOUR  # inside a bucket at +05:30 and -03:30: the bucket is the sum of its two halves
@@ -201,7 +204,7 @@ def test_duplicates_across_files_of_a_directory_compressed_or_not_and_standard_i
     )
     first_half = model(pieces[0] + pieces[2], window)[0]
     assert {bucket: row for bucket, row in json.loads(stdin.stdout).items() if row} == {
-        totaler.format_bucket(bucket): {customer: n for (b, customer), n in sorted(first_half.items()) if b == bucket}
+        totaler._format_bucket(bucket): {customer: n for (b, customer), n in sorted(first_half.items()) if b == bucket}
         for bucket in sorted({bucket for bucket, _ in first_half})
     }
 
@@ -231,13 +234,13 @@ def test_the_table_of_ids_is_exact_as_it_grows() -> None:
     ids += [str(n).encode() for n in range(3000)] + [b"long id %d of no digit shape" % n for n in range(500)]
     ids += [b"\x00", b"\x00\x00", b"x" * 15, b"x" * 16]  # a NUL pads short keys: its length tells them apart
     seen: set[bytes] = set()
-    transactions = totaler.Transactions()
+    transactions = totaler._Transactions()
     for _ in range(40):
         batch = list(dict.fromkeys(rng.choices(ids, k=rng.randrange(1, 800))))
         assert transactions.added(batch) == [key not in seen for key in batch]
         seen.update(batch)
     assert transactions.held == len(seen)
-    assert totaler.KeyTable().slots * 4 < transactions.keys.slots  # it grew
+    assert totaler._KeyTable().slots * 4 < transactions.keys.slots  # it grew
     assert transactions.keys.count * 10 <= transactions.keys.slots * 7  # never more than 7 in 10 slots taken
 
 
@@ -255,9 +258,9 @@ def test_keys_of_a_batch_are_those_of_each_id() -> None:
         [one, b"x" * 36],
     ]
     for batch in batches:
-        assert totaler.id_keys(batch) == list(map(totaler.id_key, batch)), batch
-    keys = totaler.id_keys([one, one.replace(b"-", b""), b"7", b"x" * 16])
-    assert keys[0] != keys[1] and keys[2] != totaler.id_key(b"7\x00") and keys[3] is None
+        assert totaler._id_keys(batch) == list(map(totaler._id_key, batch)), batch
+    keys = totaler._id_keys([one, one.replace(b"-", b""), b"7", b"x" * 16])
+    assert keys[0] != keys[1] and keys[2] != totaler._id_key(b"7\x00") and keys[3] is None
 
 
 def test_events_csv_with_duplicates_injected_against_duckdb(tmp_path: Path) -> None:
@@ -320,9 +323,9 @@ def questions(count: int, seed: int) -> list[totaler.Window]:
         end = start + rng.choice([rng.randrange(1, HOUR), rng.randrange(HOUR, 30 * HOUR), 72 * HOUR])
         buckets = rng.choice(
             [
-                totaler.UTC_HOURS,
+                totaler._UTC_HOURS,
                 totaler.Buckets(HOUR // 4, "Asia/Kolkata"),
-                totaler.Buckets(totaler.DAY, "America/New_York"),
+                totaler.Buckets(totaler._DAY, "America/New_York"),
             ]
         )
         customer = rng.choice([None, None, "30330c9c4e7173ba9474c46ee5191570"])
@@ -403,7 +406,7 @@ def test_a_file_backed_server_answers_unique_once_the_index_is_in_memory(tmp_pat
 
     path = tmp_path / "log.csv"
     path.write_text("\n".join(with_duplicates(500, seed=2, size=1 << 21)) + "\n")
-    never = "totaler.Master.moved_into_memory = lambda self: True"  # kept file-backed: the in-memory index never comes
+    never = "totaler._Master.moved_into_memory = lambda self: True"  # kept file-backed: the in-memory index never comes
     target = "/counts?start=2021-03-01T04:00:00Z&end=2021-03-01T06:00:00Z&unique=true"
     running = Server(path, "--workers", "1", "--quiet", patch=f"{FILE_BACKED}; {never}")
     try:
