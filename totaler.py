@@ -353,14 +353,6 @@ def parse_width(text: str) -> int:
     return int(found[1]) * _WIDTHS[found[2]][0]
 
 
-def _format_width(width: int) -> str:
-    """15m, 6h or 1d: a width as parse_width reads it."""
-    for letter, (unit, _) in reversed(_WIDTHS.items()):
-        if width % unit == 0:
-            return f"{width // unit}{letter}"
-    raise ValueError(width)
-
-
 @lru_cache(maxsize=64)
 def _fixed_offset(zone: str) -> int | None:
     """ZONE's offset from UTC in microseconds if it never changes (UTC, +05:30), else None."""
@@ -2250,13 +2242,6 @@ def _read_stream(
             if strict and part.skipped.count:
                 break  # the caller fails on the first bad row: no need to read on
     return part
-
-
-def _count_stream(
-    stream: BinaryIO, window: Window, fast: bool = True, transactions: _Transactions | None = None
-) -> _Tally:
-    """Count a stream block by block (each transaction once if WINDOW asks, settled against TRANSACTIONS)."""
-    return _read_stream(stream, _new_tally(window, transactions, fast))
 
 
 @contextmanager

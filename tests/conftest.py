@@ -15,6 +15,7 @@ from contextlib import AbstractContextManager as ContextManager
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 from hypothesis import strategies as st
@@ -172,3 +173,11 @@ def needs(module: str, extra: str):
         return pytest.mark.skipif(False, reason="")
     reason = f"{module} is not importable by this Python (pip install -e '.[{extra}]')"
     return pytest.mark.skipif(not imports(module), reason=reason)
+
+
+def count_stream(
+    stream: BinaryIO, window: totaler.Window, fast: bool = True, transactions: totaler._Transactions | None = None
+) -> totaler._Tally:
+    """Count a stream block by block, as count_files reads standard input, keeping the tally (its skipped rows
+    and duplicates): each transaction once if WINDOW asks, settled against TRANSACTIONS."""
+    return totaler._read_stream(stream, totaler._new_tally(window, transactions, fast))

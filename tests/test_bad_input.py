@@ -1,6 +1,6 @@
 """Inputs and arguments a fuzzer finds: one line on stderr and the documented status, never a traceback.
 
-Reaches inside for `_count_file`/`_count_stream` (the skipped rows of a read, which the public
+Reaches inside for `_count_file` and conftest's `count_stream` (the skipped rows of a read, which the public
 `count_files` reports only as a warning) and `_parse_row` (why one row is malformed).
 """
 
@@ -14,7 +14,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import EVENTS, ROOT, SEED, run_cli, sizes
+from conftest import EVENTS, ROOT, SEED, count_stream, run_cli, sizes
 
 import totaler
 
@@ -138,7 +138,7 @@ def test_a_space_after_a_closing_quote_is_a_space_around_a_field() -> None:
     data = b'"a" ,"INGEST" , t1,"2021-03-01 04:05:00+00"  \n "a"\t,INGEST,t2,2021-03-01 04:06:00+00\n'
     window = totaler.Window(totaler.parse_instant(HOUR_04[0]), totaler.parse_instant(HOUR_04[1]))
     for fast in (True, False):
-        tally = totaler._count_stream(io.BytesIO(data), window, fast=fast)
+        tally = count_stream(io.BytesIO(data), window, fast=fast)
         assert (tally.counts, tally.skipped.count) == ({(window.start, "a"): 2}, 0)
 
 

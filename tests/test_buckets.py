@@ -7,7 +7,7 @@ here has whole-minute offsets, so boundaries fall on whole UTC minutes.)  The pl
 the fast path and every way a file is read must give the model's answer.
 
 Reaches inside for the zone machinery the fast path specialises (`_zone_named`, `_fixed_offset`,
-`_hour_memos`) and for `_count_file`/`_count_stream`, to read one input by each path.
+`_hour_memos`) and for `_count_file` and conftest's `count_stream`, to read one input by each path.
 """
 
 import gzip
@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from unittest import mock
 
 import pytest
-from conftest import run_cli, sizes
+from conftest import count_stream, run_cli, sizes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -98,7 +98,7 @@ def micros_of(text: str) -> int:
 
 def ours(data: bytes, window: totaler.Window, fast: bool = True) -> dict:
     """The answer totaler gives for DATA, as a document (the JSON it would print)."""
-    counts = totaler._count_stream(io.BytesIO(data), window, fast=fast).counts
+    counts = count_stream(io.BytesIO(data), window, fast=fast).counts
     return json.loads(totaler.render_json(window, counts))
 
 

@@ -1,6 +1,6 @@
 """Exact window bounds: an event on a bound, a microsecond either side, and an hour's first and last microsecond.
 
-Reaches inside for `_count_stream` and `_parse_event_time`: one row's instant against each bound.
+Reaches inside (through conftest's `count_stream`) and for `_parse_event_time`: one row's instant against each bound.
 """
 
 import io
@@ -8,7 +8,7 @@ import time
 from datetime import UTC, datetime
 
 import pytest
-from conftest import SEED, run_cli
+from conftest import SEED, count_stream, run_cli
 
 import totaler
 
@@ -36,7 +36,7 @@ def test_fast_path_at_an_hour_boundary_to_the_microsecond(row: str, start: str, 
     data = FILLER + f"a,INGEST,t,2021-03-01 {row}+00\n".encode() + FILLER
     window = totaler.Window(t(f"2021-03-01T{start}Z"), t(f"2021-03-01T{end}Z"), "a")
     for fast in (True, False):
-        tally = totaler._count_stream(io.BytesIO(data), window, fast=fast)
+        tally = count_stream(io.BytesIO(data), window, fast=fast)
         assert sum(tally.counts.values()) == counted, f"fast={fast}"
 
 

@@ -4,7 +4,7 @@ Each finding is reproduced on every path a log can take: a file read in one part
 several (small parts, so that the tests reach them), standard input, gzip, a directory, and
 the server's index in memory and file-backed.
 
-Reaches inside for `_count_stream` (standard input's path) and the first instant a row may hold.
+Reaches inside through conftest's `count_stream` (standard input's path) and the first instant a row may hold.
 """
 
 import gzip
@@ -14,7 +14,7 @@ import socket
 import subprocess
 
 import pytest
-from conftest import file_backed, run_cli
+from conftest import count_stream, file_backed, run_cli
 
 import totaler
 
@@ -98,7 +98,7 @@ def test_leading_spaces_do_not_count_toward_the_limit_on_the_fast_path_either() 
     data = b"".join(f"c{i},INGEST,t{i},2021-03-05T0{i}:00:00Z\n".encode() for i in range(8)) + row
     window = totaler.Window(totaler.parse_instant("2021-03-01"), totaler.parse_instant("2021-03-02"))
     for fast in (True, False):
-        assert totaler._count_stream(io.BytesIO(data), window, fast=fast).skipped.count == 0
+        assert count_stream(io.BytesIO(data), window, fast=fast).skipped.count == 0
 
 
 # --- ../shared/fuzz/03: a row whose UTC instant is outside years 1..9999 -----------------------------
@@ -121,7 +121,7 @@ def test_the_edge_rows_of_time_go_to_the_plain_path_which_keeps_the_ones_inside(
     data = b"".join(f"a,INGEST,t,0001-01-01 00:{m:02d}:00+00:30\n".encode() for m in range(0, 60, 10)) * 20
     window = totaler.Window(totaler._FIRST_INSTANT, totaler._FIRST_INSTANT + totaler._HOUR)
     for fast in (True, False):
-        tally = totaler._count_stream(io.BytesIO(data), window, fast=fast)
+        tally = count_stream(io.BytesIO(data), window, fast=fast)
         assert (tally.counts, tally.skipped.count) == ({(totaler._FIRST_INSTANT, "a"): 60}, 60)
 
 
@@ -164,7 +164,7 @@ def test_minutes_of_a_negative_zone_that_is_not_a_whole_or_half_hour() -> None:
     )
     h15 = totaler.parse_instant("2021-03-01T15:00:00Z")
     for fast in (True, False):
-        counts = totaler._count_stream(io.BytesIO(data * 50), window, fast=fast).counts
+        counts = count_stream(io.BytesIO(data * 50), window, fast=fast).counts
         assert counts == {(h15, "a"): 150, (h15 + totaler._HOUR, "a"): 150}, fast
 
 
@@ -186,7 +186,7 @@ def test_crlf_after_a_space_after_a_closing_quote() -> None:
         totaler.parse_instant("2021-03-01T04:00:00Z"), totaler.parse_instant("2021-03-01T05:00:00Z")
     )
     for fast in (True, False):
-        tally = totaler._count_stream(io.BytesIO(data), window, fast=fast)
+        tally = count_stream(io.BytesIO(data), window, fast=fast)
         assert (sum(tally.counts.values()), tally.skipped.count) == (1, 0)
 
 

@@ -1,11 +1,12 @@
 """The input the real world sends: every shape is counted the same by the fast path and the plain path.
 
-Reaches inside for `_count_stream` and `_MAX_LINE`: a stream's skipped rows, and the longest line.
+Reaches inside through conftest's `count_stream` and for `_MAX_LINE`: a stream's skipped rows, and the longest line.
 """
 
 import io
 
 import pytest
+from conftest import count_stream
 
 import totaler
 from totaler import Window, parse_instant
@@ -16,7 +17,7 @@ H04 = "2021-03-01 04:00:00 +0000"
 
 def count(data: bytes, window: Window = W, fast: bool = True) -> tuple[dict, totaler._Skipped]:
     """Count DATA as a file; return the JSON document and what was skipped."""
-    tally = totaler._count_stream(io.BytesIO(data), window, fast=fast)
+    tally = count_stream(io.BytesIO(data), window, fast=fast)
     counts, skipped = tally.counts, tally.skipped
     return totaler.json.loads(totaler.render_json(window, counts)), skipped
 

@@ -5,7 +5,7 @@ hypothesis's small files put long lines at, across and right after every boundar
 the real sizes.  Every path (fast, plain, any --jobs, gzip, the server's index) is held to a model
 written the obvious way: split the file into lines and judge each on its own.
 
-Reaches inside for `_MAX_LINE` and the block and part sizes (shrunk), and `_count_stream`/`_count_file`.
+Reaches inside for `_MAX_LINE` and the block and part sizes (shrunk), and `_count_file` and conftest's `count_stream`.
 """
 
 import gzip
@@ -14,7 +14,7 @@ import random
 from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 
-from conftest import edge_windows, file_backed, run_cli, sizes
+from conftest import count_stream, edge_windows, file_backed, run_cli, sizes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -116,7 +116,7 @@ def test_fast_and_plain_paths_equal_the_model_around_long_lines(log, draw, segme
     want = model(data, window, max_line)
     with sizes(block, max_line, segment=segment):
         for fast in (True, False):
-            tally = totaler._count_stream(io.BytesIO(data), window, fast=fast)
+            tally = count_stream(io.BytesIO(data), window, fast=fast)
             assert seen(tally, tally.counts, window) == want, f"fast={fast}"
             assert tally.lines == want_lines(data)
 
@@ -178,7 +178,7 @@ def test_a_line_of_exactly_the_longest_length_is_judged_as_a_row_and_one_byte_mo
     data = exact + b"\n" + exact + b"e\n" + ROW_B
     window = totaler.Window(totaler.parse_instant(SEED_HOUR[0]), totaler.parse_instant(SEED_HOUR[1]))
     for fast in (True, False):
-        tally = totaler._count_stream(io.BytesIO(data), window, fast=fast)
+        tally = count_stream(io.BytesIO(data), window, fast=fast)
         assert tally.counts == {(window.start, "b"): 1}
         # The csv reader refuses a field over 128 KiB: that is the reason given for the first line.
         assert [line for line, _ in tally.skipped.first] == [1, 2]
