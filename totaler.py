@@ -80,7 +80,7 @@ from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from functools import lru_cache, partial
 from http import HTTPStatus
-from itertools import chain, compress, filterfalse, islice, pairwise, repeat, starmap
+from itertools import accumulate, chain, compress, filterfalse, islice, pairwise, repeat, starmap
 from json.encoder import encode_basestring_ascii as quote
 from operator import add, and_, eq, ge, getitem, gt, itemgetter, le, mod, not_, or_, sub
 from typing import TYPE_CHECKING, BinaryIO, NamedTuple, TypeVar
@@ -2588,9 +2588,10 @@ def _count_file(
 # answered from the hours its window reaches, in time that grows with their events
 # (with their customers, for whole hours of the default question), never with the
 # log.  Each hour keeps its events in file order: microseconds into the hour, customer code,
-# event type code and position in the file, 13 bytes an event; each customer id is
-# stored once, in one table, and an hour where few customers send many events keeps
-# their counts too.  Answers come from _count_hours, whichever way the hours came.
+# event type code and position in the file (none where the hour's events lie together),
+# at most 13 bytes an event; each customer id is stored once, in one table, and an hour
+# where few customers send many events keeps their counts too.  Answers come from
+# _count_hours, whichever way the hours came.
 
 
 class _Codes(dict):
@@ -2747,7 +2748,8 @@ def _joined(chunks: list[_Chunk]) -> _Chunk:
 
 class _Hour:
     """One UTC hour of the log: its events in file order (customer codes, microseconds into the hour, event type codes
-    or None if the log has one type, positions in the file after the hour's first), and its counts by customer,
+    or None if the log has one type, positions in the file as gaps from the one before or None where they follow one
+    another, duplicate flags as bits or None where there is none), and its counts by customer,
     in order of first event, where few customers send many events (else None: counting its codes is as quick).
     Each column in the narrowest array its values fit: a log of 7 customers takes 8 bytes an event."""
 
@@ -2763,17 +2765,42 @@ class _Hour:
     ) -> None:
         codes, self.in_hour, types, positions = chunk
         flags = None if repeated is None else bytes(map(repeated.__getitem__, positions))
-        self.repeated = flags if flags and 1 in flags else None  # 1 for each duplicate, where the hour has any
+        self.repeated = _packed(flags) if flags and 1 in flags else None  # a bit for each event, 1 if a duplicate
         self.codes = _narrowest(codes, customers - 1)
         self.types = None if one_type else _narrowest(types, max(types, default=0))
         self.first = positions[0] if positions else 0  # in file order: positions rise
-        span = positions[-1] - self.first if positions else 0
-        self.positions = _narrowest(array("I", map(sub, positions, repeat(self.first))), span)
+        # Kept as the gap from the event before (None where each is 1: the hour's events lie together): in a
+        # log in time order most gaps are under 256, so 1.4 bytes an event, not the 2.1 of positions from FIRST.
+        gaps = array("I", map(sub, positions, chain((self.first,), positions)))
+        together = positions[-1] - self.first == len(positions) - 1 if positions else True
+        self.positions = None if together else _narrowest(gaps, max(gaps))
         self.counts = counts
 
     def position_column(self) -> Iterable[int]:
         """The position in the file of each event."""
-        return map(add, self.positions, repeat(self.first))
+        if self.positions is None:
+            return range(self.first, self.first + len(self.codes))
+        return islice(accumulate(self.positions, initial=self.first), 1, None)
+
+    def duplicates(self) -> bytes:
+        """1 for each event that is a duplicate, else 0 (empty if none is)."""
+        return b"" if self.repeated is None else _unpacked(self.repeated, len(self.codes))
+
+
+# Flags of 0 and 1 as bits, packed and unpacked in C by way of a base-2 int: 5 µs and 4 µs for an hour of
+# 2,000 events.  Duplicate flags so kept take an eighth of a byte an event, not a byte.
+_TO_DIGITS, _FROM_DIGITS = bytes.maketrans(b"\0\1", b"01"), bytes.maketrans(b"01", b"\0\1")
+
+
+def _packed(flags: bytes) -> bytes:
+    """FLAGS (each 0 or 1) as bits: flag I is bit I of the little-endian result."""
+    return int(flags.translate(_TO_DIGITS)[::-1] or b"0", 2).to_bytes((len(flags) + 7) // 8, "little")
+
+
+def _unpacked(bits: bytes, count: int) -> bytes:
+    """The first COUNT flags of BITS, as _packed packed them, each a byte 0 or 1."""
+    digits = bin(int.from_bytes(bits, "little"))[2:].zfill(count)
+    return digits[::-1].encode("ascii").translate(_FROM_DIGITS)[:count]
 
 
 def _narrowest(column: array, largest: int) -> array:
@@ -2840,7 +2867,7 @@ def _picked(hour: _Hour, start: int, window: Window, asked: _Asked) -> tuple[Ite
     if asked.types is not None and hour.types is not None:
         selectors.append(map(asked.types.__contains__, hour.types))
     if window.unique and hour.repeated is not None:
-        selectors.append(map(not_, hour.repeated))
+        selectors.append(map(not_, hour.duplicates()))
     if not selectors:
         return hour.in_hour, hour.codes, hour.position_column()  # type: ignore[return-value]
     chosen = list(selectors[0]) if len(selectors) == 1 else list(map(all, zip(*selectors, strict=True)))

@@ -7,12 +7,15 @@ no public function returns, and `_count_file` to compare with the plain path.
 import gzip
 import os
 import random
+from array import array
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from conftest import EVENTS, SEED_CUSTOMER, file_backed, patched
+from hypothesis import given
+from hypothesis import strategies as st
 
 import totaler
 
@@ -282,3 +285,22 @@ def test_a_log_rewritten_while_it_is_read_or_not_the_one_indexed_is_refused(tmp_
     with pytest.raises(totaler.InputError, match="is no longer the log indexed"):
         totaler._load_index(str(path), 1, True, [totaler._path_stamp(str(other))])
     assert totaler._load_index(str(path), 1, True, [totaler._path_stamp(str(path))]).events > 0
+
+
+@given(st.lists(st.integers(0, 1), max_size=300))
+def test_duplicate_flags_packed_as_bits_unpack_to_themselves(flags: list[int]) -> None:
+    packed = totaler._packed(bytes(flags))
+    assert len(packed) == (len(flags) + 7) // 8
+    assert totaler._unpacked(packed, len(flags)) == bytes(flags)
+
+
+@pytest.mark.parametrize("positions", [[5, 6, 7, 8], [5, 7, 8, 9], [0], [3, 300, 70_000], list(range(1000, 1300))])
+def test_an_hour_keeps_positions_only_where_its_events_do_not_lie_together(positions: list[int]) -> None:
+    n = len(positions)
+    chunk = (array("I", range(n)), array("I", range(n)), array("I", [0] * n), array("I", positions))
+    repeated = bytearray(b"\0" * (max(positions) + 1))
+    repeated[positions[-1]] = 1  # the hour's last event is a duplicate
+    hour = totaler._Hour(chunk, one_type=False, repeated=repeated)
+    assert list(hour.position_column()) == positions
+    assert (hour.positions is None) == (positions[-1] - positions[0] == n - 1)
+    assert hour.duplicates() == bytes(n - 1) + b"\1"
