@@ -38,8 +38,8 @@ The data flow:
         -> parts read by workers or cluster tasks, appended in file order (_Part.add); under
            --unique each part's transaction ids settled against the earlier parts' (_Transactions)
         -> render_text / render_json, or the Index that forked HTTP workers answer from
-           (a big log in time order: first one of counts by hour, whose cut hours are
-           read again from the file, while the one holding every event is built)
+           (a big log in time order: first a file-backed one, reading the hours a window
+           reaches again from the file, while the one holding every event is built)
 
     python totaler.py events.csv 2021-03-01T04:00:00Z 2021-03-01T06:30:00Z [CUSTOMER_ID] [--json]
     python totaler.py events.csv --serve --port 8000
@@ -430,7 +430,7 @@ _UTC_HOURS = Buckets()
 
 
 # ---------------------------------------------------------------------------
-# Reading rows.  A record is one physical line; a quote left open at the end of
+# Reading rows.  A row is one physical line; a quote left open at the end of
 # a line makes that row malformed instead of swallowing the lines after it, so a
 # file can be cut into blocks (and workers) at any newline.
 
@@ -917,19 +917,19 @@ def _split_keys(keys: bytes) -> list[bytes]:
 
 
 class _KeyTable:
-    """An exact set of 17-byte keys in one bytearray of slots, open addressing by double hashing; an empty slot
-    is all NULs, which no key is (its first byte is its shape).  It grows to twice its slots when 7 in 10 are
+    """An exact set of 17-byte keys in one bytearray of cells, open addressing by double hashing; an empty cell
+    is all NULs, which no key is (its first byte is its shape).  It grows to twice its cells when 7 in 10 are
     taken: 24 to 49 bytes a key.  A loop a key, in Python: a set of the keys took 100 bytes one."""
 
-    def __init__(self, slots: int = 1 << 10) -> None:
-        self.slots, self.count, self.table = slots, 0, bytearray(_KEY_SIZE * slots)
+    def __init__(self, cells: int = 1 << 10) -> None:
+        self.cells, self.count, self.table = cells, 0, bytearray(_KEY_SIZE * cells)
 
     def added(self, keys: list[bytes]) -> list[bool]:
         """For each of KEYS (distinct), whether it is new; the new ones are added."""
         new: list[bool] = []
         done = 0
         while done < len(keys):
-            room = 7 * self.slots // 10 - self.count  # keys it may take before it grows: it grows only when full
+            room = 7 * self.cells // 10 - self.count  # keys it may take before it grows: it grows only when full
             if room <= 0:
                 self.grow()
                 continue
@@ -938,12 +938,12 @@ class _KeyTable:
         return new
 
     def probed(self, keys: list[bytes]) -> list[bool]:
-        """Look up and add KEYS (distinct), for which there is room: linear probing, whose next slot is most often
+        """Look up and add KEYS (distinct), for which there is room: linear probing, whose next cell is most often
         in the same cache line (double hashing took 0.86 us a new key, this 0.6)."""
-        table, end, new = self.table, _KEY_SIZE * self.slots, []
+        table, end, new = self.table, _KEY_SIZE * self.cells, []
         starts, append, empty = table.startswith, new.append, bytes(_KEY_SIZE)
         for key in keys:
-            at = hash(key) % self.slots * _KEY_SIZE
+            at = hash(key) % self.cells * _KEY_SIZE
             while True:
                 if starts(key, at):
                     append(False)
@@ -959,25 +959,25 @@ class _KeyTable:
         return new
 
     def grow(self) -> None:
-        """Twice the slots, every key moved to its place there, a slice of the old slots at a time (a list of
+        """Twice the cells, every key moved to its place there, a slice of the old cells at a time (a list of
         every key would take 60 bytes one)."""
-        old, size, empty = self.table, _KEY_SIZE * _GROW_SLOTS, bytes(_KEY_SIZE)
-        self.__init__(2 * self.slots)  # type: ignore[misc]
+        old, size, empty = self.table, _KEY_SIZE * _GROW_CELLS, bytes(_KEY_SIZE)
+        self.__init__(2 * self.cells)  # type: ignore[misc]
         table, end = self.table, len(self.table)
         starts = table.startswith
         for lo in range(0, len(old), size):
             hi = min(lo + size, len(old))
             for key in filter(
                 empty.__ne__, _split_keys(bytes(old[lo:hi]))
-            ):  # distinct, and new to the table: only a free slot is looked for
-                at = hash(key) % self.slots * _KEY_SIZE
+            ):  # distinct, and new to the table: only a free cell is looked for
+                at = hash(key) % self.cells * _KEY_SIZE
                 while not starts(empty, at):
                     at = at + _KEY_SIZE if at + _KEY_SIZE < end else 0
                 table[at : at + _KEY_SIZE] = key
                 self.count += 1
 
 
-_GROW_SLOTS = 1 << 16
+_GROW_CELLS = 1 << 16
 
 
 class _Transactions:
@@ -1312,7 +1312,7 @@ def _slot_zone(zone: bytes, early: bytes) -> bytes:
     return zone + (_EARLY if early else _LATE)
 
 
-def _row_shape(shape: _RowShape) -> tuple[bytes, bytes]:
+def _row_frame(shape: _RowShape) -> tuple[bytes, bytes]:
     """The pattern of a row up to its timestamp, capturing the customer (and event type, if TYPED), and of what
     follows the zone."""
     q = b'"' if shape.quoted else b""
@@ -1334,11 +1334,11 @@ _TIME_IN_HOUR = rb"([0-5]\d:[0-5]\d)(?:\.(\d{1,3}+)(\d{0,3}+))?+"  # "MM:SS", fr
 
 
 @lru_cache(maxsize=64)
-def _timed_rows_pattern(hours: bytes, shape: _RowShape) -> re.Pattern[bytes]:
-    """Rows whose hour key matches HOURS: customer, hour key, "MM:SS", a fraction's first three digits and the
-    rest, zone."""
-    start, end = _row_shape(shape)
-    exact_time = rb"(" + hours + rb"):" + _TIME_IN_HOUR + rb"(" + _ZONE + rb")"
+def _timed_rows_pattern(keys: bytes, shape: _RowShape) -> re.Pattern[bytes]:
+    """Rows whose hour key matches KEYS (a pattern): customer, hour key, "MM:SS", a fraction's first three
+    digits and the rest, zone."""
+    start, end = _row_frame(shape)
+    exact_time = rb"(" + keys + rb"):" + _TIME_IN_HOUR + rb"(" + _ZONE + rb")"
     return re.compile(start + exact_time + end + rb"(?=\n)")
 
 
@@ -1417,7 +1417,7 @@ def _row_pattern(rows: int, zone: bytes | None, shape: _RowShape) -> re.Pattern[
     the alternatives, and leaves one capture fewer (capturing it anyway made shuffled
     rows of few customers 8% slower, and saved a loop a key only where keys rarely repeat).
     """
-    start, end = _row_shape(shape)
+    start, end = _row_frame(shape)
     key, rest = _key_pattern(shape)
     if zone is None:
         stamp = rest + rb"(" + _ZONE + rb")"
@@ -1482,11 +1482,11 @@ def _with_zones(keys: Counter[tuple[bytes, ...]], zone: bytes | None, slots: boo
         return keys  # type: ignore[return-value]
     if _zone_micros(zone) % _HOUR:
         marked: _Pairs = {}
-        for (customer, hour, late), n in keys.items():  # late is the minute's first digit: 3, 4 and 5 add up
-            key = (customer, hour, zone + (_LATE if late else _EARLY))
-            marked[key] = marked.get(key, 0) + n
+        for (customer, key, late), n in keys.items():  # late is the minute's first digit: 3, 4 and 5 add up
+            pair = (customer, key, zone + (_LATE if late else _EARLY))
+            marked[pair] = marked.get(pair, 0) + n
         return marked
-    return {(customer, hour, zone): n for (customer, hour), n in keys.items()}
+    return {(customer, key, zone): n for (customer, key), n in keys.items()}
 
 
 @lru_cache(maxsize=8)
@@ -1496,7 +1496,7 @@ def _run_pattern(shape: _RowShape, zones: bytes = _WHOLE_HOUR_ZONE) -> re.Patter
     # Most logs come in runs (events.csv averages 36 rows of one customer in one
     # hour): the backreferences check the rows after the first without making a
     # string for any of them, so a run costs one match and one tuple.
-    start, end = _row_shape(shape._replace(loose=False))
+    start, end = _row_frame(shape._replace(loose=False))
     key, rest = _key_pattern(shape)
     q = b'"' if shape.quoted else b""
     first = start + rb"(" + key + rb")" + rest + rb"(" + zones + rb")" + end
@@ -1515,7 +1515,7 @@ _SHORT_RUN = 1.5  # below this average, neighbours rarely repeat: one row a matc
 # 19.8 ms a 2 MiB block against 22.6 by fours; with 100,000 customers 15.7 against 31.8)
 
 
-def _run_length(data: bytes, lo: int, hi: int, shape: _RowShape, zones: bytes = _WHOLE_HOUR_ZONE) -> float:
+def _mean_run(data: bytes, lo: int, hi: int, shape: _RowShape, zones: bytes = _WHOLE_HOUR_ZONE) -> float:
     """The average run (rows that share customer, hour and a zone of ZONES) among the first rows of DATA[LO:HI]."""
     end = data.rfind(b"\n", lo + 1, lo + _RUN_PROBE) + 1 or hi
     found = len(_run_pattern(shape, zones).findall(data, lo, end))
@@ -1533,20 +1533,20 @@ def _proved_runs(data: bytes, lo: int, hi: int, shape: _RowShape) -> _Proved | N
         return None
     if not matches:
         return (), (), (), ()
-    texts, customers, hours, *marks, zones = zip(*matches, strict=True)
+    texts, customers, keys, *marks, zones = zip(*matches, strict=True)
     if shape.slots:  # the zones marked with each run's half of its ten minutes
         zones = tuple(map(_slot_zone, zones, marks[0]))
-    return customers, hours, zones, tuple(map(bytes.count, texts, repeat(b"\n")))
+    return customers, keys, zones, tuple(map(bytes.count, texts, repeat(b"\n")))
 
 
 def _run_pairs(data: bytes, lo: int, hi: int, shape: _RowShape) -> _Pairs | None:
     """Rows per (customer, hour key, zone) of DATA[LO:HI], first-seen order; None unless every line has a fast shape."""
     if (proved := _proved_runs(data, lo, hi, shape)) is None:
         return None
-    customers, hours, zones, sizes = proved
+    customers, keys, zones, sizes = proved
     pairs: _Pairs = {}
-    for key, rows in zip(zip(customers, hours, zones, strict=True), sizes, strict=True):
-        pairs[key] = pairs.get(key, 0) + rows
+    for pair, rows in zip(zip(customers, keys, zones, strict=True), sizes, strict=True):
+        pairs[pair] = pairs.get(pair, 0) + rows
     return pairs
 
 
@@ -1562,11 +1562,11 @@ def _fast_pairs(
 ) -> tuple[_Pairs | None, int, int]:
     """DATA[LO:HI]'s _Pairs if every line has a fast shape (else None), its lines, and how many had one.
 
-    MEAN_RUN, _run_length's average (measured here if not given), says whether to match by runs, fours or rows;
+    MEAN_RUN, _mean_run's average (measured here if not given), says whether to match by runs, fours or rows;
     SHAPE.loose (a block _plain_bytes passed), whether rows not read by runs may have middle fields of any bytes.
     """
     if mean_run is None:
-        mean_run = _run_length(data, lo, hi, shape, _ZONE)
+        mean_run = _mean_run(data, lo, hi, shape, _ZONE)
     zone = _shared_zone(data, lo, hi)
     if _read_by_runs(mean_run, zone, shape.slots):
         pairs = _run_pairs(data, lo, hi, shape)
@@ -1644,7 +1644,7 @@ def _whole_units(buckets: Buckets, unit: int) -> _Memo:
 
 
 @lru_cache(maxsize=64)
-def _slot_keys(window: Window) -> bool:
+def _keys_by_slot(window: Window) -> bool:
     """Whether the fast path keys rows by five minutes for WINDOW: its buckets' boundaries are not all on UTC
     hours (a width under an hour, or a zone whose offset at the window's ends has minutes)."""
     buckets = window.buckets
@@ -1655,7 +1655,7 @@ def _slot_keys(window: Window) -> bool:
 
 
 def _bucket_column(hours: list[int], instants: list[int], buckets: Buckets) -> list[int]:
-    """buckets.floor of each of MOMENTS (in the UTC hour HOURS gives), worked out in C.
+    """buckets.floor of each of INSTANTS (in the UTC hour HOURS gives), worked out in C.
 
     Where the zone's offset holds through an hour, its clocks show a multiple of the width
     at the instants congruent to minus the offset, modulo the width: an instant's bucket
@@ -1748,7 +1748,7 @@ def _whole_keys(starts: _KeyStarts, timed: set, window: Window, unit: int = _HOU
 
 
 def _count_timed(names: list[str | None], hours: list[int], in_hour: list[int], window: Window) -> Counts:
-    """count_events for rows of NAMES (None: not asked about) at HOURS + OFFSETS (_row_columns' columns),
+    """count_events for rows of NAMES (None: not asked about) at HOURS + IN_HOUR (_row_columns' columns),
     customers of each bucket in file order: buckets the window holds whole by a Counter, in C; the two at
     most it cuts, row by row."""
     # count_events costs 0.32 us a row; the Counter 0.13 (19,064 rows of a 2 MiB block timed one by one,
@@ -1775,15 +1775,15 @@ def _count_proved(data: bytes, lo: int, hi: int, pairs: _Pairs, window: Window, 
     """Count PAIRS, from the fast-shaped rows of DATA[LO:HI] (read as SHAPE says): whole hours by key, the other
     hours row by row."""
     unit = _SLOT if shape.slots else _HOUR
-    hours = _key_starts(pairs)
-    timed = _timed_keys(hours, window, unit)
-    whole = _whole_keys(hours, timed, window, unit)
+    starts = _key_starts(pairs)
+    timed = _timed_keys(starts, window, unit)
+    whole = _whole_keys(starts, timed, window, unit)
     # Plainly: each pair whose hour is whole and inside; compress picks them in C (with
     # 100,000 customers, most pairs fall outside a window of one day), and each of their
     # customers is decoded once.
     chosen = list(compress(pairs.items(), map(whole.__contains__, _keys_of(pairs))))
     names = _decoded((customer for (customer, _, _), _ in chosen), shape, window)
-    buckets = _key_buckets(hours, window, unit)
+    buckets = _key_buckets(starts, window, unit)
     counts: Counts = {}
     for ((_, key, zone), n), name in zip(chosen, names, strict=True):
         if name is not None:
@@ -1832,7 +1832,7 @@ _LOOSE_START = (  # a customer not all spaces, any two fields: checked by _loose
     rb"\n *+[^ ,][^,]{0,%d}+" % (_FIELD_LIMIT - 1) + rb"(?:, *+[^,]{0,%d}+){2}," % _FIELD_LIMIT
 )
 _SPARSE_DAYS = 64  # the most dates a window may reach for a block to be tried as sparse
-_SPARSE_SHARE = 4  # sparse when at most one probed row in this many carries a reachable date
+_SPARSE_RATIO = 4  # sparse when at most one probed row in this many carries a reachable date
 # What a loose customer may not hold besides what _plain_bytes rules out: whitespace str.strip() would take
 # from its ends (a space alone is kept out by the pattern).
 _STRIPPED = b"\t\x0b\x0c\x1c\x1d\x1e\x1f"
@@ -1862,9 +1862,9 @@ def _date_search(first: int, last: int, quoted: bool) -> re.Pattern[bytes] | Non
 def _sparse_pattern(dates: bytes, zone: bytes | None, shape: _RowShape) -> re.Pattern[bytes]:
     """Valid rows off DATES, in ZONE (None: any), then one on them captured as _timed_rows_pattern captures, or the
     block's last newline."""
-    start, end = _row_shape(shape._replace(loose=False))
+    start, end = _row_frame(shape._replace(loose=False))
     zone_pattern = _ZONE if zone is None else re.escape(zone)
-    off_start = _row_shape(_RowShape(quoted=True))[0].replace(b"(", b"(?:", 1) if shape.quoted else _LOOSE_START
+    off_start = _row_frame(_RowShape(quoted=True))[0].replace(b"(", b"(?:", 1) if shape.quoted else _LOOSE_START
     off = off_start + rb"(?!" + dates + rb"[ T])" + _CALENDAR_HOUR + _MINUTES + zone_pattern + end
     on_stamp = rb"(" + dates + rb"[ T](?:[01]\d|2[0-3])):" + _TIME_IN_HOUR + rb"(" + zone_pattern + rb")"
     return re.compile(rb"(?:" + off + rb")*+(?:" + start + on_stamp + end + rb"|\n\Z)")
@@ -1890,7 +1890,7 @@ def _sparse_counts(data: bytes, lo: int, hi: int, lines: int, window: Window, sh
     if search is None:
         return None
     probe = data.rfind(b"\n", lo + 1, lo + _RUN_PROBE) + 1 or hi
-    if len(search.findall(data, lo, probe)) * _SPARSE_SHARE > data.count(b"\n", lo, probe):
+    if len(search.findall(data, lo, probe)) * _SPARSE_RATIO > data.count(b"\n", lo, probe):
         return None
     if not shape.quoted and not _loose_rows(data, lo, hi, lines):
         return None
@@ -1926,8 +1926,8 @@ def _count_fast(
     """Count DATA[LO:HI] by the fast shapes: counts (None unless every row has one), its lines, and how many
     rows had one (None when a row's date does not exist: the block is then cut to find it)."""
     quoted, typed = data.startswith(b'\n"', lo), window.event_types is not None
-    shape = _RowShape(quoted, typed=typed, slots=window.buckets != _UTC_HOURS and _slot_keys(window))
-    mean_run = _run_length(data, lo, hi, shape, _ZONE)
+    shape = _RowShape(quoted, typed=typed, slots=window.buckets != _UTC_HOURS and _keys_by_slot(window))
+    mean_run = _mean_run(data, lo, hi, shape, _ZONE)
     by_runs = _read_by_runs(mean_run, _shared_zone(data, lo, hi), shape.slots)
     try:
         if not by_runs:
@@ -2040,7 +2040,7 @@ def _block_columns(block: _Block, first_line: int, skipped: _Skipped) -> tuple[_
     data, lo, hi = block.data, block.lo, block.hi
     shape = _RowShape(quoted=data.startswith(b'\n"', lo), typed=True)
     with suppress(_Unproved):
-        by_runs = not block.too_long and _run_length(data, lo, hi, shape) >= _LONG_RUN
+        by_runs = not block.too_long and _mean_run(data, lo, hi, shape) >= _LONG_RUN
         if by_runs and (columns := _run_columns(data, lo, hi, lines, shape)) is not None:
             return columns, lines
         rows = [] if block.too_long else _index_pattern(shape.quoted).findall(data, lo, hi)
@@ -2063,10 +2063,10 @@ def _plain_columns(block: _Block, first_line: int, skipped: _Skipped) -> tuple[_
 
 
 # ---------------------------------------------------------------------------
-# Whole files: one stream block by block, or a regular file cut into parts at
+# Whole files: one stream block by block, or a regular file cut into byte ranges at
 # newlines and counted by worker processes, merged back in file order.
 
-_PART_SIZE = 1 << 26
+_RANGE_SIZE = 1 << 26
 _PARALLEL_MIN = 8 << 20  # below this, starting workers costs more than it saves
 _PROGRESS_MIN = 256 << 20
 
@@ -2151,7 +2151,7 @@ class _UniqueTally(_Tally):
         super().__init__(window, fast)
         self.transactions = transactions
         self.part_ids = _PartIds()
-        self.buckets = _Numbering()  # each (bucket, customer) of the rows waiting, numbered
+        self.pair_numbers = _Numbering()  # each (bucket, customer) of the rows waiting, numbered
         self.waiting = array("L")  # the number of each row waiting, in file order
         self.numbers = array("l")  # and its id's (REPEATED, -1: empty)
         self.duplicates = 0  # rows WINDOW would count but for --unique
@@ -2169,7 +2169,8 @@ class _UniqueTally(_Tally):
         buckets = _bucket_column(hours, instants, self.window.buckets)
         names = list(compress(columns.names, asked))
         decoded = {name: name.decode("utf-8", "surrogateescape") for name in set(names)}
-        self.waiting.extend(map(self.buckets.__getitem__, zip(buckets, map(decoded.__getitem__, names), strict=True)))
+        pairs = zip(buckets, map(decoded.__getitem__, names), strict=True)
+        self.waiting.extend(map(self.pair_numbers.__getitem__, pairs))
         self.numbers.extend(compress(numbers, asked))
         self.lines += lines
         if self.transactions is not None:
@@ -2184,10 +2185,10 @@ class _UniqueTally(_Tally):
         fates = self.part_ids.settle(transactions)
         counted = list(map(fates.__getitem__, self.numbers))
         self.duplicates += counted.count(False)
-        keys = list(self.buckets)
+        keys = list(self.pair_numbers)
         counts = Counter(compress(self.waiting, counted))  # in order of first row
         _merge_counts(self.counts, dict(zip(map(keys.__getitem__, counts), counts.values(), strict=True)))
-        self.part_ids, self.buckets, self.waiting, self.numbers = _PartIds(), _Numbering(), array("L"), array("l")
+        self.part_ids, self.pair_numbers, self.waiting, self.numbers = _PartIds(), _Numbering(), array("L"), array("l")
         self.transactions = transactions
 
     def join(self, later: _UniqueTally) -> None:  # type: ignore[override]
@@ -2199,7 +2200,7 @@ class _UniqueTally(_Tally):
 
 
 def _asked_rows(columns: _Columns, instants: list[int], window: Window) -> list[bool]:
-    """For each row of COLUMNS (at MOMENTS), whether WINDOW counts it (its time, customer and event type): _wanted()
+    """For each row of COLUMNS (at INSTANTS), whether WINDOW counts it (its time, customer and event type): _wanted()
     in C."""
     start, end = window.start, window.end
     asked = list(map(and_, map(le, repeat(start), instants), map(gt, repeat(end), instants)))
@@ -2279,7 +2280,7 @@ def _read_range(byte_range: _ByteRange[_P]) -> _P:
 
 
 def _next_line(stream: BinaryIO, at: int) -> int:
-    """The position just past the first newline at or after AT in STREAM, or its end if there is none."""
+    """Where the line after AT starts: just past the first newline at or after AT in STREAM, else its end."""
     stream.seek(at)
     while chunk := stream.read(1 << 12):
         if (found := chunk.find(b"\n")) >= 0:
@@ -2288,12 +2289,12 @@ def _next_line(stream: BinaryIO, at: int) -> int:
     return at
 
 
-def _line_bounds(path: str, size: int, parts: int) -> list[int]:
-    """Positions that cut PATH into about PARTS byte ranges, each starting at the beginning of a line."""
+def _line_bounds(path: str, size: int, ranges: int) -> list[int]:
+    """Where to cut PATH into about RANGES byte ranges, each starting at the beginning of a line."""
     bounds = [0]
     with open(path, "rb") as stream:
-        for k in range(1, parts):
-            at = _next_line(stream, max(size * k // parts, bounds[-1]))
+        for k in range(1, ranges):
+            at = _next_line(stream, max(size * k // ranges, bounds[-1]))
             if at >= size:
                 break
             bounds.append(at)
@@ -2327,7 +2328,7 @@ def _worker_pool(context: BaseContext, jobs: int) -> Pool:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
 
 
-def _in_parts(
+def _in_ranges(
     path: str,
     size: int,
     jobs: int,
@@ -2335,11 +2336,11 @@ def _in_parts(
     reader: Callable[[_ByteRange[_P]], _P] = _read_range,
     part_size: int = 0,
 ) -> Iterator[tuple[int, _P]]:
-    """Line-aligned parts [lo, hi) of PATH, of _PART_SIZE bytes at most (_PART_SIZE unless told), each read by
+    """Line-aligned byte ranges [lo, hi) of PATH, of _RANGE_SIZE bytes at most (_RANGE_SIZE unless told), each read by
     READER into NEW_PART() on JOBS workers: (hi, part) in file order."""
     from multiprocessing import get_context
 
-    bounds = _line_bounds(path, size, max(jobs, -(-size // (part_size or _PART_SIZE))))
+    bounds = _line_bounds(path, size, max(jobs, -(-size // (part_size or _RANGE_SIZE))))
     jobs = min(jobs, len(bounds) - 1)  # no worker without a part to read
     # fork starts a worker in milliseconds; macOS lacks a safe fork, so it spawns.
     context = get_context("spawn" if sys.platform == "darwin" else "fork")
@@ -2365,9 +2366,9 @@ def _read_parallel(
     part_size: int = 0,
     whole: _P | None = None,
 ) -> _P:
-    """Read PATH in parts (of _PART_SIZE bytes at most) on JOBS worker processes, each by READER into NEW_PART(),
+    """Read PATH in byte ranges (of _RANGE_SIZE bytes at most) on JOBS worker processes, each by READER into NEW_PART(),
     appended in file order (to WHOLE, if given)."""
-    for end, part in _in_parts(path, size, jobs, new_part, reader, part_size):
+    for end, part in _in_ranges(path, size, jobs, new_part, reader, part_size):
         if whole is None:
             whole = part  # the first part itself: copying it into an empty one cost a pass and its memory
         else:
@@ -2409,8 +2410,8 @@ def _default_jobs() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _parts_size(path: str, stream: BinaryIO, jobs: int) -> int:
-    """PATH's size if JOBS workers should read it in parts (a big plain file, more than one job), else 0."""
+def _parallel_size(path: str, stream: BinaryIO, jobs: int) -> int:
+    """PATH's size if JOBS workers should read it in byte ranges (a big plain file, more than one job), else 0."""
     if path == "-" or isinstance(stream, _COMPRESSED) or jobs < 2:
         return 0
     size = os.fstat(stream.fileno()).st_size
@@ -2429,8 +2430,8 @@ def _cluster_ranges(paths: list[str]) -> list[tuple[str, int, int]]:
     for path in paths:
         with _opened(path) as stream:
             size = 0 if isinstance(stream, _COMPRESSED) else os.fstat(stream.fileno()).st_size
-        if size > _PART_SIZE:
-            bounds = _line_bounds(path, size, -(-size // _PART_SIZE))
+        if size > _RANGE_SIZE:
+            bounds = _line_bounds(path, size, -(-size // _RANGE_SIZE))
             ranges += [(path, lo, hi) for lo, hi in pairwise(bounds)]
         else:
             ranges.append((path, 0, -1))
@@ -2570,7 +2571,7 @@ def _count_file(
         raw = stream if path == "-" else getattr(stream, "fileobj", stream)  # gzip: progress in its bytes
         progress = _Progress(os.fstat(raw.fileno()).st_size if path != "-" else 0)
         whole = _new_tally(window, transactions, fast)  # the ids of earlier files, under --unique
-        if fast and (size := _parts_size(path, stream, jobs)):
+        if fast and (size := _parallel_size(path, stream, jobs)):
             part = partial(_UniqueTally if window.unique else _Tally, window=window)  # unsettled: settled here
             # A _Tally starts as the first part itself: copying it into an empty one cost a pass and its memory.
             tally = _read_parallel(path, size, jobs, part, strict, progress, whole=whole if window.unique else None)
@@ -2643,7 +2644,7 @@ class _IndexPart(_Part):
         codes = array("I", map(self.customers.__getitem__, columns.names))
         types = array("I", map(self.types.__getitem__, columns.types))
         positions = array("I", range(self.events, self.events + len(codes)))
-        for hour, rows in _hour_runs(columns.hours):
+        for hour, rows in _rows_by_hour(columns.hours):
             chunk = (codes, array("I", columns.in_hour), types, positions)
             if rows is not None:  # the rows of this hour, where the block holds several
                 chunk = tuple(array("I", map(column.__getitem__, rows)) for column in chunk)  # type: ignore[assignment]
@@ -2725,7 +2726,7 @@ class _IndexPart(_Part):
         self.events += later.events
 
 
-def _hour_runs(hours: list[int]) -> Iterator[tuple[int, list[int] | None]]:
+def _rows_by_hour(hours: list[int]) -> Iterator[tuple[int, list[int] | None]]:
     """Each UTC hour of HOURS (a block's rows), with its rows in file order; None: all the rows are of it."""
     if hours[:1] * len(hours) == hours:
         if hours:
@@ -2940,7 +2941,7 @@ class _Survey(_Part):
         self.hours: set[int] = set()  # of the segment being read
 
     def take(self, block: _Block) -> None:
-        """Note BLOCK's hours and customers: by the fast shapes' keys where every row has one (no tuple a row
+        """Note BLOCK's hours: by the fast shapes' keys where every row has one (no tuple a row
         where rows come in runs), else from its columns."""
         lines = _block_lines(block)
         with suppress(_Unproved):
@@ -2961,7 +2962,7 @@ class _Survey(_Part):
 def _hours_pattern(rows: int, zone: bytes | None, quoted: bool) -> re.Pattern[bytes]:
     """ROWS consecutive rows of a fast shape, capturing only the hour key (and zone, unless ZONE is given) of
     each: a quarter less work for the engine than with the customer too."""
-    start, end = _row_shape(_RowShape(quoted))
+    start, end = _row_frame(_RowShape(quoted))
     start = start.replace(b"(", b"(?:", 1)  # the customer, matched but not captured
     stamp = _MINUTES + (rb"(" + _ZONE + rb")" if zone is None else re.escape(zone))
     return re.compile((start + rb"(" + _DATE_HOUR + rb")" + stamp + end) * rows + rb"(?=\n)")
@@ -2971,7 +2972,7 @@ def _surveyed(data: bytes, lo: int, hi: int, lines: int) -> set[int] | None:
     """The UTC hours of DATA[LO:HI], of LINES lines, by the fast shapes: by runs where rows come in them, else
     GROUP rows a match capturing only their keys; None unless every row has one."""
     shape, zone = _RowShape(quoted=data.startswith(b'\n"', lo)), _shared_zone(data, lo, hi)
-    proved = _proved_runs(data, lo, hi, shape) if _read_by_runs(_run_length(data, lo, hi, shape, _ZONE), zone) else None
+    proved = _proved_runs(data, lo, hi, shape) if _read_by_runs(_mean_run(data, lo, hi, shape, _ZONE), zone) else None
     if proved is not None:
         return {hour for key in set(zip(proved[1], proved[2], strict=True)) for hour in _reach(*key)}
     if zone is not None and _zone_micros(zone) % _HOUR:
@@ -3147,7 +3148,7 @@ class Index(NamedTuple):
     seconds: float
     events_by_hour: dict[int, float]  # in a file-backed index, estimated from the segments
     longest_customer: int = 0  # a customer_id longer than this is in no bucket
-    table: _Codes | None = None  # the customers by code, in order of first event (in memory)
+    customer_codes: _Codes | None = None  # the customers by code, in order of first event (in memory)
     types: list[str] = []  # noqa: RUF012 - the event types by code (in memory)
     files: _LogFiles | None = None  # where hours are read again from, if not kept in memory
     customer_table: _CustomerTable | None = None  # for /customers (in memory)
@@ -3168,7 +3169,7 @@ class Index(NamedTuple):
         chosen = [(start, self.hours[start]) for start in starts]  # read first, if from the file: they fill its tables
         hours = self.hours
         table, types = (
-            (hours.customers, hours.types.names) if isinstance(hours, _FileHours) else (self.table, self.types)
+            (hours.customers, hours.types.names) if isinstance(hours, _FileHours) else (self.customer_codes, self.types)
         )
         return _count_hours(chosen, window, _asked_of(window, table, types), table.names)  # type: ignore[arg-type]
 
@@ -3210,10 +3211,10 @@ def _index_file(path: str, jobs: int, transactions: _Transactions) -> _IndexPart
     so that a log growing meanwhile is not chased.  TRANSACTIONS: the ids of the files before it."""
     with _opened(path) as stream:
         plain = path != "-" and not isinstance(stream, _COMPRESSED)
-        if size := _parts_size(path, stream, jobs):
+        if size := _parallel_size(path, stream, jobs):
             # A part a job: the master joins each part in turn, and a join costs a pass over the
             # part's customers as well as its events (16 parts of 1 GB: 2.4 s of joins, not 0.3).
-            part_size, whole = max(_PART_SIZE, -(-size // jobs)), _IndexPart(transactions)
+            part_size, whole = max(_RANGE_SIZE, -(-size // jobs)), _IndexPart(transactions)
             return _read_parallel(path, size, jobs, _IndexPart, part_size=part_size, whole=whole)
         part = _read_stream(stream, _IndexPart(transactions), os.fstat(stream.fileno()).st_size if plain else -1)
     part.finish()
@@ -3455,7 +3456,7 @@ def _health(index: Index, reload: _Reload | None, workers: int) -> dict:
         "skipped": index.skipped.count,
         "indexed_in_seconds": round(index.seconds, 3),
         "cut_hours": "in memory" if index.files is None else "read from the file",
-        "event_types": None if index.table is None else index.types,  # what event_type may ask for
+        "event_types": None if index.customer_codes is None else index.types,  # what event_type may ask for
         "duplicates": index.duplicates,  # rows whose transaction_id an earlier row carried (None: file-backed)
         "workers": workers,
         "last_reload": reload.document() if reload else None,
@@ -3912,20 +3913,20 @@ def _customer_page(index: Index, page: _Page) -> dict:
     """One page of the customer list: each customer's id, events, first and last event time; the cursor to the
     next page (None after the last) and how many customers the prefix leaves.  InputError (a 503) while the
     index is file-backed."""
-    table, names = index.customer_table, index.table
-    if table is None or names is None:
+    table, customer_codes = index.customer_table, index.customer_codes
+    if table is None or customer_codes is None:
         raise InputError("the customer list comes with the index in memory, being built; try again in a few seconds")
     low = bisect_left(table.sorted_ids, page.prefix)
     high = bisect_left(table.sorted_ids, page.prefix + "\U0010ffff") if page.prefix else len(table.sorted_ids)
     codes, more = _page_codes(table, page, low, high)
     cursor = None
     if more:
-        cursor = names.names[codes[-1]] if page.order == "id" else str(int(page.cursor or 0) + len(codes))
+        cursor = customer_codes.names[codes[-1]] if page.order == "id" else str(int(page.cursor or 0) + len(codes))
     firsts = _edge_instants(index, codes, table.first_hours, min)
     lasts = _edge_instants(index, codes, table.last_hours, max)
     customers = [
         {
-            "customer": names.names[c],
+            "customer": customer_codes.names[c],
             "events": table.totals[c],
             "first": _format_utc(firsts[c]),
             "last": _format_utc(lasts[c]),
@@ -4287,7 +4288,7 @@ class _Master:
         return self.replaced(in_memory=False)
 
     def moved_into_memory(self) -> bool:
-        """If cut hours are read from the file, build the index that keeps them in memory and serve it: the
+        """If hours are read from the file, build the index that keeps them in memory and serve it: the
         server answers from the file-backed one within seconds, and from memory (every answer in well under a
         millisecond) once this is done.  False if stopped meanwhile."""
         return self.index.files is None or self.replaced(in_memory=True)
@@ -4305,7 +4306,7 @@ class _Master:
         old, self.workers = self.workers, self.fork_workers()  # new ones accept before the old ones stop
         self.stop_workers(old)
         if why:
-            refused = "keeping cut hours in memory refused" if in_memory else "reload refused"
+            refused = "keeping every event in memory refused" if in_memory else "reload refused"
             _log(f"{refused}, still serving the old index: {why}")
         else:
             _log(f"{'kept in memory' if in_memory else 'reloaded'}: {_describe(index)}")

@@ -80,7 +80,7 @@ def file_backed(**sizes: int) -> ContextManager[None]:
 def sizes(block: int, max_line: int, part: int = 1 << 26, segment: int | None = None) -> ContextManager[None]:
     """Shrink the reads, the longest line and the workers' parts, so that small files reach every boundary."""
     segment = totaler._SMALL_BLOCK if segment is None else segment
-    return patched(BLOCK_SIZE=block, MAX_LINE=max_line, PART_SIZE=part, PARALLEL_MIN=1, SMALL_BLOCK=segment)
+    return patched(BLOCK_SIZE=block, MAX_LINE=max_line, RANGE_SIZE=part, PARALLEL_MIN=1, SMALL_BLOCK=segment)
 
 
 # Answers never depend on the machine's zone: every test, and every process it starts, runs

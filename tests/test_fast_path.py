@@ -110,11 +110,11 @@ def rows(draw, messy: bool = True) -> bytes:
 
 
 def small_blocks(
-    block: int, segment: int, long_run: int = totaler._LONG_RUN, sparse_share: int = totaler._SPARSE_SHARE
+    block: int, segment: int, long_run: int = totaler._LONG_RUN, sparse_ratio: int = totaler._SPARSE_RATIO
 ):
     """Shrink the block and segment sizes so that small files exercise every split; set when runs and
-    sparse blocks are used (SPARSE_SHARE 0: every block whose rows are all valid is tried as sparse)."""
-    return patched(BLOCK_SIZE=block, SMALL_BLOCK=segment, LONG_RUN=long_run, SPARSE_SHARE=sparse_share)
+    sparse blocks are used (SPARSE_RATIO 0: every block whose rows are all valid is tried as sparse)."""
+    return patched(BLOCK_SIZE=block, SMALL_BLOCK=segment, LONG_RUN=long_run, SPARSE_RATIO=sparse_ratio)
 
 
 def answer(data: bytes, window: totaler.Window, fast: bool) -> tuple[list, int, list]:
@@ -210,7 +210,7 @@ def test_the_index_answers_like_the_command_line(tmp_path_factory, lines, data, 
         in_memory = totaler.build_index(str(path), 1, None, True)
         with open(path, "rb") as stream:
             first_seen = list(dict.fromkeys(event[0] for event in totaler.plain_events(stream)))
-        assert in_memory.table.names == first_seen
+        assert in_memory.customer_codes.names == first_seen
         if where == "memory":
             page = totaler._Page("id", 1000)
             assert totaler._customer_page(index, page) == totaler._customer_page(in_memory, page)
@@ -235,13 +235,13 @@ QUESTIONS = st.tuples(
 )
 
 
-def check_fast_path(lines, window, bom, final_newline, block, segment, long_run, sparse_share=4) -> None:
+def check_fast_path(lines, window, bom, final_newline, block, segment, long_run, sparse_ratio=4) -> None:
     """Count the file LINES make by the fast path (in blocks of BLOCK) and by the plain path: they must agree."""
     repeated = [line for line, times in lines for _ in range(times)]  # runs of one customer and hour
     data = (b"\xef\xbb\xbf" if bom else b"") + b"\n".join(repeated) + (b"\n" if final_newline and lines else b"")
     start, end, customer = window
     w = totaler.Window(totaler._to_micros(start), totaler._to_micros(end), customer)
-    with small_blocks(block, segment, long_run, sparse_share):
+    with small_blocks(block, segment, long_run, sparse_ratio):
         fast = answer(data, w, fast=True)
     plain = answer(data, w, fast=False)
     assert fast == plain
@@ -281,7 +281,7 @@ def test_zones_the_fast_path_does_not_read_go_to_the_plain_path(zone: str) -> No
 
 def tiny_parts():
     """Make a file of a few hundred bytes go through the parallel path in several parts."""
-    return patched(PART_SIZE=200, PARALLEL_MIN=1)
+    return patched(RANGE_SIZE=200, PARALLEL_MIN=1)
 
 
 @settings(max_examples=60, deadline=None)
@@ -319,7 +319,7 @@ def test_parallel_path_is_taken_and_splits_at_newlines(tmp_path) -> None:
 def test_a_real_log_goes_by_runs_and_every_row_is_accounted_for() -> None:
     data = b"\n" + EVENTS.read_bytes()[: 1 << 20]
     data = data[: data.rfind(b"\n") + 1]
-    assert totaler._run_length(data, 0, len(data), BARE) >= totaler._LONG_RUN
+    assert totaler._mean_run(data, 0, len(data), BARE) >= totaler._LONG_RUN
     pairs = totaler._run_pairs(data, 0, len(data), BARE)
     assert pairs is not None and data.count(b"\n") - 1 == sum(pairs.values())
     broken = data.replace(b"\n", b"\nbroken\n", 1)
@@ -445,14 +445,14 @@ def spread_rows(draw, zone: tuple[float, str] | None, quoted: bool) -> bytes:
     zone=st.none() | st.sampled_from(FAR_OFFSETS),
     data=st.data(),
     block=st.sampled_from([1 << 22, 400]),
-    sparse_share=st.sampled_from([0, 4]),
+    sparse_ratio=st.sampled_from([0, 4]),
 )
-def test_sparse_blocks_count_what_the_plain_path_counts(zone, data, block, sparse_share) -> None:
+def test_sparse_blocks_count_what_the_plain_path_counts(zone, data, block, sparse_ratio) -> None:
     """Windows near events over weeks, rows in one zone or many: blocks tried as sparse (always, or when few
     rows are near) or not."""
     lines = data.draw(st.lists(spread_rows(zone, data.draw(st.booleans())), max_size=80))
     window = windows_near(lines, data)
-    check_fast_path([(line, 1) for line in lines], window, False, True, block, 1 << 16, 10**9, sparse_share)
+    check_fast_path([(line, 1) for line in lines], window, False, True, block, 1 << 16, 10**9, sparse_ratio)
 
 
 def test_a_sparse_block_counts_only_the_rows_on_the_dates_it_can_reach() -> None:

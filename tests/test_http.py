@@ -375,7 +375,7 @@ def test_a_body_closes_the_connection_after_the_reply(server: Server) -> None:
 # on worker processes, as it does on a big log.
 FILE_BACKED = (
     "totaler._FILE_BACKED_MIN = 0; totaler._SEGMENT_SIZE = 1 << 14; totaler._PARALLEL_MIN = 1;"
-    " totaler._PART_SIZE = 1 << 19; totaler._FILE_HOURS = 1 << 62"
+    " totaler._RANGE_SIZE = 1 << 19; totaler._FILE_HOURS = 1 << 62"
 )
 
 

@@ -40,7 +40,7 @@ def test_index_built_in_parts_is_the_index_built_in_one(tmp_path: Path, monkeypa
     rows[90000:90000] = [b"customer_id,event_type,transaction_id,timestamp\n", b"\n"]
     path = tmp_path / "messy.csv"
     path.write_bytes(b"".join(rows))
-    monkeypatch.setattr(totaler, "_PART_SIZE", 1 << 20)
+    monkeypatch.setattr(totaler, "_RANGE_SIZE", 1 << 20)
     monkeypatch.setattr(totaler, "_PARALLEL_MIN", 1)
     one, parts = totaler.build_index(str(path), jobs=1), totaler.build_index(str(path), jobs=3)
     assert (parts.events, parts.customers, parts.starts) == (one.events, one.customers, one.starts)
@@ -56,7 +56,7 @@ def test_index_built_in_parts_is_the_index_built_in_one(tmp_path: Path, monkeypa
             ],
         )
     )
-    assert one.table.names == parts.table.names and one.types == parts.types
+    assert one.customer_codes.names == parts.customer_codes.names and one.types == parts.types
     for start in one.starts:
         a, b = one.hours[start], parts.hours[start]
         assert (a.codes, a.in_hour, list(a.position_column()), a.types) == (
@@ -75,7 +75,7 @@ def test_an_index_past_its_32_bit_positions_is_refused_in_one_line(tmp_path: Pat
     monkeypatch.setattr(totaler, "_MAX_INDEXED", 500)
     with pytest.raises(totaler.InputError, match="more than 500 events: too many for --serve"):
         totaler.build_index(str(path))
-    monkeypatch.setattr(totaler, "_PART_SIZE", 20_000)
+    monkeypatch.setattr(totaler, "_RANGE_SIZE", 20_000)
     monkeypatch.setattr(totaler, "_PARALLEL_MIN", 1)
     with pytest.raises(totaler.InputError, match="more than 500 events"):
         totaler.build_index(str(path), jobs=2)  # in parts: each fits, together they do not
@@ -116,7 +116,7 @@ def test_rows_read_by_the_fast_shapes_are_indexed_as_the_plain_path_reads_them(t
     assert index.starts == sorted(by_hour)
     for start, rows in by_hour.items():
         hour = index.hours[start]
-        names, types = index.table.names, index.types
+        names, types = index.customer_codes.names, index.types
         columns = zip(hour.codes, hour.in_hour, hour.types, hour.position_column(), strict=True)
         found = [(names[c], o, types[t], p) for c, o, t, p in columns]
         assert found == rows
@@ -201,7 +201,7 @@ def test_rotated_files_file_backed_are_the_files_in_memory(tmp_path: Path) -> No
         (tmp_path / "logs" / f"events.{9 - number}.csv").write_bytes(b"".join(lines[start : start + 7_000]))
     name = str(tmp_path / "logs")
     in_memory = totaler.build_index(name, jobs=2, in_memory=True)
-    with file_backed(SEGMENT_SIZE=1 << 15, PART_SIZE=1 << 18, PARALLEL_MIN=1):
+    with file_backed(SEGMENT_SIZE=1 << 15, RANGE_SIZE=1 << 18, PARALLEL_MIN=1):
         index = totaler.build_index(name, jobs=2)
     assert index.files is not None and len(index.files.files) == 5
     assert (index.events, index.customers, index.starts) == (in_memory.events, None, in_memory.starts)

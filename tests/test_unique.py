@@ -240,8 +240,8 @@ def test_the_table_of_ids_is_exact_as_it_grows() -> None:
         assert transactions.added(batch) == [key not in seen for key in batch]
         seen.update(batch)
     assert transactions.held == len(seen)
-    assert totaler._KeyTable().slots * 4 < transactions.keys.slots  # it grew
-    assert transactions.keys.count * 10 <= transactions.keys.slots * 7  # never more than 7 in 10 slots taken
+    assert totaler._KeyTable().cells * 4 < transactions.keys.cells  # it grew
+    assert transactions.keys.count * 10 <= transactions.keys.cells * 7  # never more than 7 in 10 cells taken
 
 
 def test_keys_of_a_batch_are_those_of_each_id() -> None:
