@@ -11,7 +11,7 @@ Glossary (each word in this sense only):
   instant      a point in time: an int, microseconds since the Unix epoch, UTC
   line         bytes up to a newline; numbered from 1 in every message
   row          a line read as the four CSV fields; valid (an event) or malformed (skipped and counted)
-  event        a valid row: customer_id, instant, event_type, transaction_id
+  event        a valid row: customer_id, instant, event_type, transaction_id; its position: the events before it
   transaction  the events sharing one transaction_id; under --unique only the first counts, a later one is a duplicate
   bucket       the interval of instants counted together: a UTC hour unless --bucket/--tz (Buckets)
   window       the question: [START, END), maybe one customer and event types, its buckets (Window)
@@ -2080,8 +2080,8 @@ class _Part:
         self.skipped = _Skipped()
 
     @property
-    def rows(self) -> int:
-        """The rows read fine: every line but the blank ones, the header and the malformed rows."""
+    def events(self) -> int:
+        """The events read: every line but the blank ones, the header and the malformed rows."""
         return self.lines - self.skipped.count - self.skipped.blank
 
     def take(self, block: _Block) -> None:
@@ -2589,7 +2589,7 @@ def _count_file(
 # answered from the hours its window reaches, in time that grows with their events
 # (with their customers, for whole hours of the default question), never with the
 # log.  Each hour keeps its events in file order: microseconds into the hour, customer code,
-# event type code and position in the file (none where the hour's events lie together),
+# event type code and position (none where the hour's events lie together),
 # at most 13 bytes an event; each customer id is stored once, in one table, and an hour
 # where few customers send many events keeps their counts too.  Answers come from
 # _count_hours, whichever way the hours came.
@@ -2609,7 +2609,7 @@ class _Codes(dict):
         return code
 
 
-_MAX_INDEXED = (1 << 32) - 1  # events --serve indexes: 4-byte file positions (a log of about 400 GB)
+_MAX_INDEXED = (1 << 32) - 1  # events --serve indexes: 4-byte positions (a log of about 400 GB)
 _Chunk = tuple[array, array, array, array]  # an hour's events: codes, microseconds into it, event types, positions
 
 
@@ -2632,7 +2632,7 @@ class _IndexPart(_Part):
         self.totals: Counter[int] = Counter()
         self.first_hours: dict[int, int] = {}  # each customer's first hour, and last, by code
         self.last_hours: dict[int, int] = {}
-        self.events = 0
+        self.indexed = 0
 
     def take(self, block: _Block) -> None:
         """File BLOCK's events by hour."""
@@ -2643,18 +2643,18 @@ class _IndexPart(_Part):
             self.settle(self.transactions)
         codes = array("I", map(self.customers.__getitem__, columns.names))
         types = array("I", map(self.types.__getitem__, columns.types))
-        positions = array("I", range(self.events, self.events + len(codes)))
+        positions = array("I", range(self.indexed, self.indexed + len(codes)))
         for hour, rows in _rows_by_hour(columns.hours):
             chunk = (codes, array("I", columns.in_hour), types, positions)
             if rows is not None:  # the rows of this hour, where the block holds several
                 chunk = tuple(array("I", map(column.__getitem__, rows)) for column in chunk)  # type: ignore[assignment]
             self.hours.setdefault(hour, []).append(chunk)
         self.lines += lines
-        self.events += len(codes)
+        self.indexed += len(codes)
 
     def check_room(self, more: int) -> None:
         """Raise InputError if MORE events would take positions past 32 bits (4 bytes an event, not 8)."""
-        if self.events + more > _MAX_INDEXED:
+        if self.indexed + more > _MAX_INDEXED:
             raise InputError(f"more than {_MAX_INDEXED:,} events: too many for --serve (the command line counts any)")
 
     def prepare(self) -> None:
@@ -2694,15 +2694,15 @@ class _IndexPart(_Part):
         if self.transactions is not None:
             later.settle(self.transactions)
             self.repeated += later.repeated
-        if self.transactions is not None and not self.events and not self.hours:  # the first part of a build
-            for name in ("customers", "types", "hours", "counts", "totals", "first_hours", "last_hours", "events"):
+        if self.transactions is not None and not self.indexed and not self.hours:  # the first part of a build
+            for name in ("customers", "types", "hours", "counts", "totals", "first_hours", "last_hours", "indexed"):
                 setattr(self, name, getattr(later, name))
             return
         self.append(later)
 
     def append(self, later: _IndexPart) -> None:
         """Append LATER's columns, counts and customers' hours to ours."""
-        self.check_room(later.events)
+        self.check_room(later.indexed)
         customers = array("I", map(self.customers.__getitem__, later.customers))  # keys, in the order of their codes
         types = array("I", map(self.types.__getitem__, later.types))
         for hour, chunks in later.hours.items():
@@ -2716,14 +2716,14 @@ class _IndexPart(_Part):
             for codes, in_hour, type_codes, positions in chunks:
                 codes = array("I", map(customers.__getitem__, codes))
                 type_codes = array("I", map(types.__getitem__, type_codes))
-                positions = array("I", map(add, positions, repeat(self.events)))
+                positions = array("I", map(add, positions, repeat(self.indexed)))
                 self.hours.setdefault(hour, []).append((codes, in_hour, type_codes, positions))
         for code, n in later.totals.items():
             mine = customers[code]
             self.totals[mine] += n
             self.first_hours[mine] = min(self.first_hours.get(mine, later.first_hours[code]), later.first_hours[code])
             self.last_hours[mine] = max(self.last_hours.get(mine, later.last_hours[code]), later.last_hours[code])
-        self.events += later.events
+        self.indexed += later.indexed
 
 
 def _rows_by_hour(hours: list[int]) -> Iterator[tuple[int, list[int] | None]]:
@@ -2749,7 +2749,7 @@ def _joined(chunks: list[_Chunk]) -> _Chunk:
 
 class _Hour:
     """One UTC hour of the log: its events in file order (customer codes, microseconds into the hour, event type codes
-    or None if the log has one type, positions in the file as gaps from the one before or None where they follow one
+    or None if the log has one type, positions as gaps from the one before or None where they follow one
     another, duplicate flags as bits or None where there is none), and its counts by customer,
     in order of first event, where few customers send many events (else None: counting its codes is as quick).
     Each column in the narrowest array its values fit: a log of 7 customers takes 8 bytes an event."""
@@ -2778,7 +2778,7 @@ class _Hour:
         self.counts = counts
 
     def position_column(self) -> Iterable[int]:
-        """The position in the file of each event."""
+        """The position of each event."""
         if self.positions is None:
             return range(self.first, self.first + len(self.codes))
         return islice(accumulate(self.positions, initial=self.first), 1, None)
@@ -2932,7 +2932,7 @@ _FILE_HOURS = 26  # the most hours one window reads again from the file: a day c
 
 
 class _Survey(_Part):
-    """What a pass over a file (or byte range) found: (start, end, its UTC hours, its rows) of each segment.  Its
+    """What a pass over a file (or byte range) found: (start, end, its UTC hours, its events) of each segment.  Its
     customers are not gathered: that cost a third again with 100,000 of them."""
 
     def __init__(self) -> None:
@@ -3002,7 +3002,7 @@ def _survey_segments(byte_range: _ByteRange[_Survey]) -> _Survey:
         for start, end in pairwise([*bounds, hi]):
             stream.seek(start)
             segment = _read_stream(stream, _Survey(), end - start, at_start=start == 0)
-            segment.segments.append((start, end, segment.hours, segment.rows))
+            segment.segments.append((start, end, segment.hours, segment.events))
             whole.add(segment)
     return whole
 
@@ -3041,17 +3041,17 @@ class _LogFiles:
     def read(self, number: int, customers: _Codes, types: _Codes) -> dict[int, list[_Chunk]]:
         """Segment NUMBER read again: its chunks by hour, codes of CUSTOMERS and TYPES, positions in the log;
         InputError if the file is no longer as it was indexed."""
-        file, start, end, rows, before = self.segments[number]
+        file, start, end, events, before = self.segments[number]
         data = os.pread(self.files[file].fileno(), end - start, start)
         part = _read_stream(io.BytesIO(data), _IndexPart(), at_start=start == 0)
         if (
             len(data) < end - start
-            or part.events != rows
+            or part.events != events
             or _file_stamp(self.files[file].fileno()) != self.stamps[file]
         ):
             raise self.changed(file)
         whole = _IndexPart()
-        whole.customers, whole.types, whole.events = customers, types, before
+        whole.customers, whole.types, whole.indexed = customers, types, before
         whole.join(part)
         return whole.hours
 
@@ -3202,7 +3202,7 @@ def _file_backed_index(name: str, paths: list[str], jobs: int) -> Index | None:
     hours, seconds = _FileHours(files, segments), time.monotonic() - started
     # Customers not gathered yet: their number, and the longest id, come with the index in memory.
     return Index(
-        name, hours, sorted(by_hour), whole.rows, None, whole.skipped, seconds, by_hour, _MAX_LINE, files=files
+        name, hours, sorted(by_hour), whole.events, None, whole.skipped, seconds, by_hour, _MAX_LINE, files=files
     )
 
 
@@ -3239,7 +3239,7 @@ def build_index(name: str, jobs: int = 1, paths: list[str] | None = None, in_mem
     hours = _hours_of_part(whole)
     by_hour = {start: len(hour.codes) for start, hour in hours.items()}
     longest, seconds = max(map(len, table.names), default=0), time.monotonic() - started
-    return Index(name, hours, list(hours), whole.events, len(table), whole.skipped, seconds, by_hour, longest,
+    return Index(name, hours, list(hours), whole.indexed, len(table), whole.skipped, seconds, by_hour, longest,
                  table, types, None, customer_table, whole.repeated.count(1))  # fmt: skip
 
 
@@ -4916,7 +4916,7 @@ def main(argv: list[str] | None = None) -> int:
             return _serve_command(args)
         form, window = _answer_format(args), _question(args)
         tally = count_files(_input_files(args.file), window, args.strict, args.jobs, args.scheduler)
-        for warning in _read_warnings(args.file, tally.rows, tally.skipped):
+        for warning in _read_warnings(args.file, tally.events, tally.skipped):
             _log(f"warning: {warning}")
         if window.unique:
             _log(f"note: {_plural(tally.duplicates, 'duplicate row')} not counted (--unique)")
