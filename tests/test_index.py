@@ -304,3 +304,17 @@ def test_an_hour_keeps_positions_only_where_its_events_do_not_lie_together(posit
     assert list(hour.position_column()) == positions
     assert (hour.positions is None) == (positions[-1] - positions[0] == n - 1)
     assert hour.duplicates() == bytes(n - 1) + b"\1"
+
+
+def test_an_index_in_memory_finds_each_customer_by_its_id_and_no_other(tmp_path: Path) -> None:
+    """Customer codes are looked up by bisecting the ids in id order: every id found, no neighbour mistaken."""
+    ids = ["b", "a", "é", "ab", "\u202egnp.exe", "A", "a b"]
+    path = tmp_path / "log.csv"
+    path.write_text("".join(f"{c},INGEST,t{i},2021-03-01T04:{i:02d}:00Z\n" for i, c in enumerate(ids * 3)))
+    index = totaler.build_index(str(path), in_memory=True)
+    day = (totaler.parse_instant("2021-03-01"), totaler.parse_instant("2021-03-02"))
+    for customer in [*ids, "", "c", "a\x00", "aa", "é\u0301", "\udcff"]:
+        window = totaler.Window(*day, customer)
+        with path.open("rb") as stream:
+            expected = totaler.count_events(totaler.plain_events(stream), window)
+        assert index.counts(window) == expected, customer
