@@ -8,10 +8,11 @@ totaler: seconds from start until /healthz answers (the index built, the workers
 forked), and until it says every event is in memory (a big log in time order is served
 first from a survey, hours read from the file); the median and 99th percentile of
 /counts queries of 1 to 8 hours cut at random seconds, half of them for one customer,
-before that and after; then the proportional set
-size (PSS, /proc/PID/smaps_rollup) of the whole server process tree, per event, idle
-and after the queries (each worker's reads dirty its copies of the pages they touch), and
-the peak from a SIGHUP reload of the same file until cut hours are in memory again.
+before that and after; then the proportional set size (PSS, /proc/PID/smaps_rollup) of
+the whole server process tree, per event, idle (once the workers of the file-backed phase
+have exited) and after the queries (each worker's reads dirty its copies of the pages they
+touch), and the peak from a SIGHUP reload of the same file until every event is in memory
+again.
 DuckDB: `CREATE TABLE e AS SELECT customer_id, ts FROM read_csv(...)`, its wall time
 and peak RSS (os.wait4).  Alternating.  Not a test: compare within one run.
 """
@@ -32,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlencode
 
-from procs import pss_bytes
+from procs import descendants, pss_bytes
 from run import BIG, HERE, ROOT
 
 DUCKDB = """
@@ -86,6 +87,15 @@ def wait_in_memory(port: int, server: subprocess.Popen, peak: list[int]) -> None
         time.sleep(0.05)
 
 
+def settle(pid: int, workers: int) -> None:
+    """Half a second, then until the workers that served the file-backed index have exited (at most 10 s):
+    idle is the master and WORKERS workers (0: not known, half a second only)."""
+    time.sleep(0.5)
+    deadline = time.monotonic() + 10
+    while workers and len(descendants(pid)) > workers and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def totaler_run(program: Path, workers: str, log_path: Path) -> dict:
     """Ready time (file-backed or not), time until cut hours are in memory, query times before and after,
     bytes per event (PSS of the tree, in memory) and the PSS peak around a reload."""
@@ -107,7 +117,7 @@ def totaler_run(program: Path, workers: str, log_path: Path) -> dict:
         early = latencies(port, 200, until_in_memory=True)
         wait_in_memory(port, server, [0])
         in_memory = time.monotonic() - started
-        time.sleep(0.5)
+        settle(server.pid, int(workers) if workers else 0)
         idle = pss_bytes(server.pid)
         late = latencies(port, 200, until_in_memory=False)
         pss = pss_bytes(server.pid)
