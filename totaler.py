@@ -540,10 +540,10 @@ def _likely_cause(text: bytes) -> str:
         return "a header not on line 1 (only line 1 may be one)"
     if len(fields) == 5:
         return "a fifth column (an index?): a row has 4 fields"
-    stamp = fields[-1].strip().strip('"')
-    if len(fields) == 4 and _EPOCH_SECONDS.fullmatch(stamp):
+    timestamp = fields[-1].strip().strip('"')
+    if len(fields) == 4 and _EPOCH_SECONDS.fullmatch(timestamp):
         return "timestamps in epoch seconds, not ISO 8601"
-    if len(fields) == 4 and _SLASHED_DATE.match(stamp):
+    if len(fields) == 4 and _SLASHED_DATE.match(timestamp):
         return "dates written m/d/yyyy, not ISO 8601"
     return ""
 
@@ -1420,12 +1420,12 @@ def _row_pattern(rows: int, zone: bytes | None, shape: _RowShape) -> re.Pattern[
     start, end = _row_frame(shape)
     key, rest = _key_pattern(shape)
     if zone is None:
-        stamp = rest + rb"(" + _ZONE + rb")"
+        timestamp = rest + rb"(" + _ZONE + rb")"
     elif _zone_micros(zone) % _HOUR and not shape.slots:  # a late minute's first digit, nothing for an early one
-        stamp = rb":(?:(?=" + _late_minutes(zone) + rb")(\d)\d|[0-5]\d)" + _SECONDS + re.escape(zone)
+        timestamp = rb":(?:(?=" + _late_minutes(zone) + rb")(\d)\d|[0-5]\d)" + _SECONDS + re.escape(zone)
     else:
-        stamp = rest + re.escape(zone)
-    return re.compile((start + rb"(" + key + rb")" + stamp + end) * rows + rb"(?=\n)")
+        timestamp = rest + re.escape(zone)
+    return re.compile((start + rb"(" + key + rb")" + timestamp + end) * rows + rb"(?=\n)")
 
 
 def _line_zone(line: bytes) -> bytes | None:
@@ -1983,8 +1983,8 @@ def _index_pattern(quoted: bool) -> re.Pattern[bytes]:
     fields = (
         rb"(" + _CUSTOMER + rb")" + q + rb"," + q + rb"(" + _FIELD + rb")" + q + rb"," + q + rb"(" + _FIELD + rb")" + q
     )
-    stamp = rb"(" + _DATE_HOUR + rb"):" + _TIME_IN_HOUR + rb"(" + _ZONE + rb")"
-    return re.compile(rb"\n" + q + fields + rb"," + q + stamp + q + rb"\r?(?=\n)")
+    timestamp = rb"(" + _DATE_HOUR + rb"):" + _TIME_IN_HOUR + rb"(" + _ZONE + rb")"
+    return re.compile(rb"\n" + q + fields + rb"," + q + timestamp + q + rb"\r?(?=\n)")
 
 
 @lru_cache(maxsize=2)
@@ -2592,7 +2592,7 @@ def _count_file(
 # log.  Each hour keeps its events in file order: microseconds into the hour, customer code,
 # event type code and position (none where the hour's events lie together),
 # at most 13 bytes an event; each customer id is stored once, in one table, and an hour
-# where few customers send many events keeps their counts too.  Answers come from
+# where few customers send many events keeps its events by customer too.  Answers come from
 # _count_hours, whichever way the hours came.
 
 
@@ -2629,7 +2629,7 @@ class _IndexPart(_Part):
         self.repeated = bytearray()  # once settled: whether each event is a duplicate
         self.customers, self.types = _Codes(), _Codes()
         self.hours: dict[int, list[_Chunk]] = {}
-        self.counts: dict[int, Counter | None] = {}
+        self.by_customer: dict[int, Counter | None] = {}
         self.totals: Counter[int] = Counter()
         self.first_hours: dict[int, int] = {}  # each customer's first hour, and last, by code
         self.last_hours: dict[int, int] = {}
@@ -2679,14 +2679,14 @@ class _IndexPart(_Part):
             if len(chunks) > 1:
                 self.hours[hour] = chunks = [_joined(chunks)]
             counted = Counter(chunks[0][0])
-            self.counts[hour] = _kept_counts(counted, len(chunks[0][0]))
-            self.totals.update(counted if self.counts[hour] is not None else chunks[0][0])  # few keys, or in C
+            self.by_customer[hour] = _kept_by_customer(counted, len(chunks[0][0]))
+            self.totals.update(counted if self.by_customer[hour] is not None else chunks[0][0])  # few keys, or in C
         # dict.fromkeys keeps the last value a key gets, in C: hours in time order give each customer's last
         # hour, and backwards its first.
         for hour in sorted(self.hours):
-            self.last_hours.update(dict.fromkeys(self.counts[hour] or self.hours[hour][0][0], hour))
+            self.last_hours.update(dict.fromkeys(self.by_customer[hour] or self.hours[hour][0][0], hour))
         for hour in sorted(self.hours, reverse=True):
-            self.first_hours.update(dict.fromkeys(self.counts[hour] or self.hours[hour][0][0], hour))
+            self.first_hours.update(dict.fromkeys(self.by_customer[hour] or self.hours[hour][0][0], hour))
 
     def join(self, later: _IndexPart) -> None:  # type: ignore[override]
         """Append LATER's events: its codes become ours, its positions move on by our events; its duplicates
@@ -2696,7 +2696,8 @@ class _IndexPart(_Part):
             later.settle(self.transactions)
             self.repeated += later.repeated
         if self.transactions is not None and not self.indexed and not self.hours:  # the first part of a build
-            for name in ("customers", "types", "hours", "counts", "totals", "first_hours", "last_hours", "indexed"):
+            taken = ("customers", "types", "hours", "by_customer", "totals", "first_hours", "last_hours", "indexed")
+            for name in taken:
                 setattr(self, name, getattr(later, name))
             return
         self.append(later)
@@ -2707,13 +2708,13 @@ class _IndexPart(_Part):
         customers = array("I", map(self.customers.__getitem__, later.customers))  # keys, in the order of their codes
         types = array("I", map(self.types.__getitem__, later.types))
         for hour, chunks in later.hours.items():
-            counted = later.counts.get(hour)
+            counted = later.by_customer.get(hour)
             if counted is not None:
                 counted = Counter({customers[code]: n for code, n in counted.items()})
-            if hour in self.hours:  # an hour both hold: its counts added, if both kept them
-                mine = self.counts.get(hour)
+            if hour in self.hours:  # an hour both hold: its events by customer added, if both kept them
+                mine = self.by_customer.get(hour)
                 counted = None if mine is None or counted is None else mine + counted
-            self.counts[hour] = counted
+            self.by_customer[hour] = counted
             for codes, in_hour, type_codes, positions in chunks:
                 codes = array("I", map(customers.__getitem__, codes))
                 type_codes = array("I", map(types.__getitem__, type_codes))
@@ -2751,17 +2752,17 @@ def _joined(chunks: list[_Chunk]) -> _Chunk:
 class _Hour:
     """One UTC hour of the log: its events in file order (customer codes, microseconds into the hour, event type codes
     or None if the log has one type, positions as gaps from the one before or None where they follow one
-    another, duplicate flags as bits or None where there is none), and its counts by customer,
+    another, duplicate flags as bits or None where there is none), and its events by customer code,
     in order of first event, where few customers send many events (else None: counting its codes is as quick).
     Each column in the narrowest array its values fit: a log of 7 customers takes 8 bytes an event."""
 
-    __slots__ = ("codes", "counts", "first", "in_hour", "positions", "repeated", "types")
+    __slots__ = ("by_customer", "codes", "first", "in_hour", "positions", "repeated", "types")
 
     def __init__(
         self,
         chunk: _Chunk,
         one_type: bool,
-        counts: Counter | None = None,
+        by_customer: Counter | None = None,
         customers: int = 1 << 32,
         repeated: bytearray | None = None,
     ) -> None:
@@ -2776,7 +2777,7 @@ class _Hour:
         gaps = array("I", map(sub, positions, chain((self.first,), positions)))
         together = positions[-1] - self.first == len(positions) - 1 if positions else True
         self.positions = None if together else _narrowest(gaps, max(gaps))
-        self.counts = counts
+        self.by_customer = by_customer
 
     def position_column(self) -> Iterable[int]:
         """The position of each event."""
@@ -2811,11 +2812,11 @@ def _narrowest(column: array, largest: int) -> array:
     return column if column.typecode == code else array(code, column)
 
 
-_DENSE = 4  # an hour keeps its counts when its events are at least this many times its customers
+_DENSE = 4  # an hour keeps its events by customer when its events are at least this many times its customers
 
 
-def _kept_counts(counted: Counter, events: int) -> Counter | None:
-    """COUNTED, an hour's counts by customer code, if the hour keeps them (of EVENTS, few customers send many)."""
+def _kept_by_customer(counted: Counter, events: int) -> Counter | None:
+    """COUNTED, an hour's events by customer code, if the hour keeps them (of EVENTS, few customers send many)."""
     return counted if len(counted) * _DENSE <= events else None
 
 
@@ -2828,12 +2829,12 @@ def _hours_of_part(whole: _IndexPart) -> dict[int, _Hour]:
         for hour in sorted(whole.hours):
             chunks = whole.hours.pop(hour)
             chunk = chunks[0] if len(chunks) == 1 else _joined(chunks)
-            hours[hour] = _Hour(chunk, one_type, whole.counts.get(hour), customers, repeated)
+            hours[hour] = _Hour(chunk, one_type, whole.by_customer.get(hour), customers, repeated)
     return hours
 
 
 # Answers from hours.  An hour the window holds whole, that one bucket holds whole, for
-# every customer and event type, is answered from its counts; any other is answered
+# every customer and event type, is answered from its events by customer; any other is answered
 # from its events, picked in C by time, customer and type.  A bucket of several hours
 # orders its customers by the position of their first event in it.
 
@@ -2884,7 +2885,7 @@ def _hour_counts(hour: _Hour, start: int, window: Window, asked: _Asked) -> tupl
     whole_hour = window.start <= start and start + _HOUR <= window.end
     every_event = asked.customer is None and asked.types is None and not (window.unique and hour.repeated)
     if whole_hour and bucket is not None and every_event:
-        counted = hour.counts if hour.counts is not None else Counter(hour.codes)
+        counted = hour.by_customer if hour.by_customer is not None else Counter(hour.codes)
         counts = dict(zip(zip(repeat(bucket), counted), counted.values(), strict=False))  # repeat() never ends
         if not several:
             return counts, None
@@ -2965,8 +2966,8 @@ def _hours_pattern(rows: int, zone: bytes | None, quoted: bool) -> re.Pattern[by
     each: a quarter less work for the engine than with the customer too."""
     start, end = _row_frame(_RowShape(quoted))
     start = start.replace(b"(", b"(?:", 1)  # the customer, matched but not captured
-    stamp = _MINUTES + (rb"(" + _ZONE + rb")" if zone is None else re.escape(zone))
-    return re.compile((start + rb"(" + _DATE_HOUR + rb")" + stamp + end) * rows + rb"(?=\n)")
+    timestamp = _MINUTES + (rb"(" + _ZONE + rb")" if zone is None else re.escape(zone))
+    return re.compile((start + rb"(" + _DATE_HOUR + rb")" + timestamp + end) * rows + rb"(?=\n)")
 
 
 def _surveyed(data: bytes, lo: int, hi: int, lines: int) -> set[int] | None:
@@ -3099,7 +3100,7 @@ class _FileHours:
             chunks += self.files.read(number, self.customers, self.types).get(hour, [])
         chunk = _joined(chunks) if chunks else _EMPTY_CHUNK
         counted = Counter(chunk[0])
-        made = _Hour(chunk, False, _kept_counts(counted, len(chunk[0])))
+        made = _Hour(chunk, False, _kept_by_customer(counted, len(chunk[0])))
         self.kept[hour], self.kept_events = made, self.kept_events + len(made.codes)
         while self.kept_events > _CACHED_EVENTS and len(self.kept) > 1:
             self.kept_events -= len(self.kept.popitem(last=False)[1].codes)
@@ -3894,7 +3895,7 @@ class _Redirect(Exception):
         self.location = location
 
 
-class _Page(NamedTuple):
+class _ListPage(NamedTuple):
     """A page of the customer list: ORDER ("events", most first, or "id"), at most LIMIT customers from CURSOR
     (where the last page ended), those whose id starts with PREFIX."""
 
@@ -3910,7 +3911,7 @@ _MAX_PAGE = 10_000
 _PAGE_PARAMETERS = ("order", "limit", "cursor", "prefix")
 
 
-def _parse_page(query: str) -> _Page:
+def _parse_page(query: str) -> _ListPage:
     """The page of the customer list a /customers query string asks for; _BadRequest names what is wrong."""
     params = parse_qs(query, keep_blank_values=True)
     for name, values in params.items():
@@ -3927,10 +3928,10 @@ def _parse_page(query: str) -> _Page:
     cursor = params.get("cursor", [""])[0]
     if order == "events" and cursor and not (cursor.isascii() and cursor.isdigit() and len(cursor) < 12):
         raise _BadRequest(f"cursor {cursor[:20]!r} is not one this server gave (a page's 'next')")
-    return _Page(order, int(limit), cursor, params.get("prefix", [""])[0])
+    return _ListPage(order, int(limit), cursor, params.get("prefix", [""])[0])
 
 
-def _customer_page(index: Index, page: _Page) -> dict:
+def _customer_page(index: Index, page: _ListPage) -> dict:
     """One page of the customer list: each customer's id, events, first and last event time; the cursor to the
     next page (None after the last) and how many customers the prefix leaves.  InputError (a 503) while the
     index is file-backed."""
@@ -3962,7 +3963,7 @@ def _customers_reply(index: Index, query: str) -> _Reply:
     return _Reply((json.dumps(_customer_page(index, _parse_page(query)), indent=2) + "\n").encode("ascii"))
 
 
-def _page_codes(table: _CustomerTable, page: _Page, low: int, high: int) -> tuple[list[int], bool]:
+def _page_codes(table: _CustomerTable, page: _ListPage, low: int, high: int) -> tuple[list[int], bool]:
     """The codes of PAGE, whose prefix holds the ids from LOW to HIGH in id order; and whether more follow."""
     if page.order == "id":  # the cursor is the last id of the page before
         first = max(low, bisect_right(table.sorted_ids, page.cursor, low, high)) if page.cursor else low
@@ -4039,8 +4040,8 @@ class _Worker:
         if path == "/" and not query:
             start, end = _busiest_day(self.index)
             raise _Redirect("/?" + urlencode({"start": _format_iso(start), "end": _format_iso(end)}))
-        if path in _PAGE:
-            return _PAGE[path]
+        if path in _PAGE_FILES:
+            return _PAGE_FILES[path]
         raise _NotFound(f"no such path {path!r}; try /, /counts, /customers or /healthz")
 
     def reply_counts(self, query: str, accept: str = "") -> _Reply:
@@ -4174,8 +4175,8 @@ class _Worker:
     def access(self, peer: str, line: str, status: int, size: int) -> None:
         """One access-log line, unless --quiet."""
         if not self.settings.quiet:
-            stamp = time.strftime("%d/%b/%Y %H:%M:%S", time.gmtime())
-            _log(f'{peer} - - [{stamp}] "{line}" {status} {size}', prefix=False)
+            when = time.strftime("%d/%b/%Y %H:%M:%S", time.gmtime())
+            _log(f'{peer} - - [{when}] "{line}" {status} {size}', prefix=False)
 
 
 def _is_long(window: Window, index: Index) -> bool:
@@ -4689,7 +4690,7 @@ async function main() {
 
 main().catch((error) => showError(String(error)));
 """
-_PAGE = {
+_PAGE_FILES = {
     "/": _Reply(_PAGE_HTML.encode(), "text/html; charset=utf-8"),
     "/app.css": _Reply(_PAGE_CSS.encode(), "text/css; charset=utf-8"),
     "/app.js": _Reply(_PAGE_JS.encode(), "text/javascript; charset=utf-8"),

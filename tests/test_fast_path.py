@@ -212,11 +212,11 @@ def test_the_index_answers_like_the_command_line(tmp_path_factory, lines, data, 
             first_seen = list(dict.fromkeys(event[0] for event in totaler.plain_events(stream)))
         assert in_memory.customer_codes.names == first_seen
         if where == "memory":
-            page = totaler._Page("id", 1000)
+            page = totaler._ListPage("id", 1000)
             assert totaler._customer_page(index, page) == totaler._customer_page(in_memory, page)
         else:
             with pytest.raises(totaler.InputError, match="comes with the index in memory"):
-                totaler._customer_page(index, totaler._Page())
+                totaler._customer_page(index, totaler._ListPage())
     assert (index.skipped.count, index.skipped.first) == (tally.skipped.count, tally.skipped.first)
     assert index.events == in_memory.events and index.customers in (None, in_memory.customers)
 

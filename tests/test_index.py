@@ -66,7 +66,7 @@ def test_index_built_in_parts_is_the_index_built_in_one(tmp_path: Path, monkeypa
             b.types,
         )
         for hour in (a, b):  # counts kept are the hour's, in order of first event (an hour two parts hold: maybe none)
-            assert hour.counts is None or list(hour.counts.items()) == list(Counter(hour.codes).items())
+            assert hour.by_customer is None or list(hour.by_customer.items()) == list(Counter(hour.codes).items())
 
 
 def test_an_index_past_its_32_bit_positions_is_refused_in_one_line(tmp_path: Path, monkeypatch) -> None:
@@ -224,7 +224,7 @@ def test_the_customer_list_waits_for_the_index_in_memory() -> None:
     with file_backed():
         index = totaler.build_index(str(EVENTS), jobs=1)
     with pytest.raises(totaler.InputError, match="comes with the index in memory"):
-        totaler._customer_page(index, totaler._Page())
+        totaler._customer_page(index, totaler._ListPage())
 
 
 def test_a_bucket_of_several_hours_orders_its_customers_by_their_first_event_in_the_file(tmp_path: Path) -> None:
