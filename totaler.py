@@ -2848,9 +2848,18 @@ class _Asked(NamedTuple):
     nothing: bool = False
 
 
+def _customer_key(customer: str) -> bytes | None:
+    """CUSTOMER as the bytes a row holds; None for a lone surrogate, which no row's bytes decode to."""
+    try:
+        return customer.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return None
+
+
 def _asked_of(window: Window, codes: _Codes | _SortedCodes, types: list[str]) -> _Asked:
     """WINDOW's customer and event types as codes of the index's tables CODES and TYPES."""
-    customer = None if window.customer is None else codes.get(window.customer.encode("utf-8", "surrogateescape"))
+    key = None if window.customer is None else _customer_key(window.customer)
+    customer = None if key is None else codes.get(key)
     type_codes = None
     if window.event_types is not None:
         type_codes = frozenset(code for code, name in enumerate(types) if name in window.event_types)
@@ -3939,7 +3948,7 @@ def _customer_page(index: Index, page: _ListPage) -> dict:
     if table is None or customer_codes is None:
         raise InputError("the customer list comes with the index in memory, being built; try again in a few seconds")
     low = bisect_left(table.sorted_ids, page.prefix)
-    high = bisect_left(table.sorted_ids, page.prefix + "\U0010ffff") if page.prefix else len(table.sorted_ids)
+    high = bisect_right(table.sorted_ids, page.prefix, low, key=lambda id_: id_[: len(page.prefix)])
     codes, more = _page_codes(table, page, low, high)
     cursor = None
     if more:

@@ -318,3 +318,29 @@ def test_an_index_in_memory_finds_each_customer_by_its_id_and_no_other(tmp_path:
         with path.open("rb") as stream:
             expected = totaler.count_events(totaler.plain_events(stream), window)
         assert index.counts(window) == expected, customer
+
+
+def test_a_prefix_finds_every_customer_whose_id_starts_with_it(tmp_path: Path) -> None:
+    """Found by a fuzzer: an id after the prefix and U+10FFFF was left out by an upper bound of prefix + U+10FFFF."""
+    ids = ["a", "a\U0010ffff", "a\U0010ffffz", "ab", "b", "", "\U0010ffff"]
+    path = tmp_path / "log.csv"
+    path.write_text("".join(f"{c},INGEST,t{i},2021-03-01T04:{i:02d}:00Z\n" for i, c in enumerate(ids) if c))
+    index = totaler.build_index(str(path), in_memory=True)
+    for prefix in ["", "a", "a\U0010ffff", "b", "\U0010ffff", "c"]:
+        page = totaler._customer_page(index, totaler._ListPage("id", 100, "", prefix))
+        want = sorted(c for c in ids if c and c.startswith(prefix))
+        assert [row["customer"] for row in page["customers"]] == want and page["matching"] == len(want), prefix
+
+
+def test_a_customer_no_row_can_hold_is_asked_of_every_index_without_an_error(tmp_path: Path) -> None:
+    """Found by a fuzzer: a lone surrogate as the customer raised UnicodeEncodeError where the plain path answers."""
+    path = tmp_path / "log.csv"
+    path.write_bytes(b"a,INGEST,t1,2021-03-01T04:00:00Z\n\xed\xa0\x80,INGEST,t2,2021-03-01T04:01:00Z\n")
+    window = totaler.Window(totaler.parse_instant("2021-03-01"), totaler.parse_instant("2021-03-02"), "\ud800")
+    with path.open("rb") as stream:
+        assert totaler.count_events(totaler.plain_events(stream), window) == {}
+    with file_backed():
+        backed = totaler.build_index(str(path))
+    assert backed.files is not None
+    for index in (totaler.build_index(str(path), in_memory=True), backed):
+        assert index.counts(window) == {}
