@@ -71,8 +71,16 @@ def latencies(port: int, count: int, until_in_memory: bool) -> list[float]:
         customer = {"customer_id": chance.choice(CUSTOMERS)} if k % 2 else {}
         query = urlencode({"start": start.isoformat(), "end": end.isoformat(), **customer})
         began = time.perf_counter()
-        connection.request("GET", f"/counts?{query}")
-        connection.getresponse().read()
+        try:
+            connection.request("GET", f"/counts?{query}")
+            connection.getresponse().read()
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            # A worker retiring (its index replaced) closed this idle keep-alive connection as the request
+            # left: a GET is retried on a new one, as browsers and HTTP libraries do (RFC 9112, 9.3.1).
+            connection.close()
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            connection.request("GET", f"/counts?{query}")
+            connection.getresponse().read()
         took.append(time.perf_counter() - began)
         if until_in_memory and k % 10 == 0 and (health(port) or {}).get("cut_hours", "in memory") == "in memory":
             break
