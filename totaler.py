@@ -19,8 +19,8 @@ Glossary (each word in this sense only):
   block        whole lines read together; the plain and the fast path each count blocks
   plain path   the stdlib csv reader, row by row: count_events(plain_events(...)), the specification
   fast path    regular expressions over a block whose shape they prove (else _Unproved); equal to the plain path
-  hour key     a timestamp up to its hour as written, b'2021-03-01T04'; with its zone, a UTC hour or two
-  run          consecutive rows that share customer, hour key and zone (and event type, where asked)
+  hour key     a timestamp up to its hour as written, b'2021-03-01T04' (a slot key adds a minute's first digit)
+  run          consecutive rows that share customer, key (hour or slot) and zone (and event type, where asked)
   byte range   [lo, hi) of a file, starting and ending at line boundaries: what a worker or cluster task reads
   part         what is read of a byte range or a stream (a _Tally, an _IndexPart, a _Survey), added in file order
   tally        a part that counts one window, with its skipped rows and duplicates
@@ -1009,9 +1009,9 @@ class _Transactions:
         return new
 
 
-def _merge_counts(total: Counts, part: Counts) -> None:
-    """Add PART, which comes later in the file, into TOTAL, keeping first-seen order."""
-    for key, n in part.items():
+def _merge_counts(total: Counts, later: Counts) -> None:
+    """Add LATER, which comes later in the file, into TOTAL, keeping first-seen order."""
+    for key, n in later.items():
         total[key] = total.get(key, 0) + n
 
 
@@ -1205,7 +1205,7 @@ _ZONE_AT_END = re.compile(rb"\d(" + _ZONE + rb')"?\r?\Z')
 # repeat just as often in a log where neighbours share customer and hour.
 _GROUP = 4
 _SMALL_BLOCK = 1 << 16  # bytes: a block this small with odd rows goes to the plain path, not cut again
-_Pairs = dict[tuple[bytes, bytes, bytes], int]  # rows per (customer, hour key, zone), in first-seen order
+_Pairs = dict[tuple[bytes, bytes, bytes], int]  # rows per (customer, key, zone), in first-seen order
 
 
 class _Unproved(Exception):
@@ -1444,7 +1444,7 @@ def _shared_zone(data: bytes, lo: int, hi: int) -> bytes | None:
 def _match_rows(
     data: bytes, lo: int, hi: int, lines: int, zone: bytes | None, shape: _RowShape, group: int = _GROUP
 ) -> tuple[_Pairs, int]:
-    """Rows per (customer, hour key, zone) of the fast-shaped rows of DATA[LO:HI], first-seen order; and how many.
+    """Rows per (customer, key, zone) of the fast-shaped rows of DATA[LO:HI], first-seen order; and how many.
 
     GROUP rows a match where neighbours repeat, else one: Counter then counts in C.  A LOOSE middle field
     that ran across a newline would leave fewer rows than lines.
@@ -1491,8 +1491,8 @@ def _with_zones(keys: Counter[tuple[bytes, ...]], zone: bytes | None, slots: boo
 
 @lru_cache(maxsize=8)
 def _run_pattern(shape: _RowShape, zones: bytes = _WHOLE_HOUR_ZONE) -> re.Pattern[bytes]:
-    """A run of rows that share customer (and event type, if TYPED), hour key and a zone of ZONES (whole-hour ones
-    unless told): captures the run, customer, hour key and zone.  Middle fields are never loose here."""
+    """A run of rows that share customer (and event type, if TYPED), key (hour or slot) and a zone of ZONES (whole-hour
+    ones unless told): captures the run, customer, key and zone.  Middle fields are never loose here."""
     # Most logs come in runs (events.csv averages 36 rows of one customer in one
     # hour): the backreferences check the rows after the first without making a
     # string for any of them, so a run costs one match and one tuple.
@@ -1540,7 +1540,7 @@ def _proved_runs(data: bytes, lo: int, hi: int, shape: _RowShape) -> _Proved | N
 
 
 def _run_pairs(data: bytes, lo: int, hi: int, shape: _RowShape) -> _Pairs | None:
-    """Rows per (customer, hour key, zone) of DATA[LO:HI], first-seen order; None unless every line has a fast shape."""
+    """Rows per (customer, key, zone) of DATA[LO:HI], first-seen order; None unless every line has a fast shape."""
     if (proved := _proved_runs(data, lo, hi, shape)) is None:
         return None
     customers, keys, zones, sizes = proved
@@ -2073,7 +2073,7 @@ _PROGRESS_MIN = 256 << 20
 
 
 class _Part:
-    """What a pass over a file, or a part of one, found: its lines and bad rows, and, in a subclass, what it
+    """What a pass over a file, or a byte range of one, found: its lines and bad rows, and, in a subclass, what it
     collects from each block: counts (_Tally) or the index's columns (_IndexPart)."""
 
     def __init__(self) -> None:
@@ -2187,8 +2187,8 @@ class _UniqueTally(_Tally):
         counted = list(map(fates.__getitem__, self.numbers))
         self.duplicates += counted.count(False)
         keys = list(self.pair_numbers)
-        counts = Counter(compress(self.waiting, counted))  # in order of first row
-        _merge_counts(self.counts, dict(zip(map(keys.__getitem__, counts), counts.values(), strict=True)))
+        tallied = Counter(compress(self.waiting, counted))  # in order of first row
+        _merge_counts(self.counts, dict(zip(map(keys.__getitem__, tallied), tallied.values(), strict=True)))
         self.part_ids, self.pair_numbers, self.waiting, self.numbers = _PartIds(), _Numbering(), array("L"), array("l")
         self.transactions = transactions
 
@@ -2309,17 +2309,17 @@ def _quiet_worker() -> None:
     """Start a worker: Ctrl-C is its parent's to handle; SIGTERM, from the parent, ends it on the spot."""
     # SIG_DFL, not the parent's Python handler, which runs only between bytecodes: a
     # SIGTERM landing just before the worker blocked on the pool's queue was lost, and
-    # Pool.terminate() waited for the worker forever (4 times in 40 runs here).
+    # Pool.terminate() waited for the worker forever (4 times in 40 tries here).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
 
 
 def _worker_pool(context: BaseContext, jobs: int) -> Pool:
-    """A pool of JOBS workers, to use in a with block."""
-    # Workers leave Ctrl-C to this process, and leaving the block (done, --strict,
+    """A pool of JOBS workers, to use in a with statement."""
+    # Workers leave Ctrl-C to this process, and leaving the with (done, --strict,
     # Ctrl-C, SIGTERM) kills them: no traceback from each, no orphan counting on.
-    # Held back while the pool starts, a signal lands inside the block, not half-way.
+    # Held back while the pool starts, a signal lands inside the with, not half-way.
     signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
     try:
         return context.Pool(jobs, initializer=_quiet_worker)
@@ -2335,14 +2335,14 @@ def _in_ranges(
     jobs: int,
     new_part: Callable[[], _P],
     reader: Callable[[_ByteRange[_P]], _P] = _read_range,
-    part_size: int = 0,
+    range_size: int = 0,
 ) -> Iterator[tuple[int, _P]]:
-    """Line-aligned byte ranges [lo, hi) of PATH, of _RANGE_SIZE bytes at most (_RANGE_SIZE unless told), each read by
+    """Line-aligned byte ranges [lo, hi) of PATH, of RANGE_SIZE bytes at most (_RANGE_SIZE unless told), each read by
     READER into NEW_PART() on JOBS workers: (hi, part) in file order."""
     from multiprocessing import get_context
 
-    bounds = _line_bounds(path, size, max(jobs, -(-size // (part_size or _RANGE_SIZE))))
-    jobs = min(jobs, len(bounds) - 1)  # no worker without a part to read
+    bounds = _line_bounds(path, size, max(jobs, -(-size // (range_size or _RANGE_SIZE))))
+    jobs = min(jobs, len(bounds) - 1)  # no worker without a byte range to read
     # fork starts a worker in milliseconds; macOS lacks a safe fork, so it spawns.
     context = get_context("spawn" if sys.platform == "darwin" else "fork")
     with _worker_pool(context, jobs) as pool:
@@ -2364,12 +2364,12 @@ def _read_parallel(
     strict: bool = False,
     progress: _Progress | None = None,
     reader: Callable[[_ByteRange[_P]], _P] = _read_range,
-    part_size: int = 0,
+    range_size: int = 0,
     whole: _P | None = None,
 ) -> _P:
-    """Read PATH in byte ranges (of _RANGE_SIZE bytes at most) on JOBS worker processes, each by READER into NEW_PART(),
+    """Read PATH in byte ranges (of RANGE_SIZE bytes at most) on JOBS worker processes, each by READER into NEW_PART(),
     appended in file order (to WHOLE, if given)."""
-    for end, part in _in_ranges(path, size, jobs, new_part, reader, part_size):
+    for end, part in _in_ranges(path, size, jobs, new_part, reader, range_size):
         if whole is None:
             whole = part  # the first part itself: copying it into an empty one cost a pass and its memory
         else:
@@ -2562,10 +2562,10 @@ def _count_file(
     fast: bool = True,
     transactions: _Transactions | None = None,
 ) -> _Tally:
-    """Count PATH ('-' for standard input): in parallel when it is a big plain file, else as a stream.
+    """Count PATH ('-' for standard input): in parallel when it is a big regular uncompressed file, else as a stream.
 
     Whichever way it goes, the answer is count_events(plain_events(...))'s for the same bytes, skipped
-    rows and their line numbers included: tests/test_fast_path.py holds every path to that.
+    rows and their line numbers included: tests/test_fast_path.py holds every way to that.
     """
     jobs = jobs or _default_jobs()
     with _opened(path) as stream:
@@ -2615,11 +2615,12 @@ _Chunk = tuple[array, array, array, array]  # an hour's events: codes, microseco
 
 
 class _IndexPart(_Part):
-    """A part of the log, read for the index: its events by UTC hour, in file order, as chunks of columns:
-    customer and event type codes (of this part's tables), microseconds into the hour, and positions (events before
-    them in the part); once read (finish), each hour's counts where dense (None where not), and each customer's
-    events.  Its events' transaction ids are marked as _UniqueTally marks them, and settled against TRANSACTIONS
-    (each block, where given; else when the part is joined): REPEATED, 1 for each duplicate, 0 for the others."""
+    """What is read of a byte range (or a stream) for the index: its events by UTC hour, in file order, as
+    chunks of columns: customer and event type codes (of this part's tables), microseconds into the hour, and
+    positions (events before them in the part); once read (finish), each hour's events by customer where dense
+    (None where not), and each customer's events.  Its events' transaction ids are marked as _UniqueTally marks
+    them, and settled against TRANSACTIONS (each block, where given; else when the part is joined): REPEATED, 1
+    for each duplicate, 0 for the others."""
 
     def __init__(self, transactions: _Transactions | None = None) -> None:
         super().__init__()
@@ -2703,7 +2704,7 @@ class _IndexPart(_Part):
         self.append(later)
 
     def append(self, later: _IndexPart) -> None:
-        """Append LATER's columns, counts and customers' hours to ours."""
+        """Append LATER's columns, events by customer and customers' hours to ours."""
         self.check_room(later.indexed)
         customers = array("I", map(self.customers.__getitem__, later.customers))  # keys, in the order of their codes
         types = array("I", map(self.types.__getitem__, later.types))
@@ -2756,7 +2757,7 @@ class _Hour:
     in order of first event, where few customers send many events (else None: counting its codes is as quick).
     Each column in the narrowest array its values fit: 7.5 bytes an event on the 10M-row log of 7 customers."""
 
-    __slots__ = ("by_customer", "codes", "first", "in_hour", "positions", "repeated", "types")
+    __slots__ = ("by_customer", "codes", "first", "gaps", "in_hour", "repeated", "types")
 
     def __init__(
         self,
@@ -2774,17 +2775,17 @@ class _Hour:
         self.first = positions[0] if positions else 0  # in file order: positions rise
         # Kept as the gap from the event before (None where each is 1: the hour's events lie together): in a
         # log in time order most gaps are under 256, so 1.4 bytes an event, not the 2.1 of positions from FIRST.
-        self.positions = None
+        self.gaps = None
         if positions and positions[-1] - self.first != len(positions) - 1:
             gaps = array("I", map(sub, positions, chain((self.first,), positions)))
-            self.positions = _narrowest(gaps, max(gaps))
+            self.gaps = _narrowest(gaps, max(gaps))
         self.by_customer = by_customer
 
     def position_column(self) -> Iterable[int]:
         """The position of each event."""
-        if self.positions is None:
+        if self.gaps is None:
             return range(self.first, self.first + len(self.codes))
-        return islice(accumulate(self.positions, initial=self.first), 1, None)
+        return islice(accumulate(self.gaps, initial=self.first), 1, None)
 
     def duplicates(self) -> bytes:
         """1 for each event that is a duplicate, else 0 (empty if none is)."""
@@ -3041,13 +3042,13 @@ def _survey(path: str, jobs: int) -> _Survey | None:
 
 class _LogFiles:
     """The files a file-backed index was read from, kept open (a log rotated away is still the one indexed), as
-    they were (size and modification time); where each segment lies and what rows it held."""
+    they were (size and modification time); where each segment lies and what events it held."""
 
     def __init__(self, paths: list[str]) -> None:
         self.files = [open(path, "rb", buffering=0) for path in paths]  # noqa: SIM115 - open while served
         self.paths = paths
         self.stamps = [_file_stamp(file.fileno()) for file in self.files]
-        # (file number, start, end, rows, events before it in the log) of each segment
+        # (file number, start, end, its events, events before it in the log) of each segment
         self.segments: list[tuple[int, int, int, int, int]] = []
 
     def read(self, number: int, customers: _Codes, types: _Codes) -> dict[int, list[_Chunk]]:
@@ -3133,7 +3134,7 @@ class _CustomerTable(NamedTuple):
 
 
 def _customer_table_of(whole: _IndexPart) -> _CustomerTable:
-    """The _CustomerTable of an index in memory, from its parts' counts and hours: worked out once, in the master,
+    """The _CustomerTable of an index in memory, from its parts' totals and hours: worked out once, in the master,
     so that no page costs a worker more than its own customers."""
     names, codes = whole.customers.names, range(len(whole.customers))
     totals = array("Q", map(whole.totals.__getitem__, codes))
@@ -3220,15 +3221,15 @@ def _file_backed_index(name: str, paths: list[str], jobs: int) -> Index | None:
             return None
         surveys.append(found)
     files, whole, segments = _LogFiles(paths), _Survey(), {}
-    by_hour: dict[int, float] = {}  # a segment's rows shared among its hours: enough to tell the busiest day
+    by_hour: dict[int, float] = {}  # a segment's events shared among its hours: enough to tell the busiest day
     before = 0  # events before the segment, in the log: its first event's position
     for number, (path, found) in enumerate(zip(paths, surveys, strict=True)):
-        for start, end, hours, rows in found.segments:
+        for start, end, hours, events in found.segments:
             for hour in hours:
                 segments.setdefault(hour, array("I")).append(len(files.segments))
-                by_hour[hour] = by_hour.get(hour, 0) + rows / len(hours)
-            files.segments.append((number, start, end, rows, before))
-            before += rows
+                by_hour[hour] = by_hour.get(hour, 0) + events / len(hours)
+            files.segments.append((number, start, end, events, before))
+            before += events
         whole.add(found, file=path if len(paths) > 1 else None)
     hours, seconds = _FileHours(files, segments), time.monotonic() - started
     # Customers not gathered yet: their number, and the longest id, come with the index in memory.
@@ -3243,10 +3244,10 @@ def _index_file(path: str, jobs: int, transactions: _Transactions) -> _IndexPart
     with _opened(path) as stream:
         plain = path != "-" and not isinstance(stream, _COMPRESSED)
         if size := _parallel_size(path, stream, jobs):
-            # A part a job: the master joins each part in turn, and a join costs a pass over the
-            # part's customers as well as its events (16 parts of 1 GB: 2.4 s of joins, not 0.3).
-            part_size, whole = max(_RANGE_SIZE, -(-size // jobs)), _IndexPart(transactions)
-            return _read_parallel(path, size, jobs, _IndexPart, part_size=part_size, whole=whole)
+            # A byte range a job: the master joins each part in turn, and a join costs a pass over the
+            # part's customers as well as its events (16 ranges of 1 GB: 2.4 s of joins, not 0.3).
+            range_size, whole = max(_RANGE_SIZE, -(-size // jobs)), _IndexPart(transactions)
+            return _read_parallel(path, size, jobs, _IndexPart, range_size=range_size, whole=whole)
         part = _read_stream(stream, _IndexPart(transactions), os.fstat(stream.fileno()).st_size if plain else -1)
     part.finish()
     return part

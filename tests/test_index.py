@@ -302,7 +302,7 @@ def test_an_hour_keeps_positions_only_where_its_events_do_not_lie_together(posit
     repeated[positions[-1]] = 1  # the hour's last event is a duplicate
     hour = totaler._Hour(chunk, one_type=False, repeated=repeated)
     assert list(hour.position_column()) == positions
-    assert (hour.positions is None) == (positions[-1] - positions[0] == n - 1)
+    assert (hour.gaps is None) == (positions[-1] - positions[0] == n - 1)
     assert hour.duplicates() == bytes(n - 1) + b"\1"
 
 
