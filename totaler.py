@@ -4459,7 +4459,7 @@ const $ = (id) => document.getElementById(id);
 const MAX_BUCKETS = 2000;
 const MAX_ELEMENTS = 2000; // SVG elements the chart may draw: with many customers, the top ones and "other"
 const MOST_DRAWN = 10; // customers drawn apart at most; the rest share one "other customers" band
-const TABLE_ROWS = 500; // rows of the table at most
+const TABLE_ENTRIES = 500; // entries of the table at most
 const LISTED_DAYS = 3; // a longer window's table leaves out its empty buckets
 const OTHER = ""; // the data-customer of the "other customers" band
 const NUMBER = new Intl.NumberFormat("en-US");
@@ -4501,7 +4501,7 @@ function colorOf(customer) {
 }
 
 // "2021-03-01 04:00:00 +0000", the label of a bucket, as milliseconds since the epoch.
-function instant(label) {
+function millis(label) {
   const [, date, time, hours, minutes] = /^(\S+) (\S+) ([+-]\d\d)(\d\d)\d*$/.exec(label);
   return Date.parse(`${date}T${time}${hours}:${minutes}`);
 }
@@ -4534,15 +4534,15 @@ function showError(message) {
 // Each bucket spans from its start (or the window's) to the next one's (or the window's end):
 // a bucket the window cuts is drawn as wide as the part of it the window holds.
 function spans(buckets, from, to) {
-  const starts = buckets.map(([label]) => instant(label));
+  const starts = buckets.map(([label]) => millis(label));
   return starts.map((start, i) => [Math.max(start, from), i + 1 < starts.length ? starts[i + 1] : to]);
 }
 
 // The customers drawn apart: the window's busiest, as many as fit MAX_ELEMENTS; the rest become "other".
 function drawnApart(buckets) {
   const totals = new Map();
-  for (const [, rows] of buckets) {
-    for (const [customer, n] of rows) totals.set(customer, (totals.get(customer) || 0) + n);
+  for (const [, pairs] of buckets) {
+    for (const [customer, n] of pairs) totals.set(customer, (totals.get(customer) || 0) + n);
   }
   const room = Math.floor(MAX_ELEMENTS / Math.max(1, buckets.length)) - 3; // a column, its title, labels
   const most = Math.max(0, Math.min(MOST_DRAWN, room - 1, totals.size));
@@ -4550,10 +4550,10 @@ function drawnApart(buckets) {
   return [new Set(busiest.slice(0, totals.size <= most + 1 ? totals.size : most).map(([c]) => c)), totals.size];
 }
 
-// A bucket's rows as drawn: the customers drawn apart, in the JSON's order, then one "other" band.
-function drawnRows(rows, apart) {
-  const drawn = rows.filter(([customer]) => apart.has(customer));
-  const other = rows.reduce((sum, [customer, n]) => sum + (apart.has(customer) ? 0 : n), 0);
+// A bucket's pairs as drawn: the customers drawn apart, in the JSON's order, then one "other" band.
+function drawnPairs(pairs, apart) {
+  const drawn = pairs.filter(([customer]) => apart.has(customer));
+  const other = pairs.reduce((sum, [customer, n]) => sum + (apart.has(customer) ? 0 : n), 0);
   return other ? [...drawn, [OTHER, other]] : drawn;
 }
 
@@ -4567,11 +4567,11 @@ function drawAxis(chart, most, box) {
   return (box.bottom - box.top) / ceiling;
 }
 
-function drawBucket(chart, [hour, rows], total, [x0, x1], scale, box) {
+function drawBucket(chart, [hour, pairs], total, [x0, x1], scale, box) {
   const column = svg("g", { "data-hour": hour, "data-total": total });
   column.append(svg("title", {}, `${hour}: ${plural(total, "event")}`));
   let y = box.bottom;
-  for (const [customer, n] of rows) {
+  for (const [customer, n] of pairs) {
     const bar = svg("rect", {
       x: x0, y: y - n * scale, width: Math.max(x1 - x0, 0.5), height: n * scale,
       fill: colorOf(customer), "data-hour": hour, "data-customer": customer, "data-count": n,
@@ -4587,7 +4587,7 @@ function drawBucket(chart, [hour, rows], total, [x0, x1], scale, box) {
 function draw(buckets, from, to) {
   const chart = $("chart"), box = { left: 56, right: 952, top: 16, bottom: 292 };
   chart.replaceChildren();
-  const totals = buckets.map(([, rows]) => rows.reduce((sum, [, n]) => sum + n, 0));
+  const totals = buckets.map(([, pairs]) => pairs.reduce((sum, [, n]) => sum + n, 0));
   const total = totals.reduce((sum, n) => sum + n, 0);
   const [apart, customers] = drawnApart(buckets);
   const others = customers - apart.size;
@@ -4600,8 +4600,8 @@ function draw(buckets, from, to) {
   const every = Math.ceil(buckets.length / 12), gap = buckets.length <= 200 ? 1 : 0;
   spans(buckets, from, to).forEach(([start, end], i) => {
     const [x0, x1] = [x(start), x(end) - gap];
-    const rows = drawnRows(buckets[i][1], apart);
-    const [column, top] = drawBucket(chart, [buckets[i][0], rows], totals[i], [x0, x1], scale, box);
+    const pairs = drawnPairs(buckets[i][1], apart);
+    const [column, top] = drawBucket(chart, [buckets[i][0], pairs], totals[i], [x0, x1], scale, box);
     if (buckets.length <= 48 && totals[i]) {
       column.append(svg("text", { x: (x0 + x1) / 2, y: top - 3, class: "total" }, NUMBER.format(totals[i])));
     }
@@ -4625,18 +4625,18 @@ function drawLegend(apart, others) {
 }
 
 function drawTable(buckets, leaveOutEmpty) {
-  const shown = leaveOutEmpty ? buckets.filter(([, rows]) => rows.some(([, n]) => n)) : buckets;
-  const lines = shown.flatMap(([hour, rows]) => (rows.length ? rows : [["", 0]]).map((row) => [hour, ...row]));
-  $("numbers").replaceChildren(...lines.slice(0, TABLE_ROWS).map(([hour, customer, n]) => {
-    const row = html("tr");
-    row.append(html("td", {}, hour), html("td", {}, visible(customer)), html("td", { class: "n" }, NUMBER.format(n)));
-    return row;
+  const shown = leaveOutEmpty ? buckets.filter(([, pairs]) => pairs.some(([, n]) => n)) : buckets;
+  const entries = shown.flatMap(([hour, pairs]) => (pairs.length ? pairs : [["", 0]]).map((pair) => [hour, ...pair]));
+  $("numbers").replaceChildren(...entries.slice(0, TABLE_ENTRIES).map(([hour, customer, n]) => {
+    const tr = html("tr");
+    tr.append(html("td", {}, hour), html("td", {}, visible(customer)), html("td", { class: "n" }, NUMBER.format(n)));
+    return tr;
   }));
   const notes = [];
   const left = buckets.length - shown.length;
   if (left) notes.push(`${plural(left, "empty bucket")} of this window not listed`);
-  if (lines.length > TABLE_ROWS) {
-    notes.push(`the first ${NUMBER.format(TABLE_ROWS)} of ${plural(lines.length, "row")} shown`);
+  if (entries.length > TABLE_ENTRIES) {
+    notes.push(`the first ${NUMBER.format(TABLE_ENTRIES)} of ${NUMBER.format(entries.length)} table entries shown`);
   }
   $("left-out").textContent = notes.join("; ");
 }

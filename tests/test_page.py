@@ -263,4 +263,4 @@ def test_many_customers_draw_the_busiest_apart_and_the_rest_as_one_band(tmp_path
         totals[bar["data-hour"]] = totals.get(bar["data-hour"], 0) + int(bar["data-count"])
     assert set(totals.values()) == {5 * 21 + 295}  # every hour whole, "other" included
     assert text_of(dom, "summary").startswith("19,200 events in this window (total), 300 customers: the ")
-    assert "of 14,400 rows shown" in text_of(dom, "left-out")
+    assert "of 14,400 table entries shown" in text_of(dom, "left-out")
