@@ -63,10 +63,10 @@ def is_boundary(micros: int, width: int, tz) -> bool:
 
 def model_floor(micros: int, width: int, tz) -> int:
     """The first instant of MICROS's bucket: back a minute at a time to the last boundary."""
-    moment = micros - micros % MINUTE
-    while not is_boundary(moment, width, tz):
-        moment -= MINUTE
-    return moment
+    instant = micros - micros % MINUTE
+    while not is_boundary(instant, width, tz):
+        instant -= MINUTE
+    return instant
 
 
 def model_label(micros: int, tz) -> str:
@@ -77,11 +77,11 @@ def model_label(micros: int, tz) -> str:
 def model_answer(rows, start: int, end: int, width: int, tz, customer=None, types=None) -> dict:
     """{label: {customer: count}}: every bucket an instant of [start, end) is in, customers in file order."""
     buckets = [model_floor(start, width, tz)]
-    moment = start - start % MINUTE + MINUTE
-    while moment < end:
-        if is_boundary(moment, width, tz):
-            buckets.append(moment)
-        moment += MINUTE
+    instant = start - start % MINUTE + MINUTE
+    while instant < end:
+        if is_boundary(instant, width, tz):
+            buckets.append(instant)
+        instant += MINUTE
     answer = {bucket: {} for bucket in buckets}
     for who, when, event_type in rows:
         if start <= when < end and customer in (None, who) and (types is None or event_type in types):
@@ -167,14 +167,15 @@ def test_a_microsecond_either_side_of_each_change(zone: str, width: str) -> None
         first = micros_of(f"{day}T00:00:00+00:00") - DAY
         changes = [m for m in range(first, first + 3 * DAY, MINUTE) if wall(m, tz) - wall(m - 1, tz) != 1]
         assert len(changes) == 1, (zone, day)
-        moments = [changes[0] + delta for delta in (-1, 0, 1)]
-        for moment in moments:
-            assert buckets.floor(moment) == model_floor(moment, size, tz), (zone, day, moment)
+        instants = [changes[0] + delta for delta in (-1, 0, 1)]
+        for instant in instants:
+            assert buckets.floor(instant) == model_floor(instant, size, tz), (zone, day, instant)
         rows = [
-            (f"c{i % 3}", m, "INGEST") for i, m in enumerate(m + k * MINUTE for m in moments for k in range(-90, 90, 7))
+            (f"c{i % 3}", m, "INGEST")
+            for i, m in enumerate(m + k * MINUTE for m in instants for k in range(-90, 90, 7))
         ]
         data = "".join(f"{who},INGEST,t,{stamp(when, 'Z')}\n" for who, when, _ in rows).encode()
-        for start, end in [(moments[0], moments[2] + 1), (moments[1], moments[2]), (first, first + 3 * DAY)]:
+        for start, end in [(instants[0], instants[2] + 1), (instants[1], instants[2]), (first, first + 3 * DAY)]:
             window = totaler.Window(start, end, None, buckets)
             want = model_answer(rows, start, end, size, tz)
             assert ours(data, window) == want == ours(data, window, fast=False)
@@ -195,10 +196,10 @@ def logs(draw) -> tuple:
     times = sorted(draw(st.lists(near, min_size=1, max_size=80))) if draw(st.booleans()) else None
     times = times or draw(st.lists(near, min_size=1, max_size=80))
     rows = []
-    for moment in times:
+    for instant in times:
         who, event_type = draw(st.sampled_from(["a", "b", "c"])), draw(st.sampled_from(["INGEST", "SEND"]))
         repeat = draw(st.integers(1, 6))  # runs of one customer and hour, which the fast path reads by key
-        rows += [(who, moment + k, event_type) for k in range(repeat)]
+        rows += [(who, instant + k, event_type) for k in range(repeat)]
     q = '"' if draw(st.booleans()) else ""  # every field quoted, as csv.QUOTE_ALL writes, or none
     written = [
         f"{q}{who}{q},{q}{t}{q},{q}x{q},{q}{stamp(when, draw(st.sampled_from(writings)))}{q}\n" for who, when, t in rows

@@ -115,7 +115,7 @@ def test_hour_floor_and_formats() -> None:
 
 def full(events) -> list[totaler.Event]:
     """(customer, instant) pairs as the events plain_events yields: every one an INGEST, of its own transaction."""
-    return [(customer, moment, "INGEST", f"t{number}") for number, (customer, moment) in enumerate(events)]
+    return [(customer, instant, "INGEST", f"t{number}") for number, (customer, instant) in enumerate(events)]
 
 
 def test_the_exercise_2022_example() -> None:
@@ -227,8 +227,8 @@ def brute_force(events: list[tuple[str, datetime]], start: datetime, end: dateti
 @settings(max_examples=400, deadline=None)
 @given(events=st.lists(st.tuples(customers, instants), max_size=60), data=st.data())
 def test_count_events_matches_brute_force(events, data) -> None:
-    moments = [totaler._to_micros(when) for _, when in events]
-    w = Window(*data.draw(edge_windows(moments, [None, "a", "b"])))
+    instants = [totaler._to_micros(when) for _, when in events]
+    w = Window(*data.draw(edge_windows(instants, [None, "a", "b"])))
     start, end, customer = totaler._from_micros(w.start), totaler._from_micros(w.end), w.customer
     counts = count_events(full((who, totaler._to_micros(when)) for who, when in events), w)
     rendered = {totaler._format_bucket(b): dict(rows) for b, rows in totaler._by_bucket(counts, w)}

@@ -570,8 +570,8 @@ def test_a_prefix_finds_customers_by_the_start_of_their_id(server) -> None:
     assert [c["customer"] for c in page["customers"]] == [SEED_CUSTOMER] and page["matching"] == 1
     first, last = page["customers"][0]["first"], page["customers"][0]["last"]
     rows = [line for line in EVENTS.read_bytes().splitlines() if line.startswith(SEED_CUSTOMER.encode())]
-    moments = sorted(totaler._parse_event_time(row.rsplit(b",", 1)[1].decode()) for row in rows)
-    assert (first, last) == (totaler._format_utc(moments[0]), totaler._format_utc(moments[-1]))
+    instants = sorted(totaler._parse_event_time(row.rsplit(b",", 1)[1].decode()) for row in rows)
+    assert (first, last) == (totaler._format_utc(instants[0]), totaler._format_utc(instants[-1]))
     assert json.loads(server.get("/customers?prefix=zz")[1])["customers"] == []
 
 

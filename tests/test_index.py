@@ -59,11 +59,11 @@ def test_index_built_in_parts_is_the_index_built_in_one(tmp_path: Path, monkeypa
     assert one.customer_codes.names == parts.customer_codes.names and one.types == parts.types
     for start in one.starts:
         a, b = one.hours[start], parts.hours[start]
-        assert (a.codes, a.in_hour, list(a.position_column()), a.types) == (
+        assert (a.codes, a.in_hour, list(a.position_column()), list(a.type_column() or [])) == (
             b.codes,
             b.in_hour,
             list(b.position_column()),
-            b.types,
+            list(b.type_column() or []),
         )
         for hour in (a, b):  # counts kept are the hour's, in order of first event (an hour two parts hold: maybe none)
             assert hour.by_customer is None or list(hour.by_customer.items()) == list(Counter(hour.codes).items())
@@ -109,15 +109,15 @@ def test_rows_read_by_the_fast_shapes_are_indexed_as_the_plain_path_reads_them(t
         events = list(totaler.plain_events(stream))
     assert (index.events, index.skipped.count) == (len(events), 1)
     by_hour: dict[int, list] = {}
-    for position, (who, moment, event_type, _) in enumerate(events):
-        by_hour.setdefault(moment - moment % totaler._HOUR, []).append(
-            (who, moment % totaler._HOUR, event_type, position)
+    for position, (who, instant, event_type, _) in enumerate(events):
+        by_hour.setdefault(instant - instant % totaler._HOUR, []).append(
+            (who, instant % totaler._HOUR, event_type, position)
         )
     assert index.starts == sorted(by_hour)
     for start, rows in by_hour.items():
         hour = index.hours[start]
         names, types = index.customer_codes.names, index.types
-        columns = zip(hour.codes, hour.in_hour, hour.types, hour.position_column(), strict=True)
+        columns = zip(hour.codes, hour.in_hour, hour.type_column(), hour.position_column(), strict=True)
         found = [(names[c], o, types[t], p) for c, o, t, p in columns]
         assert found == rows
 
@@ -344,3 +344,13 @@ def test_a_customer_no_row_can_hold_is_asked_of_every_index_without_an_error(tmp
     assert backed.files is not None
     for index in (totaler.build_index(str(path), in_memory=True), backed):
         assert index.counts(window) == {}
+
+
+@pytest.mark.parametrize("types", [[0, 1, 1, 0, 1, 0, 0, 1, 1], [0, 0, 0], [0, 2, 1], [1] * 17])
+def test_an_hour_keeps_two_event_types_as_bits_and_gives_each_back(types: list[int]) -> None:
+    n = len(types)
+    chunk = (array("I", range(n)), array("I", range(n)), array("I", types), array("I", range(n)))
+    hour = totaler._Hour(chunk, one_type=False)
+    assert list(hour.type_column()) == types
+    assert isinstance(hour.types, bytes) == (max(types) < 2)
+    assert totaler._Hour(chunk, one_type=True).type_column() is None
