@@ -2772,9 +2772,9 @@ class _Hour:
         flags = None if repeated is None else bytes(map(repeated.__getitem__, positions))
         self.repeated = _packed(flags) if flags and 1 in flags else None  # a bit for each event, 1 if a duplicate
         self.codes = _narrowest(codes, customers - 1)
-        self.types = None if one_type else _narrowest(types, max(types, default=0))
-        if self.types is not None and self.types.typecode == "B" and max(self.types, default=0) < 2:
-            self.types = _packed(bytes(self.types))  # two event types, as most logs have: a bit an event
+        most = 0 if one_type else max(types, default=0)  # two event types, as most logs have: a bit an event
+        narrow = None if one_type else _narrowest(types, most)  # bytes() of a "B" array: its values
+        self.types = narrow if narrow is None or most > 1 else _packed(bytes(narrow))
         self.first = positions[0] if positions else 0  # in file order: positions rise
         # Kept as the gap from the event before (None where each is 1: the hour's events lie together): in a
         # log in time order most gaps are under 256, so 1.4 bytes an event, not the 2.1 of positions from FIRST.
