@@ -3522,6 +3522,7 @@ class _Request(NamedTuple):
     keep_alive: bool
     line: str
     accept: str = ""  # the Accept header's values, joined
+    host: str = ""  # the Host header's name, lowercase, without its port ("" without a Host)
 
 
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -3622,7 +3623,26 @@ def _parse_head(head: bytes, limits: _Limits) -> _Request:
     # A body this server does not read would be taken for the next request: close after answering.
     method, target = words[0].decode(), _request_target(words[0], words[1])
     accept = b",".join(headers.get(b"accept", [])).decode("latin-1")
-    return _Request(method, target, words[2].decode(), keep_alive and not has_body, line.decode("latin-1"), accept)
+    host, version = _host_name(hosts[0]) if hosts else "", words[2].decode()
+    return _Request(method, target, version, keep_alive and not has_body, line.decode("latin-1"), accept, host)
+
+
+def _host_name(host: bytes) -> str:
+    """A Host header's name, lowercase, without its port or a final dot: '[::1]:8000' -> '[::1]'."""
+    name = host[: host.index(b"]") + 1] if host.startswith(b"[") else host.partition(b":")[0]
+    return name.decode("ascii").lower().removesuffix(".")
+
+
+_IPV4 = re.compile(r"[0-9.]+")
+
+
+def _allowed_host(name: str, allowed: tuple[str, ...]) -> bool:
+    """Whether a request naming host NAME (from _host_name) is answered: an IP address, a name without a dot
+    (localhost, a compose service), *.localhost, or one of ALLOWED ('*': any).  A DNS rebinding page makes a
+    browser send its own dotted name to this address (a name the attacker controls has a dot), and is refused."""
+    if not name or name.startswith("[") or _IPV4.fullmatch(name) or "." not in name or name.endswith(".localhost"):
+        return True
+    return name in allowed or "*" in allowed
 
 
 _REASONS = {_status.value: _status.phrase for _status in HTTPStatus}
@@ -3830,6 +3850,11 @@ class _Connection:
         if request.method not in ("GET", "HEAD"):
             message = _error_payload(f"method {request.method} is not allowed; use GET")
             self.send(405, message, True, True, request, "Allow: GET, HEAD\r\n")
+            return
+        if not _allowed_host(request.host, self.worker.settings.hosts):
+            refused = f"host {request.host!r} is not allowed (DNS rebinding): start the server with --allow-host"
+            message = _error_payload(f"{refused} {request.host}")
+            self.send(403, message, not head_only, close, request)
             return
         path, _, query = request.target.partition("?")  # not urlsplit: '//x/healthz' is a path, not host x
         extra, content_type = "", _JSON_TYPE
@@ -4225,6 +4250,7 @@ class ServeSettings(NamedTuple):
     jobs: int
     workers: int
     limits: _Limits = _Limits()
+    hosts: tuple[str, ...] = ()  # dotted names a request's Host may give (--allow-host; '*': any)
 
 
 def _load_index(name: str, jobs: int, in_memory: bool = False, expected: list[_Stamp] | None = None) -> Index:
@@ -4918,6 +4944,8 @@ def _add_http_arguments(parser: _Parser) -> None:
     host = os.environ.get("TOTALER_HOST", "127.0.0.1")  # the image sets 0.0.0.0: `docker run -p` just works
     http.add_argument("--host", default=host, help=f"address to listen on (default {host}; env TOTALER_HOST)")
     http.add_argument("--port", type=_whole_number(0, 65535), default=8000, help="port (default 8000; 0 picks one)")
+    allowed = "a dotted name the Host header may give, besides IP addresses and names without a dot; '*': any"
+    http.add_argument("--allow-host", action="append", metavar="NAME", help=f"{allowed} (env TOTALER_ALLOW_HOSTS)")
     http.add_argument("--quiet", action="store_true", help="no access log")
     http.add_argument(
         "--workers", type=_whole_number(0, 256), default=0, metavar="N", help="serving processes (default: CPUs)"
@@ -4978,7 +5006,10 @@ def _serve_command(args: argparse.Namespace) -> int:
         raise UsageError("--serve takes only FILE: the window comes with each request")
     limits = _Limits(args.header_timeout, args.idle_timeout, args.max_connections)
     workers = args.workers or _default_jobs()
-    return serve(args.host, args.port, ServeSettings(args.file, args.max_hours, args.quiet, args.jobs, workers, limits))
+    names = args.allow_host or os.environ.get("TOTALER_ALLOW_HOSTS", "").split(",")
+    hosts = tuple(name.strip().lower().removesuffix(".") for name in [*names, args.host] if name.strip())
+    settings = ServeSettings(args.file, args.max_hours, args.quiet, args.jobs, workers, limits, hosts)
+    return serve(args.host, args.port, settings)
 
 
 def _question(args: argparse.Namespace) -> Window:

@@ -669,3 +669,53 @@ def test_every_long_request_waiting_when_the_server_stops_gets_a_reply(tmp_path:
     finally:
         running.stop()
     assert "Traceback" not in running.stderr()
+
+
+@pytest.mark.parametrize(
+    "host, allowed",
+    [
+        (b"localhost:8000", True),
+        (b"127.0.0.1:8000", True),
+        (b"[::1]:8000", True),
+        (b"10.1.2.3", True),
+        (b"totaler:8000", True),  # a compose service: no dot, never a name an attacker's DNS answers
+        (b"app.localhost", True),
+        (b"", True),  # HTTP/1.1's empty Host of a target with no authority
+        (b"rebind.attacker.example:8000", False),
+        (b"REBIND.attacker.example.", False),  # case and a final dot change nothing
+        (b"127.0.0.1.nip.io", False),  # a name that resolves to loopback is still a name
+        (b"counts.example.com", True),  # given with --allow-host
+    ],
+)
+def test_a_dotted_host_name_is_answered_only_when_allowed(host: bytes, allowed: bool) -> None:
+    import totaler
+
+    name = totaler._host_name(host)
+    assert totaler._allowed_host(name, ("counts.example.com",)) is allowed
+    assert totaler._allowed_host(name, ("*",))
+
+
+def test_a_dns_rebinding_request_is_a_403_unless_the_name_is_allowed(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "events.csv"
+    shutil.copy(EVENTS, path)
+    target = b"GET /healthz HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
+    refused = Server(path, "--quiet", "--workers", "1")
+    try:
+        reply = exchange(refused.port, target % b"rebind.attacker.example:8000")
+        assert status_of(reply) == 403 and b"--allow-host rebind.attacker.example" in reply, reply
+        assert status_of(exchange(refused.port, target % b"localhost")) == 200
+    finally:
+        refused.stop()
+    allowed = Server(path, "--quiet", "--workers", "1", "--allow-host", "Counts.Example.com")
+    try:
+        assert status_of(exchange(allowed.port, target % b"counts.example.com:443")) == 200
+        assert status_of(exchange(allowed.port, target % b"rebind.attacker.example")) == 403
+    finally:
+        allowed.stop()
+    monkeypatch.setenv("TOTALER_ALLOW_HOSTS", "counts.example.com, other.example")
+    by_environment = Server(path, "--quiet", "--workers", "1")
+    try:
+        assert status_of(exchange(by_environment.port, target % b"other.example")) == 200
+        assert status_of(exchange(by_environment.port, target % b"rebind.attacker.example")) == 403
+    finally:
+        by_environment.stop()
