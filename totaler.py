@@ -80,9 +80,9 @@ from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from functools import lru_cache, partial
 from http import HTTPStatus
-from itertools import accumulate, chain, compress, filterfalse, islice, pairwise, repeat, starmap
+from itertools import accumulate, chain, compress, islice, pairwise, repeat, starmap
 from json.encoder import encode_basestring_ascii as quote
-from operator import add, and_, eq, ge, getitem, gt, itemgetter, le, mod, not_, or_, sub
+from operator import add, and_, eq, ge, getitem, gt, itemgetter, le, mod, not_, sub, truth
 from typing import TYPE_CHECKING, BinaryIO, NamedTuple, TypeVar
 from urllib.parse import parse_qs, urlencode
 
@@ -801,7 +801,7 @@ def plain_events(stream: BinaryIO, skipped: _Skipped | None = None) -> Iterator[
 # name order, then lines) carrying a transaction_id is the transaction; every later valid
 # row carrying it is a duplicate, whatever its time, customer or event type; a row with
 # an empty id is never one.  The rule lives in two calls every path makes, in file order:
-# _PartIds.firsts marks the rows whose id no earlier row of their part carried, and
+# _PartIds.marked marks the rows whose id an earlier row of their part carried, and
 # _Transactions.added says which of a part's ids no earlier part carried.  A row counts
 # under --unique when it is first in its part and its id new to the input, or empty.
 
@@ -813,42 +813,37 @@ class _PartIds:
     """The transaction ids of one part of the input read so far, each numbered once, in order of first row."""
 
     def __init__(self) -> None:
-        self.numbers: dict[bytes, int] = {}
+        self.first_rows: dict[bytes, int] = {}  # each id's first row in the part, in order: its number is its place
+        self.rows = 0  # the part's rows marked so far
         self.keys: list[bytes | None] | bytes | None = None  # sealed: the ids as keys
 
-    def firsts(self, ids: list[bytes]) -> tuple[list[bool], list[int]]:
-        """For each of IDS (the next rows of the part, in file order, UTF-8, stripped): whether no earlier row of
-        the part carried it (an empty id never is carried), and its number (-1: empty)."""
-        first_at = dict(zip(reversed(ids), reversed(range(len(ids))), strict=True))  # each id's first row
-        first_at.pop(b"", None)
-        # filter, not first_at.keys() - numbers.keys(), which walks all the part's ids (2.3 us a row, not 0.05).
-        old = set(filter(self.numbers.__contains__, first_at))  # ids an earlier batch of the part carried
-        fresh = list(filterfalse(old.__contains__, first_at)) if old else list(first_at)
-        self.numbers.update(zip(fresh, range(len(self.numbers), len(self.numbers) + len(fresh)), strict=True))
-        numbers = list(map(self.numbers.get, ids, repeat(-1)))
-        firsts = list(map(or_, map(eq, map(first_at.get, ids, repeat(-1)), range(len(ids))), map(not_, ids)))
-        if old:  # their first rows here are not the part's first
-            firsts = list(map(and_, firsts, map(not_, map(old.__contains__, ids))))
-        return firsts, numbers
-
     def marked(self, ids: list[bytes]) -> list[int]:
-        """firsts(IDS) as one column: each id's number, or REPEATED where an earlier row of the part carried it."""
-        firsts, numbers = self.firsts(ids)
-        return list(map(getitem, zip(repeat(_REPEATED), numbers), firsts))  # (REPEATED, number)[first]
+        """For each of IDS (the next rows of the part, in file order, UTF-8, stripped), its id's number; REPEATED
+        where an earlier row of the part carried it, -1 where it is empty (an empty id is carried by none)."""
+        rows = range(self.rows, self.rows + len(ids))
+        self.rows += len(ids)
+        numbered = len(self.first_rows)
+        # A row is its id's first where setdefault keeps the row it offers, in C: 0.3 us a row, where a dict of
+        # each id's first row and a set of those an earlier batch carried took 0.5 to 0.7.
+        firsts = list(map(eq, map(self.first_rows.setdefault, ids, rows), rows))
+        empty = self.first_rows.pop(b"", None) is not None  # an empty id is no transaction: never repeated
+        if empty:
+            firsts = list(map(and_, firsts, map(truth, ids)))
+        numbers = islice(accumulate(firsts, initial=numbered - 1), 1, None)  # a first row's: the firsts before it
+        marked = list(map(getitem, zip(repeat(_REPEATED), numbers), firsts))  # (REPEATED, number)[first]
+        return list(map(getitem, zip(marked, repeat(-1)), map(not_, ids))) if empty else marked
 
     def ids(self) -> list[bytes]:
         """The part's ids, in the order of their numbers."""
-        return list(self.numbers)
+        return list(self.first_rows)
 
     def seal(self) -> None:
         """In a worker, once its part is read: the ids as keys, so that settling them is all the merger does; one
         bytes of them, and the ids dropped, where each id has a key (a list of them took as long to send as to
         read)."""
-        keys = _id_keys(self.ids())
-        if None in keys:
-            self.keys = keys
-        else:
-            self.keys, self.numbers = b"".join(keys), {}  # type: ignore[arg-type]
+        self.keys = _id_keys(self.ids())
+        if isinstance(self.keys, bytes):
+            self.first_rows = {}
 
     def settle(self, transactions: _Transactions) -> list[bool]:
         """For each of the part's ids, by number, whether no earlier part carried it (TRANSACTIONS, their ids,
@@ -857,7 +852,7 @@ class _PartIds:
         if isinstance(self.keys, bytes):
             new = transactions.keys.added(_split_keys(self.keys))
         else:
-            new = transactions.added(self.ids(), self.keys) if self.numbers else []
+            new = transactions.added(self.ids(), self.keys) if self.first_rows else []
         return [*new, False, True]
 
 
@@ -865,8 +860,8 @@ def _first_events(events: Iterable[Event], part: _PartIds, transactions: _Transa
     """EVENTS, in file order, but for the duplicates (the plain path's --unique: the rule, a row at a time)."""
     for event in events:
         key = event[3].encode("utf-8", "surrogateescape")
-        (first,), (number,) = part.firsts([key])
-        if first and (number < 0 or transactions.added([key])[0]):
+        (number,) = part.marked([key])
+        if number == -1 or (number != _REPEATED and transactions.added([key])[0]):
             yield event
 
 
@@ -891,9 +886,9 @@ def _id_key(key: bytes) -> bytes | None:
     return None
 
 
-def _id_keys(ids: list[bytes]) -> list[bytes | None]:
-    """The key of each of IDS (None: kept as it is): _id_key's, in a few passes of C over them all where they
-    share a shape of digits (0.4 us an id against 1.2)."""
+def _id_keys(ids: list[bytes]) -> list[bytes | None] | bytes:
+    """The key of each of IDS (None: kept as it is): _id_key's; one bytes of them, in a few passes of C over them
+    all, where they share a shape of digits (0.4 us an id against 1.2), or where each has a key."""
     joined, count = b"\n".join(ids) + b"\n", len(ids)
     for shape, length, hyphens in _DIGIT_SHAPES:
         if len(joined) != length * count or joined[length - 1 :: length] != b"\n" * count:
@@ -903,10 +898,9 @@ def _id_keys(ids: list[bytes]) -> list[bytes | None]:
         digits = joined.replace(b"-", b"")
         if len(digits) != 33 * count or digits.translate(None, _HEX_DIGITS + b"\n"):
             continue
-        return _split_keys(
-            bytes.fromhex((shape.hex().encode() + digits[:-1]).replace(b"\n", shape.hex().encode()).decode())
-        )
-    return list(map(_id_key, ids))
+        return bytes.fromhex((shape.hex().encode() + digits[:-1]).replace(b"\n", shape.hex().encode()).decode())
+    keys = list(map(_id_key, ids))
+    return keys if None in keys else b"".join(keys)  # type: ignore[arg-type]
 
 
 def _split_keys(keys: bytes) -> list[bytes]:
@@ -940,17 +934,19 @@ class _KeyTable:
     def probed(self, keys: list[bytes]) -> list[bool]:
         """Look up and add KEYS (distinct), for which there is room: linear probing, whose next cell is most often
         in the same cache line (double hashing took 0.86 us a new key, this 0.6)."""
-        table, end, new = self.table, _KEY_SIZE * self.cells, []
-        starts, append, empty = table.startswith, new.append, bytes(_KEY_SIZE)
+        table, end, cells, new = self.table, _KEY_SIZE * self.cells, self.cells, []
+        starts, append = table.startswith, new.append
         for key in keys:
-            at = hash(key) % self.cells * _KEY_SIZE
+            at = hash(key) % cells * _KEY_SIZE
             while True:
-                if starts(key, at):
-                    append(False)
-                    break
-                if starts(empty, at):
+                # An empty cell by its first byte, which no key's is: 1.6 against 2.0 us a new key (3 million
+                # UUIDs), where the cell was compared with an empty key too.
+                if not table[at]:
                     table[at : at + _KEY_SIZE] = key
                     append(True)
+                    break
+                if starts(key, at):
+                    append(False)
                     break
                 at += _KEY_SIZE
                 if at == end:
@@ -963,18 +959,17 @@ class _KeyTable:
         every key would take 60 bytes one)."""
         old, size, empty = self.table, _KEY_SIZE * _GROW_CELLS, bytes(_KEY_SIZE)
         self.__init__(2 * self.cells)  # type: ignore[misc]
-        table, end = self.table, len(self.table)
-        starts = table.startswith
+        table, end, cells, moved = self.table, len(self.table), self.cells, 0
         for lo in range(0, len(old), size):
             hi = min(lo + size, len(old))
-            for key in filter(
-                empty.__ne__, _split_keys(bytes(old[lo:hi]))
-            ):  # distinct, and new to the table: only a free cell is looked for
-                at = hash(key) % self.cells * _KEY_SIZE
-                while not starts(empty, at):
+            # distinct, and new to the table: only a free cell is looked for
+            for key in filter(empty.__ne__, _split_keys(bytes(old[lo:hi]))):
+                at = hash(key) % cells * _KEY_SIZE
+                while table[at]:
                     at = at + _KEY_SIZE if at + _KEY_SIZE < end else 0
                 table[at : at + _KEY_SIZE] = key
-                self.count += 1
+                moved += 1
+        self.count = moved
 
 
 _GROW_CELLS = 1 << 16
@@ -993,12 +988,12 @@ class _Transactions:
         """How many ids it holds."""
         return self.keys.count + len(self.others)
 
-    def added(self, ids: list[bytes], keys: list[bytes | None] | None = None) -> list[bool]:
+    def added(self, ids: list[bytes], keys: list[bytes | None] | bytes | None = None) -> list[bool]:
         """For each of IDS (one part's, distinct, none empty), whether no earlier part carried it; all remembered.
         KEYS: theirs by _id_keys, if made already."""
         keys = _id_keys(ids) if keys is None else keys
-        if None not in keys:
-            return self.keys.added(keys)  # type: ignore[arg-type]
+        if isinstance(keys, bytes):
+            return self.keys.added(_split_keys(keys))
         new, fresh = [], iter(self.keys.added([key for key in keys if key is not None]))
         for text, key in zip(ids, keys, strict=True):  # a loop an id: ids of mixed shapes are rare
             if key is None:
@@ -2010,29 +2005,51 @@ def _stripped_each(fields: tuple[bytes, ...]) -> list[bytes]:
     return list(map(stripped.__getitem__, fields))
 
 
-def _run_columns(data: bytes, lo: int, hi: int, lines: int, shape: _RowShape) -> _Columns | None:
-    """DATA[LO:HI]'s columns where its rows come in runs of one customer, event type, hour key and whole-hour
-    zone: each run's fields made once and repeated, only the times read row by row; None unless every line is
-    in a run (events.csv's shape: 1.9 against 0.9 s for 100 MB)."""
+class _Runs(NamedTuple):
+    """A block's rows in runs that share customer, event type, hour key and whole-hour zone: each run's fields once,
+    and each row's transaction id."""
+
+    names: tuple[bytes, ...]  # each run's customer_id, as UTF-8
+    types: list[bytes]  # its event type, stripped
+    hours: list[int]  # its UTC hour
+    sizes: tuple[int, ...]  # its rows
+    ids: list[bytes]  # each row's transaction_id, stripped
+
+
+def _run_fields(data: bytes, lo: int, hi: int, lines: int, shape: _RowShape) -> _Runs | None:
+    """DATA[LO:HI]'s runs, each run's fields made once, and each row's id; None unless every line is in a run."""
     if (proved := _proved_runs(data, lo, hi, shape)) is None:
         return None
-    times = _run_times_pattern(shape.quoted).findall(data, lo, hi)
-    if len(times) != lines:
-        return None
     captured, keys, zones, sizes = proved
-    split = {text: text.split(b'","' if shape.quoted else b",", 1) for text in set(captured)}
-    names, types = zip(*map(split.__getitem__, captured), strict=True) if captured else ((), ())
-    minute_seconds, millis, micros = zip(*times, strict=True) if times else ((), (), ())
     ids = _id_pattern(shape.quoted).findall(data, lo, hi)
     if len(ids) != lines:
         return None
-    return _Columns(
-        list(chain.from_iterable(map(repeat, names, sizes))),
-        list(chain.from_iterable(map(repeat, map(_local_hour_start, keys, zones), sizes))),
-        _micros_in_hour(minute_seconds, millis, micros),
-        list(chain.from_iterable(map(repeat, _stripped_each(types), sizes))),
-        list(map(bytes.strip, ids)),
-    )
+    split = {text: text.split(b'","' if shape.quoted else b",", 1) for text in set(captured)}
+    names, types = zip(*map(split.__getitem__, captured), strict=True) if captured else ((), ())
+    hours = list(map(_local_hour_start, keys, zones))
+    return _Runs(names, _stripped_each(types), hours, sizes, list(map(bytes.strip, ids)))
+
+
+def _block_runs(block: _Block) -> _Runs | None:
+    """BLOCK's runs (_run_fields) where its rows come in long ones, else None."""
+    data, lo, hi = block.data, block.lo, block.hi
+    shape = _RowShape(quoted=data.startswith(b'\n"', lo), typed=True)
+    with suppress(_Unproved):
+        if not block.too_long and _mean_run(data, lo, hi, shape) >= _LONG_RUN:
+            return _run_fields(data, lo, hi, _block_lines(block), shape)
+    return None
+
+
+def _run_columns(block: _Block, runs: _Runs) -> _Columns | None:
+    """The columns of BLOCK, read as RUNS: each run's fields repeated, only the times read row by row; None unless
+    every row's time has a fast shape (events.csv's shape: 1.9 against 0.9 s for 100 MB)."""
+    quoted = block.data.startswith(b'\n"', block.lo)
+    times = _run_times_pattern(quoted).findall(block.data, block.lo, block.hi)
+    if len(times) != len(runs.ids):
+        return None
+    minute_seconds, millis, micros = zip(*times, strict=True) if times else ((), (), ())
+    names, types, hours = (list(chain.from_iterable(map(repeat, column, runs.sizes))) for column in runs[:3])
+    return _Columns(names, hours, _micros_in_hour(minute_seconds, millis, micros), types, runs.ids)
 
 
 def _block_columns(block: _Block, first_line: int, skipped: _Skipped) -> tuple[_Columns, int]:
@@ -2040,10 +2057,9 @@ def _block_columns(block: _Block, first_line: int, skipped: _Skipped) -> tuple[_
     lines = _block_lines(block)
     data, lo, hi = block.data, block.lo, block.hi
     shape = _RowShape(quoted=data.startswith(b'\n"', lo), typed=True)
+    if (runs := _block_runs(block)) is not None and (columns := _run_columns(block, runs)) is not None:
+        return columns, lines
     with suppress(_Unproved):
-        by_runs = not block.too_long and _mean_run(data, lo, hi, shape) >= _LONG_RUN
-        if by_runs and (columns := _run_columns(data, lo, hi, lines, shape)) is not None:
-            return columns, lines
         rows = [] if block.too_long else _index_pattern(shape.quoted).findall(data, lo, hi)
         if rows and len(rows) == lines:
             names, types, ids, *times = zip(*rows, strict=True)
@@ -2158,7 +2174,19 @@ class _UniqueTally(_Tally):
         self.duplicates = 0  # rows WINDOW would count but for --unique
 
     def take(self, block: _Block) -> None:
-        """Read BLOCK's rows, mark those first in the part, and hold those WINDOW counts until settled."""
+        """Read BLOCK's rows, mark those first in the part, and hold those WINDOW counts until settled: by runs where
+        the window and its buckets hold each run's hour whole or not at all, else row by row."""
+        assert self.window is not None, "only a tally with a window takes blocks"
+        runs = _block_runs(block) if self.fast else None
+        if runs is not None and (asked := _asked_runs(runs, self.window)) is not None:
+            self.lines += self.hold_runs(runs, *asked)
+        else:
+            self.lines += self.hold_rows(block)
+        if self.transactions is not None:
+            self.settle(self.transactions)
+
+    def hold_rows(self, block: _Block) -> int:
+        """Hold the rows of BLOCK that WINDOW counts, read row by row as columns; return its lines."""
         assert self.window is not None, "only a tally with a window takes blocks"
         reader = _block_columns if self.fast and not block.too_long else _plain_columns
         columns, lines = reader(block, self.lines + 1, self.skipped)
@@ -2173,9 +2201,18 @@ class _UniqueTally(_Tally):
         pairs = zip(buckets, map(decoded.__getitem__, names), strict=True)
         self.waiting.extend(map(self.pair_numbers.__getitem__, pairs))
         self.numbers.extend(compress(numbers, asked))
-        self.lines += lines
-        if self.transactions is not None:
-            self.settle(self.transactions)
+        return lines
+
+    def hold_runs(self, runs: _Runs, asked: list[bool], pairs: list[tuple[int, str]]) -> int:
+        """Hold the rows of RUNS that WINDOW counts: those of each run ASKED, of its (bucket, customer) in PAIRS; no
+        row's time read (64 MiB of the bench log: 2.2 us a row read as columns, 1.1 by runs).  Return its rows."""
+        numbers = self.part_ids.marked(runs.ids)
+        held = map(self.pair_numbers.__getitem__, pairs)
+        self.waiting.extend(chain.from_iterable(map(repeat, held, compress(runs.sizes, asked))))
+        if not all(asked):
+            numbers = list(compress(numbers, chain.from_iterable(map(repeat, asked, runs.sizes))))
+        self.numbers.extend(numbers)
+        return len(runs.ids)
 
     def finish(self) -> None:
         """In the worker, once the part is read: seal its ids."""
@@ -2200,7 +2237,7 @@ class _UniqueTally(_Tally):
         self.duplicates += later.duplicates
 
 
-def _asked_rows(columns: _Columns, instants: list[int], window: Window) -> list[bool]:
+def _asked_rows(columns: _Columns | _Runs, instants: list[int], window: Window) -> list[bool]:
     """For each row of COLUMNS (at INSTANTS), whether WINDOW counts it (its time, customer and event type): _wanted()
     in C."""
     start, end = window.start, window.end
@@ -2212,6 +2249,22 @@ def _asked_rows(columns: _Columns, instants: list[int], window: Window) -> list[
         types = {name.encode("utf-8", "surrogateescape") for name in window.event_types}
         asked = list(map(and_, asked, map(types.__contains__, columns.types)))
     return asked
+
+
+def _asked_runs(runs: _Runs, window: Window) -> tuple[list[bool], list[tuple[int, str]]] | None:
+    """For each of RUNS, whether WINDOW counts its rows (all or none of them), and the (bucket, customer) of those it
+    counts; None where the window cuts a run's hour or no bucket holds one whole (its rows are then timed)."""
+    if _cut_units(window) & set(runs.hours):
+        return None
+    asked = _asked_rows(runs, runs.hours, window)  # an hour that is not cut is in the window as its first instant is
+    hours = list(compress(runs.hours, asked))
+    whole = _whole_units(window.buckets, _HOUR).__getitem__  # the bucket that holds all of an hour
+    buckets = hours if window.buckets == _UTC_HOURS else list(map(whole, hours))
+    if None in buckets:
+        return None
+    names = list(compress(runs.names, asked))
+    decoded = {name: name.decode("utf-8", "surrogateescape") for name in set(names)}
+    return asked, list(zip(buckets, map(decoded.__getitem__, names), strict=True))
 
 
 def _new_tally(window: Window, transactions: _Transactions | None = None, fast: bool = True) -> _Tally:

@@ -1,6 +1,6 @@
 """Benchmark: `--unique` (each transaction counted once), totaler against DuckDB.
 
-    python bench/unique.py [--rounds 3] [--only copies|distinct]
+    python bench/unique.py [--rounds 3] [--only copies|distinct] [--before OLD_TOTALER.py]
 
 Two logs of 10 million rows: the bench file as it is (its 68 copies of events.csv repeat
 each of its 147,370 transaction ids 68 times, so only the first copy counts), and a
@@ -9,7 +9,8 @@ at a random later place (10.5 million rows).  Checks first that both programs gi
 same counts, then prints the median wall time, the ratio and the peak RSS of each, and
 the memory totaler's table of ids takes a distinct id (traced, in this process).  DuckDB
 answers with row_number() OVER (PARTITION BY transaction_id ORDER BY the line); an empty
-id is never a duplicate.  Not a test: compare the ratios of one run.
+id is never a duplicate.  --before times another totaler.py's --unique in the same
+alternation (the code before a change).  Not a test: compare the ratios of one run.
 """
 
 import argparse
@@ -115,6 +116,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", choices=["copies", "distinct", "table"])
     parser.add_argument("--ids", type=int, default=10_000_000, help="distinct ids for the table's memory")
+    parser.add_argument("--before", type=Path, help="another totaler.py, timed alongside (--unique)")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     if not BIG.exists():
@@ -130,25 +132,28 @@ def main() -> None:
             return
     print(f"median of {args.rounds} alternating runs, Python {sys.version.split()[0]}")
     print()
-    print("| log | totaler --unique | totaler (all rows) | DuckDB | ratio | totaler peak RSS | DuckDB peak RSS |")
-    print("|---|---|---|---|---|---|---|")
+    before = " | before --unique | ratio before" if args.before else ""
+    head = "| log | totaler --unique | totaler (all rows) | DuckDB | ratio | totaler peak RSS | DuckDB peak RSS"
+    print(f"{head}{before} |")
+    print("|---|---|---|---|---|---|---|" + "---|---|" * bool(args.before))
     for name, log in logs.items():
         if args.only and name != args.only:
             continue
         agree(log)
         totaler = [sys.executable, str(ROOT / "totaler.py"), str(log), *YEAR, "--json"]
-        results = measure(
-            {
-                "unique": [*totaler, "--unique"],
-                "all": totaler,
-                "duckdb": [sys.executable, "-c", DUCKDB, str(log), *YEAR],
-            },
-            args.rounds,
-        )
+        commands = {
+            "unique": [*totaler, "--unique"],
+            "all": totaler,
+            "duckdb": [sys.executable, "-c", DUCKDB, str(log), *YEAR],
+        }
+        if args.before:
+            commands["before"] = [sys.executable, str(args.before), str(log), *YEAR, "--json", "--unique"]
+        results = measure(commands, args.rounds)
         (ours, our_peak), (plain, _), (theirs, their_peak) = results["unique"], results["all"], results["duckdb"]
+        old = f" {results['before'][0]:.2f} s | {results['before'][0] / theirs:.2f} |" if args.before else ""
         print(
             f"| {name} | {ours:.2f} s | {plain:.2f} s | {theirs:.2f} s | {ours / theirs:.2f} | "
-            f"{our_peak / 1024:.0f} MiB | {their_peak / 1024:.0f} MiB |",
+            f"{our_peak / 1024:.0f} MiB | {their_peak / 1024:.0f} MiB |{old}",
             flush=True,
         )
 

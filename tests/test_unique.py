@@ -130,6 +130,76 @@ def test_every_path_counts_as_the_model(tmp_path_factory, lines: list[str], wind
         assert counted(str(path), window, jobs=2) == (want, duplicates)
 
 
+@st.composite
+def logs_in_runs(draw) -> list[str]:
+    """Rows in runs of one customer, event type and hour, in time order (events.csv's shape, which --unique reads
+    by runs), ids from a small pool; now and then a bad row, or a run of two customers taking turns."""
+    ids = draw(st.lists(st.sampled_from(ID_POOL) | st.uuids().map(str), min_size=1, max_size=8))
+    lines, hour = [], START - HOUR
+    for _ in range(draw(st.integers(0, 12))):
+        hour += draw(st.sampled_from([0, HOUR, 2 * HOUR]))
+        customer, event_type = draw(st.sampled_from(["c1", "c2", "c3"])), draw(st.sampled_from(["INGEST", "QUERY"]))
+        offsets = sorted(draw(st.lists(st.integers(0, HOUR - 1), min_size=4, max_size=12)))
+        mixed = draw(st.integers(0, 9)) == 0
+        for k, offset in enumerate(offsets):
+            who = "c2" if mixed and k % 2 else customer
+            lines.append(row(who, draw(st.sampled_from(ids)), hour + offset, event_type))
+        if draw(st.integers(0, 9)) == 0:
+            lines.append(draw(st.sampled_from(["c1,INGEST,7", "c1,INGEST,7,2021-02-30T00:00Z", " ,INGEST,7,x"])))
+    return lines
+
+
+WHOLE_HOUR_WINDOWS = st.builds(
+    unique_window,
+    st.sampled_from([START - HOUR, START, START + HOUR, START + HOUR + 1, START + 2 * HOUR - 1]),
+    st.sampled_from([START + 3 * HOUR, START + 5 * HOUR, START + 5 * HOUR + HOUR // 2, START + 30 * HOUR]),
+    customer=st.sampled_from([None, "c1", "c2"]),
+    event_types=st.sampled_from([None, frozenset({"QUERY"})]),
+    buckets=st.sampled_from(
+        [
+            totaler._UTC_HOURS,
+            totaler.Buckets(2 * HOUR, "UTC"),
+            totaler.Buckets(24 * HOUR, "America/New_York"),
+            totaler.Buckets(HOUR, "Asia/Kolkata"),  # no bucket holds a UTC hour whole: rows timed
+            totaler.Buckets(HOUR // 4, "UTC"),
+        ]
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(logs_in_runs(), WHOLE_HOUR_WINDOWS)
+def test_rows_in_runs_count_as_the_model(tmp_path_factory, lines: list[str], window: totaler.Window) -> None:
+    """--unique reads long runs by run, without their times, where the window and its buckets hold each run's
+    hour whole or not at all: the same counts as the model, in one block, many blocks and many parts."""
+    data = ("\n".join(lines) + "\n").encode() if lines else b""
+    want = model(lines, window)
+    path = tmp_path_factory.mktemp("log") / "log.csv"
+    path.write_bytes(data)
+    assert counted(str(path), window) == want
+    with sizes(block=256, max_line=1 << 20, part=700):
+        assert counted(str(path), window, jobs=2) == want
+
+
+def test_runs_are_read_by_run_only_where_every_hour_is_whole_in_the_window_and_a_bucket() -> None:
+    lines = [row(customer, f"t{k}", START + h * HOUR + k) for h, customer in enumerate(["c1", "c2"]) for k in range(9)]
+    data = ("\n" + "\n".join(lines) + "\n").encode()
+    runs = totaler._block_runs(totaler._Block(data, 0, len(data)))
+    assert runs is not None and runs.sizes == (9, 9) and runs.hours == [START, START + HOUR]
+    asked, pairs = totaler._asked_runs(runs, unique_window(START + HOUR, START + 2 * HOUR))
+    assert asked == [False, True] and pairs == [(START + HOUR, "c2")]
+    day = totaler.Buckets(24 * HOUR, "America/New_York")  # 2021-03-01 begins at 05:00 UTC
+    assert totaler._asked_runs(runs, unique_window(START, START + 2 * HOUR, buckets=day))[1] == [
+        (START - 19 * HOUR, "c1"),
+        (START - 19 * HOUR, "c2"),
+    ]
+    assert totaler._asked_runs(runs, unique_window(START + 1, START + 2 * HOUR)) is None  # an hour cut
+    assert totaler._asked_runs(runs, unique_window(buckets=totaler.Buckets(HOUR // 2, "UTC"))) is None
+    turns = [line for pair in zip(lines[:9], lines[9:], strict=True) for line in pair]  # runs of one row
+    taking_turns = ("\n" + "\n".join(turns) + "\n").encode()
+    assert totaler._block_runs(totaler._Block(taking_turns, 0, len(taking_turns))) is None
+
+
 def test_the_options_compose_and_answers_add_up(tmp_path: Path) -> None:
     """Two adjacent windows sum to their union; one customer's answer is the whole answer restricted to it."""
     rng = random.Random(25)
@@ -258,9 +328,15 @@ def test_keys_of_a_batch_are_those_of_each_id() -> None:
         [one, b"x" * 36],
     ]
     for batch in batches:
-        assert totaler._id_keys(batch) == list(map(totaler._id_key, batch)), batch
+        assert each_key(totaler._id_keys(batch)) == list(map(totaler._id_key, batch)), batch
+    assert isinstance(totaler._id_keys([one, one.replace(b"-", b""), b"7"]), bytes)  # each has a key: joined
     keys = totaler._id_keys([one, one.replace(b"-", b""), b"7", b"x" * 16])
     assert keys[0] != keys[1] and keys[2] != totaler._id_key(b"7\x00") and keys[3] is None
+
+
+def each_key(keys: list | bytes) -> list:
+    """_id_keys's answer as a list of keys (or None)."""
+    return totaler._split_keys(keys) if isinstance(keys, bytes) else keys
 
 
 def test_events_csv_with_duplicates_injected_against_duckdb(tmp_path: Path) -> None:
