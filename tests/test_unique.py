@@ -326,6 +326,9 @@ def test_keys_of_a_batch_are_those_of_each_id() -> None:
         [b"-" * 36],
         [b"0" * 32, b"0" * 31 + b"-"],
         [one, b"x" * 36],
+        [one, one + b"-0", str(uuid.UUID(int=6)).encode(), b"7", b""],  # most are UUIDs: keyed together
+        [one.replace(b"-", b""), b"0" * 32, one, one.upper().replace(b"-", b"")],  # most are 32 digits, one is not
+        [one, one + b"-0", one.upper()],  # most have a UUID's length, and one is none
     ]
     for batch in batches:
         assert each_key(totaler._id_keys(batch)) == list(map(totaler._id_key, batch)), batch
