@@ -3693,7 +3693,9 @@ def _parse_head(head: bytes, limits: _Limits) -> _Request:
     # A body this server does not read would be taken for the next request: close after answering.
     method, target = words[0].decode(), _request_target(words[0], words[1])
     accept = b",".join(headers.get(b"accept", [])).decode("latin-1")
-    host, version = _host_name(hosts[0]) if hosts else "", words[2].decode()
+    absolute = _ABSOLUTE.fullmatch(words[1])  # its host, not Host's, names the server asked (RFC 9112, 3.2.2)
+    authority = absolute.group(1) if absolute else hosts[0] if hosts else b""
+    host, version = _host_name(authority), words[2].decode()
     return _Request(method, target, version, keep_alive and not has_body, line.decode("latin-1"), accept, host)
 
 

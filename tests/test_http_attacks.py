@@ -704,6 +704,9 @@ def test_a_dns_rebinding_request_is_a_403_unless_the_name_is_allowed(tmp_path: P
         reply = exchange(refused.port, target % b"rebind.attacker.example:8000")
         assert status_of(reply) == 403 and b"--allow-host rebind.attacker.example" in reply, reply
         assert status_of(exchange(refused.port, target % b"localhost")) == 200
+        absolute = b"GET http://%s/healthz HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
+        assert status_of(exchange(refused.port, absolute % (b"rebind.attacker.example", b"localhost"))) == 403
+        assert status_of(exchange(refused.port, absolute % (b"localhost:8000", b"rebind.attacker.example"))) == 200
     finally:
         refused.stop()
     allowed = Server(path, "--quiet", "--workers", "1", "--allow-host", "Counts.Example.com")
