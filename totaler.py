@@ -3638,6 +3638,12 @@ def _body_framing(headers: dict[bytes, list[bytes]]) -> bool:
     return bool(codings) or (bool(lengths) and int(lengths[0]) > 0)
 
 
+def _host_name(host: bytes) -> str:
+    """A Host header's name, lowercase, without its port or a final dot: '[::1]:8000' -> '[::1]'."""
+    name = host[: host.find(b"]") + 1] if host.startswith(b"[") else host.partition(b":")[0]
+    return name.decode("ascii", "replace").lower().removesuffix(".")
+
+
 def _request_target(method: bytes, target: bytes) -> str:
     """TARGET as a path and query: origin-form (a path from a slash: '//x/healthz' is that path, not host x), or
     absolute-form of http(s) with a host and no userinfo; the asterisk only for OPTIONS and authority-form only
@@ -3647,7 +3653,8 @@ def _request_target(method: bytes, target: bytes) -> str:
     if _ORIGIN_FORM.fullmatch(target):
         return target.decode()
     absolute = _ABSOLUTE.fullmatch(target)
-    path = (absolute.group(2) or b"/") if absolute and b"@" not in absolute.group(1) else b""
+    named = absolute and b"@" not in absolute.group(1) and _host_name(absolute.group(1))  # http:/// names none
+    path = (absolute.group(2) or b"/") if named else b""
     if _ORIGIN_FORM.fullmatch(path):
         return path.decode()
     raise _HttpError(400, f"bad request target {target[:80].decode('latin-1')!r}: give a path from /")
@@ -3699,22 +3706,18 @@ def _parse_head(head: bytes, limits: _Limits) -> _Request:
     return _Request(method, target, version, keep_alive and not has_body, line.decode("latin-1"), accept, host)
 
 
-def _host_name(host: bytes) -> str:
-    """A Host header's name, lowercase, without its port or a final dot: '[::1]:8000' -> '[::1]'."""
-    name = host[: host.index(b"]") + 1] if host.startswith(b"[") else host.partition(b":")[0]
-    return name.decode("ascii").lower().removesuffix(".")
-
-
-_IPV4 = re.compile(r"[0-9.]+")
+_IPV4 = re.compile(r"\d+(?:\.\d+){0,3}")  # the forms a browser reads as an IPv4 address
+_LABEL = re.compile(r"[a-z0-9_-]+")  # a name of one label (no dot, nothing percent-encoded)
+_LOCAL_SUFFIXES = (".localhost", ".local", ".internal")  # names public DNS never answers (RFC 6761, RFC 6762, ICANN)
 
 
 def _allowed_host(name: str, allowed: tuple[str, ...]) -> bool:
-    """Whether a request naming host NAME (from _host_name) is answered: an IP address, a name without a dot
-    (localhost, a compose service), *.localhost, or one of ALLOWED ('*': any).  A DNS rebinding page makes a
-    browser send its own dotted name to this address (a name the attacker controls has a dot), and is refused."""
-    if not name or name.startswith("[") or _IPV4.fullmatch(name) or "." not in name or name.endswith(".localhost"):
+    """Whether a request naming host NAME (from _host_name) is answered: an IP address, a name of one label
+    (localhost, a compose service), a name under .localhost, .local or .internal, or one of ALLOWED ('*': any).
+    A DNS rebinding page makes a browser send its own name, which public DNS answers, to this address: refused."""
+    if not name or name.startswith("[") or _IPV4.fullmatch(name) or _LABEL.fullmatch(name):
         return True
-    return name in allowed or "*" in allowed
+    return name.endswith(_LOCAL_SUFFIXES) or name in allowed or "*" in allowed
 
 
 _REASONS = {_status.value: _status.phrase for _status in HTTPStatus}
@@ -5078,8 +5081,10 @@ def _serve_command(args: argparse.Namespace) -> int:
         raise UsageError("--serve takes only FILE: the window comes with each request")
     limits = _Limits(args.header_timeout, args.idle_timeout, args.max_connections)
     workers = args.workers or _default_jobs()
-    names = args.allow_host or os.environ.get("TOTALER_ALLOW_HOSTS", "").split(",")
-    hosts = tuple(name.strip().lower().removesuffix(".") for name in [*names, args.host] if name.strip())
+    names = [*(args.allow_host or []), *os.environ.get("TOTALER_ALLOW_HOSTS", "").split(","), args.host]
+    hosts = tuple(
+        _host_name(name.strip().encode()) for name in names if name.strip()
+    )  # 'a.example:8000' -> 'a.example'
     settings = ServeSettings(args.file, args.max_hours, args.quiet, args.jobs, workers, limits, hosts)
     return serve(args.host, args.port, settings)
 

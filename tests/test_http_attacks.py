@@ -685,6 +685,10 @@ def test_every_long_request_waiting_when_the_server_stops_gets_a_reply(tmp_path:
         (b"REBIND.attacker.example.", False),  # case and a final dot change nothing
         (b"127.0.0.1.nip.io", False),  # a name that resolves to loopback is still a name
         (b"counts.example.com", True),  # given with --allow-host
+        (b"totaler.default.svc.cluster.local", True),  # names public DNS never answers
+        (b"host.docker.internal:8000", True),
+        (b"evil%2eexample", False),  # no literal dot, but percent-encoded: no browser sends it, refused all the same
+        (b"..", False),
     ],
 )
 def test_a_dotted_host_name_is_answered_only_when_allowed(host: bytes, allowed: bool) -> None:
@@ -715,10 +719,13 @@ def test_a_dns_rebinding_request_is_a_403_unless_the_name_is_allowed(tmp_path: P
         assert status_of(exchange(allowed.port, target % b"rebind.attacker.example")) == 403
     finally:
         allowed.stop()
-    monkeypatch.setenv("TOTALER_ALLOW_HOSTS", "counts.example.com, other.example")
-    by_environment = Server(path, "--quiet", "--workers", "1")
+    monkeypatch.setenv("TOTALER_ALLOW_HOSTS", "counts.example.com, Other.Example:8000")  # a port is no part of it
+    by_environment = Server(path, "--quiet", "--workers", "1", "--allow-host", "flag.example")
     try:
-        assert status_of(exchange(by_environment.port, target % b"other.example")) == 200
+        for name in (b"other.example", b"counts.example.com:8000", b"flag.example"):  # the flag adds to the list
+            assert status_of(exchange(by_environment.port, target % name)) == 200, name
         assert status_of(exchange(by_environment.port, target % b"rebind.attacker.example")) == 403
+        empty = b"GET http:///healthz HTTP/1.1\r\nHost: rebind.attacker.example\r\n\r\n"  # a target naming no host
+        assert status_of(exchange(by_environment.port, empty)) == 400
     finally:
         by_environment.stop()
