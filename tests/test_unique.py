@@ -314,6 +314,33 @@ def test_the_table_of_ids_is_exact_as_it_grows() -> None:
     assert transactions.keys.count * 10 <= transactions.keys.cells * 7  # never more than 7 in 10 cells taken
 
 
+def test_the_table_makes_room_at_once_for_the_ids_the_rest_of_a_file_will_likely_add() -> None:
+    """After a file's second part, room for the rest at the last part's rate of new ids, in one growth; none where
+    later parts repeat the first's ids.  Exact either way."""
+    rng = random.Random(13)
+    parts = [[str(uuid.UUID(int=rng.getrandbits(128))).encode() for _ in range(1000)] for _ in range(10)]
+    distinct = totaler._Transactions()
+    for number, ids in enumerate(parts, 1):
+        assert distinct.added(ids) == [True] * 1000
+        distinct.expect(1000 * number, 10_000)  # bytes: a thousand a part
+        if number == 1:
+            assert distinct.keys.cells == 2048  # the first part's ids are all new: no guess from them
+        else:
+            assert distinct.keys.cells == 16384  # 10,000 keys 7 in 10 cells at most: 14,286, a power of two
+    assert distinct.added(parts[3]) == [False] * 1000 and distinct.held == 10_000
+    repeated = totaler._Transactions()
+    for number in range(1, 11):
+        assert repeated.added(parts[0]) == [number == 1] * 1000
+        repeated.expect(1000 * number, 10_000)
+        assert repeated.keys.cells == 2048
+    again = totaler._Transactions()
+    again.added(parts[0])
+    again.expect(5000, 10_000)
+    again.added(parts[1])
+    again.expect(100, 10_000)  # a new file's first part: no rate from the file before
+    assert again.keys.cells == 4096
+
+
 def test_keys_of_a_batch_are_those_of_each_id() -> None:
     """id_keys reads a whole batch of one shape in C: it must give id_key's key for each, or see it cannot."""
     one = str(uuid.UUID(int=5)).encode()
