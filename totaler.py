@@ -4906,7 +4906,8 @@ def serve(host: str, port: int, settings: ServeSettings) -> int:
     url = f"http://{name}:{sock.getsockname()[1]}/"
     start, end = _busiest_day(index)
     example = f"{url}counts?start={_format_iso(start)}&end={_format_iso(end)}"
-    _log(f"{_describe(index)}; {settings.workers} workers serving {url} (the page), e.g. {example} (the busiest day)")
+    serving = _plural(settings.workers, "worker")
+    _log(f"{_describe(index)}; {serving} serving {url} (the page), e.g. {example} (the busiest day)")
     master = _Master(index, sock, settings)
     del index  # else this frame kept the first index, and its open files, for the server's life, past every reload
     return master.run()
@@ -5047,8 +5048,11 @@ def _add_http_arguments(parser: _Parser) -> None:
     host = os.environ.get("TOTALER_HOST", "127.0.0.1")  # the image sets 0.0.0.0: `docker run -p` just works
     http.add_argument("--host", default=host, help=f"address to listen on (default {host}; env TOTALER_HOST)")
     http.add_argument("--port", type=_whole_number(0, 65535), default=8000, help="port (default 8000; 0 picks one)")
-    allowed = "a dotted name the Host header may give, besides IP addresses and names without a dot; '*': any"
-    http.add_argument("--allow-host", action="append", metavar="NAME", help=f"{allowed} (env TOTALER_ALLOW_HOSTS)")
+    allowed = (
+        "a name the Host header may give (again for more; '*': any), besides IP addresses, one-label names, names "
+        "under .localhost, .local and .internal, and the --host name; added to env TOTALER_ALLOW_HOSTS=a.example,..."
+    )
+    http.add_argument("--allow-host", action="append", metavar="NAME", help=allowed)
     http.add_argument("--quiet", action="store_true", help="no access log")
     http.add_argument(
         "--workers", type=_whole_number(0, 256), default=0, metavar="N", help="serving processes (default: CPUs)"
