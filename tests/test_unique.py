@@ -146,6 +146,8 @@ def logs_in_runs(draw) -> list[str]:
             lines.append(row(who, draw(st.sampled_from(ids)), hour + offset, event_type))
         if draw(st.integers(0, 9)) == 0:
             lines.append(draw(st.sampled_from(["c1,INGEST,7", "c1,INGEST,7,2021-02-30T00:00Z", " ,INGEST,7,x"])))
+    if draw(st.booleans()):  # every field quoted, as csv.QUOTE_ALL writes: no field here holds a comma or quote
+        lines = ['"' + line.replace(",", '","') + '"' for line in lines]
     return lines
 
 
