@@ -2091,10 +2091,15 @@ def _run_columns(block: _Block, runs: _Runs) -> _Columns | None:
 
 def _block_columns(block: _Block, first_line: int, skipped: _Skipped) -> tuple[_Columns, int]:
     """BLOCK's events as columns, by the fast shapes where every row has one, else row by row; and its lines."""
+    return _columns_of(block, _block_runs(block), first_line, skipped)
+
+
+def _columns_of(block: _Block, runs: _Runs | None, first_line: int, skipped: _Skipped) -> tuple[_Columns, int]:
+    """_block_columns, where RUNS are BLOCK's (_block_runs), found already."""
     lines = _block_lines(block)
     data, lo, hi = block.data, block.lo, block.hi
     shape = _RowShape(quoted=data.startswith(b'\n"', lo), typed=True)
-    if (runs := _block_runs(block)) is not None and (columns := _run_columns(block, runs)) is not None:
+    if runs is not None and (columns := _run_columns(block, runs)) is not None:
         return columns, lines
     with suppress(_Unproved):
         rows = [] if block.too_long else _index_pattern(shape.quoted).findall(data, lo, hi)
@@ -2226,24 +2231,25 @@ class _UniqueTally(_Tally):
         if runs is not None and (asked := _asked_runs(runs, self.window)) is not None:
             self.lines += self.hold_runs(runs, *asked)
         else:
-            self.lines += self.hold_rows(block)
+            self.lines += self.hold_rows(block, runs)
         if self.transactions is not None:
             self.settle(self.transactions)
 
-    def hold_rows(self, block: _Block) -> int:
-        """Hold the rows of BLOCK that WINDOW counts, read row by row as columns; return its lines."""
+    def hold_rows(self, block: _Block, runs: _Runs | None) -> int:
+        """Hold the rows of BLOCK (its RUNS, if it has) that WINDOW counts, read row by row as columns; return its
+        lines."""
         assert self.window is not None, "only a tally with a window takes blocks"
-        reader = _block_columns if self.fast and not block.too_long else _plain_columns
-        columns, lines = reader(block, self.lines + 1, self.skipped)
+        if self.fast and not block.too_long:  # its runs not proved again where they could not be held
+            columns, lines = _columns_of(block, runs, self.lines + 1, self.skipped)
+        else:
+            columns, lines = _plain_columns(block, self.lines + 1, self.skipped)
         numbers = self.part_ids.marked(columns.ids)
         instants = list(map(add, columns.hours, columns.in_hour))
         asked = _asked_rows(columns, instants, self.window)
         hours = list(compress(columns.hours, asked))
         instants = list(compress(instants, asked))
         buckets = _bucket_column(hours, instants, self.window.buckets)
-        names = list(compress(columns.names, asked))
-        decoded = {name: name.decode("utf-8", "surrogateescape") for name in set(names)}
-        pairs = zip(buckets, map(decoded.__getitem__, names), strict=True)
+        pairs = _named_pairs(buckets, list(compress(columns.names, asked)))
         self.waiting.extend(map(self.pair_numbers.__getitem__, pairs))
         self.numbers.extend(compress(numbers, asked))
         return lines
@@ -2302,14 +2308,18 @@ def _asked_runs(runs: _Runs, window: Window) -> tuple[list[bool], list[tuple[int
     if _cut_units(window) & set(runs.hours):
         return None
     asked = _asked_rows(runs, runs.hours, window)  # an hour that is not cut is in the window as its first instant is
-    hours = list(compress(runs.hours, asked))
-    whole = _whole_units(window.buckets, _HOUR).__getitem__  # the bucket that holds all of an hour
-    buckets = hours if window.buckets == _UTC_HOURS else list(map(whole, hours))
+    buckets = list(compress(runs.hours, asked))  # a UTC hour is its own bucket
+    if window.buckets != _UTC_HOURS:  # else the bucket that holds all of each hour
+        buckets = list(map(_whole_units(window.buckets, _HOUR).__getitem__, buckets))
     if None in buckets:
         return None
-    names = list(compress(runs.names, asked))
+    return asked, _named_pairs(buckets, list(compress(runs.names, asked)))
+
+
+def _named_pairs(buckets: list[int], names: list[bytes]) -> list[tuple[int, str]]:
+    """Each (bucket, customer) of BUCKETS and NAMES (UTF-8), each distinct name decoded once."""
     decoded = {name: name.decode("utf-8", "surrogateescape") for name in set(names)}
-    return asked, list(zip(buckets, map(decoded.__getitem__, names), strict=True))
+    return list(zip(buckets, map(decoded.__getitem__, names), strict=True))
 
 
 def _new_tally(window: Window, transactions: _Transactions | None = None, fast: bool = True) -> _Tally:
