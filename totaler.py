@@ -940,7 +940,7 @@ class _KeyTable:
         new: list[bool] = []
         done = 0
         while done < len(keys):
-            room = 7 * self.cells // 10 - self.count  # keys it may take before it grows: it grows only when full
+            room = _held(self.cells) - self.count  # keys it may take before it grows: it grows only when full
             if room <= 0:
                 self.grow()
                 continue
@@ -974,7 +974,7 @@ class _KeyTable:
     def reserve(self, count: int) -> None:
         """Room for COUNT keys in all, made at once (the fewest cells, a power of two, that hold them 7 in 10)."""
         cells = self.cells
-        while 7 * cells // 10 < count:
+        while _held(cells) < count:
             cells *= 2
         if cells > self.cells:
             self.grow(cells)
@@ -998,6 +998,11 @@ class _KeyTable:
 
 
 _GROW_CELLS = 1 << 16
+
+
+def _held(cells: int) -> int:
+    """The keys a _KeyTable of CELLS cells holds before it grows: 7 in 10 cells taken at most."""
+    return 7 * cells // 10
 
 
 class _Transactions:
@@ -2155,7 +2160,8 @@ class _Part:
         """Work done before a part is read, in the process that reads it: nothing, unless a subclass says."""
 
     def expect(self, done: int, total: int) -> None:
-        """Told, as parts are merged, that DONE of the file's TOTAL bytes are: nothing, unless a subclass says."""
+        """Told, as parts are merged, that DONE of the file's TOTAL bytes are merged: nothing, unless a subclass
+        says."""
 
     def finish(self) -> None:
         """Work done once a part is read, in the process that read it: nothing, unless a subclass says."""
@@ -3683,19 +3689,20 @@ def _host_name(host: bytes) -> str:
     return name.decode("ascii", "replace").lower().removesuffix(".")
 
 
-def _request_target(method: bytes, target: bytes) -> str:
-    """TARGET as a path and query: origin-form (a path from a slash: '//x/healthz' is that path, not host x), or
-    absolute-form of http(s) with a host and no userinfo; the asterisk only for OPTIONS and authority-form only
-    for CONNECT (both a 405).  _HttpError (400) for any other, and for a fragment."""
+def _request_target(method: bytes, target: bytes) -> tuple[str, bytes]:
+    """TARGET as a path and query, and the host it names (b"" unless absolute-form): origin-form (a path from a
+    slash: '//x/healthz' is that path, not host x), or absolute-form of http(s) with a host and no userinfo; the
+    asterisk only for OPTIONS and authority-form only for CONNECT (both a 405).  _HttpError (400) for any other,
+    and for a fragment."""
     if (target == b"*" and method == b"OPTIONS") or method == b"CONNECT":
-        return target.decode()  # no GET: a 405
+        return target.decode(), b""  # no GET: a 405
     if _ORIGIN_FORM.fullmatch(target):
-        return target.decode()
+        return target.decode(), b""
     absolute = _ABSOLUTE.fullmatch(target)
     named = absolute and b"@" not in absolute.group(1) and _host_name(absolute.group(1))  # http:/// names none
     path = (absolute.group(2) or b"/") if named else b""
-    if _ORIGIN_FORM.fullmatch(path):
-        return path.decode()
+    if named and _ORIGIN_FORM.fullmatch(path):
+        return path.decode(), absolute.group(1)  # type: ignore[union-attr]
     raise _HttpError(400, f"bad request target {target[:80].decode('latin-1')!r}: give a path from /")
 
 
@@ -3737,11 +3744,10 @@ def _parse_head(head: bytes, limits: _Limits) -> _Request:
     tokens = {t.strip().lower() for v in headers.get(b"connection", []) for t in v.split(b",")}
     keep_alive = b"close" not in tokens if http11 else b"keep-alive" in tokens
     # A body this server does not read would be taken for the next request: close after answering.
-    method, target = words[0].decode(), _request_target(words[0], words[1])
+    method, (target, named) = words[0].decode(), _request_target(words[0], words[1])
     accept = b",".join(headers.get(b"accept", [])).decode("latin-1")
-    absolute = _ABSOLUTE.fullmatch(words[1])  # its host, not Host's, names the server asked (RFC 9112, 3.2.2)
-    authority = absolute.group(1) if absolute else hosts[0] if hosts else b""
-    host, version = _host_name(authority), words[2].decode()
+    # An absolute-form target's host, not Host's, names the server asked (RFC 9112, 3.2.2).
+    host, version = _host_name(named or (hosts[0] if hosts else b"")), words[2].decode()
     return _Request(method, target, version, keep_alive and not has_body, line.decode("latin-1"), accept, host)
 
 
