@@ -3096,10 +3096,10 @@ class _Survey(_Part):
 
 
 @lru_cache(maxsize=16)
-def _hours_pattern(rows: int, zone: bytes | None, quoted: bool) -> re.Pattern[bytes]:
-    """ROWS consecutive rows of a fast shape, capturing only the hour key (and zone, unless ZONE is given) of
-    each: a quarter less work for the engine than with the customer too."""
-    start, end = _row_frame(_RowShape(quoted))
+def _hours_pattern(rows: int, zone: bytes | None, shape: _RowShape) -> re.Pattern[bytes]:
+    """ROWS consecutive rows of SHAPE, capturing only the hour key (and zone, unless ZONE is given) of each: a
+    quarter less work for the engine than with the customer too."""
+    start, end = _row_frame(shape)
     start = start.replace(b"(", b"(?:", 1)  # the customer, matched but not captured
     timestamp = _MINUTES + (rb"(" + _ZONE + rb")" if zone is None else re.escape(zone))
     return re.compile((start + rb"(" + _DATE_HOUR + rb")" + timestamp + end) * rows + rb"(?=\n)")
@@ -3114,11 +3114,13 @@ def _surveyed(data: bytes, lo: int, hi: int, lines: int) -> set[int] | None:
         return {hour for key in set(zip(proved[1], proved[2], strict=True)) for hour in _reach(*key)}
     if zone is not None and _zone_micros(zone) % _HOUR:
         zone = None  # each row's zone captured: an hour key in a zone with minutes reaches two UTC hours
+    if not shape.quoted and _plain_bytes(data, lo, hi):  # as the count's fast path (100,000 customers: 0.30 -> 0.25
+        shape = shape._replace(loose=True)  # us a row in findall, the most of a survey's time)
     split = lo
     for _ in range(lines % _GROUP):
         split = data.find(b"\n", split + 1)
-    ones = _hours_pattern(1, zone, shape.quoted).findall(data, lo, split + 1)
-    groups = _hours_pattern(_GROUP, zone, shape.quoted).findall(data, split, hi)
+    ones = _hours_pattern(1, zone, shape).findall(data, lo, split + 1)
+    groups = _hours_pattern(_GROUP, zone, shape).findall(data, split, hi)
     if len(ones) + _GROUP * len(groups) != lines:
         return None
     if zone is not None:

@@ -455,6 +455,48 @@ def test_sparse_blocks_count_what_the_plain_path_counts(zone, data, block, spars
     check_fast_path([(line, 1) for line in lines], window, False, True, block, 1 << 16, 10**9, sparse_ratio)
 
 
+def plain_hours(lines: list[bytes]) -> set[int] | None:
+    """The UTC hours of LINES by the plain reader; None if one is not a row (malformed or blank)."""
+    try:
+        return {totaler._parse_row(line)[1] // totaler._HOUR * totaler._HOUR for line in lines}
+    except totaler._Malformed:
+        return None
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    zone=st.none() | st.sampled_from(FAR_OFFSETS),
+    data=st.data(),
+    run=st.sampled_from([1, 3]),
+    long_run=st.sampled_from([1, 10**9]),
+)
+def test_a_survey_notes_the_hours_of_every_row_or_leaves_the_block_to_the_plain_path(zone, data, run, long_run):
+    """A block surveyed by the fast shapes (by runs, or four rows a match, middle fields loose where the bytes are
+    plain) gives the hours of its rows exactly, and only where the plain reader reads every line as a row."""
+    lines = data.draw(st.lists(spread_rows(zone, data.draw(st.booleans())), min_size=1, max_size=40))
+    lines = b"\n".join(line for line in lines for _ in range(run)).split(b"\n")  # a row may hold a newline
+    block = b"\n" + b"\n".join(lines) + b"\n"
+    with patched(LONG_RUN=long_run):
+        try:
+            hours = totaler._surveyed(block, 0, len(block), len(lines))
+        except totaler._Unproved:  # a key no calendar holds: the block is read by the plain path
+            hours = None
+    expected = plain_hours(lines)
+    if hours is not None:  # a local hour in a zone with minutes reaches two UTC hours: both are noted
+        assert expected is not None
+        assert expected <= hours <= {hour + step for hour in expected for step in (-totaler._HOUR, 0, totaler._HOUR)}
+
+
+def test_a_survey_reads_middle_fields_loosely_where_the_bytes_are_plain() -> None:
+    """Control bytes in a middle field (valid to the plain reader, refused by the strict classes) keep a block on
+    the survey's fast shapes; four rows a match and one more."""
+    rows = [b"c%d,I\x01N\tG\x7f,t\x1c,2021-03-01 0%d:10:00+00" % (n, n % 3 + 4) for n in range(5)]
+    block = b"\n" + b"\n".join(rows) + b"\n"
+    with patched(LONG_RUN=10**9):
+        assert totaler._surveyed(block, 0, len(block), 5) == plain_hours(rows)
+    assert len(plain_hours(rows)) == 3
+
+
 def test_a_sparse_block_counts_only_the_rows_on_the_dates_it_can_reach() -> None:
     """30 days of rows in no order and a window of one day: the block is counted sparse, and right."""
     stamps = [BASE + timedelta(hours=7 * i, minutes=i % 60) for i in range(100)]
