@@ -69,6 +69,17 @@ def test_index_built_in_parts_is_the_index_built_in_one(tmp_path: Path, monkeypa
             assert hour.by_customer is None or list(hour.by_customer.items()) == list(Counter(hour.codes).items())
 
 
+@given(st.lists(st.integers(0, 4), max_size=30), st.booleans())
+def test_a_blocks_rows_by_hour_are_its_rows_in_file_order_whether_in_time_order_or_not(hours, in_order) -> None:
+    """Each hour once, in time order, with its rows as the obvious model finds them: a range where the block's
+    hours never go back."""
+    hours = sorted(hours) if in_order else hours
+    found = list(totaler._rows_by_hour(hours))
+    assert [hour for hour, _ in found] == sorted(set(hours))
+    assert {hour: list(rows) for hour, rows in found} == {h: [i for i, x in enumerate(hours) if x == h] for h in hours}
+    assert all(isinstance(rows, range) for _, rows in found) == (hours == sorted(hours))
+
+
 def test_an_index_past_its_32_bit_positions_is_refused_in_one_line(tmp_path: Path, monkeypatch) -> None:
     path = tmp_path / "log.csv"
     path.write_bytes(EVENTS.read_bytes()[:100_000])
