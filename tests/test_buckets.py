@@ -223,6 +223,9 @@ def test_fast_and_plain_paths_give_the_models_answer(log, customer, types) -> No
     assert fast == want  # counts, buckets, labels
     assert list(map(list, fast.values())) == list(map(list, want.values()))  # and customers' order
     assert ours(data, window, fast=False) == want
+    csv_lines = totaler.render_csv(window, count_stream(io.BytesIO(data), window).counts).splitlines()
+    rows_of_json = [f"{label},{who},{n}" for label, row in want.items() for who, n in row.items()]
+    assert csv_lines == ["bucket,customer_id,count", *rows_of_json]  # the JSON's lines, in its order
 
 
 @pytest.mark.parametrize("zone", ZONES)
@@ -399,3 +402,79 @@ def test_a_negative_offset_is_a_zone_written_after_tz_as_it_is() -> None:
     apart, joined = run_cli(*window, "--tz", "-03:30"), run_cli(*window, "--tz=-03:30")
     assert apart.returncode == joined.returncode == 0 and apart.stdout == joined.stdout
     assert next(iter(json.loads(apart.stdout))) == "2021-03-01 00:00:00 -0330"
+
+
+# --- zones whose changes leave a bucket shorter than its width after a change, and the ends of time -------------
+
+# Pacific/Chatham changes by an hour at 02:45 / 03:45 local; Antarctica/Troll by two hours; Casey between +08 and
+# +11; St_Johns at 00:01 local (2010).
+ODD_CHANGES = {
+    "Pacific/Chatham": ["2021-04-03", "2021-09-25"],
+    "Antarctica/Troll": ["2021-03-28", "2021-10-31"],
+    "Antarctica/Casey": ["2019-10-03", "2020-03-07"],
+    "America/St_Johns": ["2010-03-14", "2010-11-07"],
+}
+
+
+def changes_near(day: str, tz) -> list[int]:
+    """The instants (on whole minutes) at which TZ's offset changes within a day of DAY."""
+    first = micros_of(f"{day}T00:00:00+00:00") - DAY
+    return [m for m in range(first, first + 3 * DAY, MINUTE) if wall(m, tz) - wall(m - 1, tz) != 1]
+
+
+@pytest.mark.parametrize("zone", list(ODD_CHANGES))
+@pytest.mark.parametrize("width", ["10m", "15m", "20m", "30m", "1h", "2h", "3h", "1d"])
+def test_every_bucket_around_a_change_is_listed_and_counts_its_rows(zone: str, width: str) -> None:
+    """Each bucket the model finds near each change, in order (none skipped where a change begins a bucket that
+    ends sooner than its width), and rows every 7 minutes counted in them by the fast and the plain path."""
+    tz, size = zoneinfo.ZoneInfo(zone), totaler.parse_width(width)
+    buckets = totaler.Buckets(size, zone)
+    for day in ODD_CHANGES[zone]:
+        (change,) = changes_near(day, tz)
+        start, end = change - 5 * HOUR - 17 * MINUTE, change + 4 * HOUR + 3 * MINUTE
+        listed = list(buckets.starts(start, end))
+        model = [model_floor(start, size, tz)] + [
+            m for m in range(start + MINUTE, end, MINUTE) if is_boundary(m, size, tz)
+        ]
+        assert listed == sorted(set(model)), (zone, width, day)
+        rows = [(f"c{i % 2}", m, "INGEST") for i, m in enumerate(range(start, end, 7 * MINUTE))]
+        data = "".join(f"{who},INGEST,t,{stamp(when, 'Z')}\n" for who, when, _ in rows).encode()
+        window = totaler.Window(start, end, None, buckets)
+        assert ours(data, window) == model_answer(rows, start, end, size, tz) == ours(data, window, fast=False)
+
+
+def test_a_row_in_chathams_bucket_after_its_clocks_go_back_is_counted_in_every_format(tmp_path) -> None:
+    """2021-04-04 03:45 +1345 back to 02:45 +1245: 02:45 begins a bucket of 15 minutes, which holds the row."""
+    path = tmp_path / "chatham.csv"
+    path.write_text("a,INGEST,t1,2021-04-03T14:05:00Z\n")
+    window = [str(path), "2021-04-03T12:00Z", "2021-04-03T16:00Z", "--tz", "Pacific/Chatham"]
+    answer = json.loads(run_cli(*window, "--json").stdout)
+    assert list(answer)[3:] == ["2021-04-04 02:45:00 +1245", "2021-04-04 03:00:00 +1245", "2021-04-04 04:00:00 +1245"]
+    assert answer["2021-04-04 02:45:00 +1245"] == {"a": 1} and sum(map(len, answer.values())) == 1
+    assert run_cli(*window, "--format", "csv").stdout.decode().splitlines()[1:] == ["2021-04-04 02:45:00 +1245,a,1"]
+    text = run_cli(*window)
+    assert (
+        text.returncode == 0
+        and "Timebucket: 2021-04-04 02:45:00 +1245\nCustomer ID: a Calls: 1" in text.stdout.decode()
+    )
+
+
+@pytest.mark.parametrize(
+    "start, end, zone, width, answer",
+    [
+        ("9999-12-31T22:00Z", "9999-12-31T23:00Z", "Europe/Paris", "1h", {"9999-12-31 23:00:00 +0100": {"b": 1}}),
+        ("9999-12-31T22:45Z", "9999-12-31T23:00Z", "Europe/Paris", "15m", {"9999-12-31 23:45:00 +0100": {}}),
+        ("9999-12-31T22:00Z", "9999-12-31T23:59:59.999999Z", "America/New_York", "1h",
+         {f"9999-12-31 {h}:00:00 -0500": {"b": 1} if h == 17 else {} for h in (17, 18)}),
+        ("0001-01-01T05:00Z", "0001-01-02T00:00Z", "America/New_York", "1d", {"0001-01-01 00:00:00 -045602": {"c": 1}}),
+    ],
+)  # fmt: skip
+def test_buckets_at_the_ends_of_the_years_1_to_9999_are_answered_not_a_traceback(
+    tmp_path, start: str, end: str, zone: str, width: str, answer: dict
+) -> None:
+    """The bucket after the last of the year 9999 in a zone ahead of UTC has no date, nor the instant after the year
+    in one behind; a day's bucket in the year 1 begins before the window, at local midnight (LMT, -4:56:02)."""
+    path = tmp_path / "ends.csv"
+    path.write_text("b,INGEST,t2,9999-12-31T22:30:00Z\nc,INGEST,t3,0001-01-01T06:00:00Z\n")
+    result = run_cli(str(path), start, end, "--tz", zone, "--bucket", width, "--json")
+    assert (result.returncode, result.stderr, json.loads(result.stdout)) == (0, b"", answer)

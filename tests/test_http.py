@@ -506,6 +506,26 @@ def test_a_question_of_any_buckets_zone_and_types_is_the_command_lines_answer(se
     )
 
 
+def test_a_bucket_a_change_of_offset_begins_and_the_last_of_the_year_9999_are_answered_as_the_command_line(
+    tmp_path: Path,
+) -> None:
+    """Chatham's 02:45-03:00 +1245 after its clocks go back, and Paris's last hour of the year 9999 (the bucket after
+    it has no date): the index's answers, JSON and CSV, are the command line's; no traceback, no dropped reply."""
+    path = tmp_path / "odd.csv"
+    path.write_text("a,INGEST,t1,2021-04-03T14:05:00Z\nb,INGEST,t2,9999-12-31T22:30:00Z\n")
+    running = Server(path, "--quiet", "--workers", "1")
+    try:
+        for bounds, zone in [(["2021-04-03T12:00Z", "2021-04-03T16:00Z"], "Pacific/Chatham"),
+                             (["9999-12-31T22:00Z", "9999-12-31T23:00Z"], "Europe/Paris")]:  # fmt: skip
+            for form, flags in [("json", ["--json"]), ("csv", ["--format", "csv"])]:
+                status, body = running.get(question_url(bounds, {"tz": zone, "format": form}))
+                assert (status, body) == (200, run_cli(str(path), *bounds, "--tz", zone, *flags).stdout)
+                assert b"a,1" in body or b'"a": 1' in body or b"b,1" in body or b'"b": 1' in body
+    finally:
+        running.stop()
+    assert "Traceback" not in running.stderr()
+
+
 def test_accept_text_csv_asks_for_csv_and_the_cache_keeps_the_two_apart(server) -> None:
     url = counts_url(*SEED)
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
