@@ -270,3 +270,18 @@ def test_a_command_line_run_does_not_import_asyncio() -> None:
     probe = "import sys, totaler; totaler.main(['events.csv', *sys.argv[1:]]); print('asyncio' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", probe, *SEED], capture_output=True, cwd=ROOT, check=True)
     assert result.stdout.decode().splitlines()[-1] == "False"
+
+
+def test_iso_forms_python_reads_are_read_alike_in_rows_and_bounds_and_a_fraction_stops_at_the_microsecond(
+    tmp_path: Path,
+) -> None:
+    """A week date and the basic format are the instants they name; digits past the sixth are dropped, in a row and
+    in a bound alike, so a row at a bound written the same way is at it (the window's end leaves it out)."""
+    log = tmp_path / "forms.csv"
+    log.write_text(
+        "a,INGEST,t1,2021-03-01T04:59:59.9999999Z\nb,INGEST,t2,2021-W09-1T04:10:00Z\nc,INGEST,t3,20210301T041000Z\n"
+    )
+    whole = run_cli(str(log), "2021-03-01T04:00Z", "2021-W09-1T05:00Z", "--format", "csv")
+    assert whole.stdout.decode().splitlines()[1:] == [f"2021-03-01 04:00:00 +0000,{who},1" for who in "abc"]
+    cut = run_cli(str(log), "20210301T0400Z", "2021-03-01T04:59:59.9999999Z", "--format", "csv")
+    assert cut.stdout.decode().splitlines()[1:] == [f"2021-03-01 04:00:00 +0000,{who},1" for who in "bc"]
