@@ -82,7 +82,7 @@ from functools import lru_cache, partial
 from http import HTTPStatus
 from itertools import accumulate, chain, compress, islice, pairwise, repeat, starmap
 from json.encoder import encode_basestring_ascii as quote
-from operator import add, and_, eq, ge, getitem, gt, itemgetter, le, mod, not_, sub, truth
+from operator import add, and_, eq, ge, getitem, gt, itemgetter, le, mod, ne, not_, sub, truth
 from typing import TYPE_CHECKING, BinaryIO, NamedTuple, TypeVar
 from urllib.parse import parse_qs, urlencode
 
@@ -127,7 +127,6 @@ _MINUTE = 60_000_000
 _HOUR = 3_600_000_000
 _DAY = 24 * _HOUR
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_FIRST_INSTANT = (datetime.min.replace(tzinfo=UTC) - _EPOCH) // _MICROSECOND  # 0001-01-01 00:00 UTC
 # What goes to dateutil: an ISO date, maybe a time, maybe one zone name or offset.
 # Anything looser (dateutil reads '2021-03-01 05:30' after a lost '+' as 05:30 local) is refused.
 _DATEUTIL_SHAPE = re.compile(
@@ -314,8 +313,11 @@ def _instant_in(moment: datetime, zone: str, text: str) -> int:
     found = set()
     for fold in (0, 1):
         micros = _to_micros(moment.replace(tzinfo=tz, fold=fold))
-        if _from_micros(micros).astimezone(tz).replace(tzinfo=None) == moment:
-            found.add(micros)
+        try:
+            if _from_micros(micros).astimezone(tz).replace(tzinfo=None) == moment:
+                found.add(micros)
+        except OverflowError:  # a wall time of the year 1 ahead of UTC, or of 9999 behind it
+            raise _BadTimestamp(f"{text!r} in {zone} falls outside the years 1 to 9999 in UTC") from None
     if not found:
         raise _BadTimestamp(f"{text!r} does not exist in {zone} (the clocks skip it): give an offset")
     if len(found) > 1:
@@ -1097,7 +1099,11 @@ def _format_bound(micros: int, buckets: Buckets) -> str:
     (2021-03-01 09:30:00 +0530); a fraction if any."""
     if buckets.zone == "UTC":
         return _format_utc(micros)
-    label, fraction = buckets.label(micros), micros % 1_000_000
+    try:
+        label, fraction = buckets.label(micros), micros % 1_000_000
+    except OverflowError:  # an end at the midnight that ends the year 9999 in a zone ahead of UTC: ISO 8601's 24:00
+        before = buckets.label(micros - 1)
+        return f"{before[:11]}24:00:00{before[19:]}"
     return f"{label[:19]}.{fraction:06d}{label[19:]}" if fraction else label  # after the seconds
 
 
@@ -3585,8 +3591,23 @@ def _cached_size(query: str, reply: _Reply) -> int:
 
 
 def _bucket_count(window: Window) -> int:
-    """At most how many buckets WINDOW's answer lists (a change of offset may add one)."""
-    return (window.end - window.buckets.floor(window.start)) // window.buckets.width + 2
+    """At most how many buckets WINDOW's answer lists: its span from its first bucket's start over the width, and
+    one more for each change of offset in it (a change may end a bucket short); exact where no change falls."""
+    buckets = window.buckets
+    count = (window.end - 1 - buckets.floor(window.start)) // buckets.width + 1
+    if _fixed_offset(buckets.zone) is not None:
+        return count
+    return count + _offset_changes(window.start, window.end, buckets.zone)
+
+
+@lru_cache(maxsize=64)
+def _offset_changes(start: int, end: int, zone: str) -> int:
+    """How many times ZONE's offset changes within [START, END): its offset every two days and at the end compared
+    (the tz database never changes an offset twice within four days; 2 us a look, 4 ms for 11 years)."""
+    tz = _zone_named(zone)
+    looks = [*range(start, end - 1, 2 * _DAY), end - 1]
+    offsets = [_local_wall(instant, tz)[1] for instant in looks]
+    return sum(map(ne, offsets, offsets[1:]))
 
 
 def _empty_answer_size(window: Window) -> int:

@@ -478,3 +478,50 @@ def test_buckets_at_the_ends_of_the_years_1_to_9999_are_answered_not_a_traceback
     path.write_text("b,INGEST,t2,9999-12-31T22:30:00Z\nc,INGEST,t3,0001-01-01T06:00:00Z\n")
     result = run_cli(str(path), start, end, "--tz", zone, "--bucket", width, "--json")
     assert (result.returncode, result.stderr, json.loads(result.stdout)) == (0, b"", answer)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    zone=st.sampled_from(["Asia/Hong_Kong", "Antarctica/Casey", *ODD_CHANGES, *ZONES]),
+    width=st.sampled_from(["1m", "20m", "1h", "3h", "1d"]),
+    start=st.integers(micros_of("1967-01-01T00:00:00+00:00"), micros_of("2022-01-01T00:00:00+00:00")),
+    span=st.integers(1, 400 * DAY),
+)
+def test_the_bucket_count_a_limit_is_checked_against_is_never_under_and_exact_without_a_change(
+    zone, width, start, span
+):
+    """_bucket_count bounds what starts() lists (a change of offset may end a bucket short: one more), and is the
+    count where the offset never changes in the window (a limit of 20,000 must let 20,000 through)."""
+    window = totaler.Window(start, start + span, None, totaler.Buckets(totaler.parse_width(width), zone))
+    listed = sum(1 for _ in window.buckets.starts(window.start, window.end))
+    bound = totaler._bucket_count(window)
+    assert listed <= bound
+    if totaler._fixed_offset(zone) is not None or not totaler._offset_changes(window.start, window.end, zone):
+        assert listed == bound
+
+
+def test_hong_kongs_changes_each_add_a_bucket_to_the_bound() -> None:
+    """1967-1974 in 3-hour buckets: 20,013 listed, where the span alone gave 20,000 (a helper's find)."""
+    start, end = micros_of("1967-12-16T05:08:10.863095+00:00"), micros_of("1974-10-19T23:08:10.863095+00:00")
+    window = totaler.Window(start, end, None, totaler.Buckets(3 * HOUR, "Asia/Hong_Kong"))
+    assert sum(1 for _ in window.buckets.starts(start, end)) == 20_013 <= totaler._bucket_count(window)
+
+
+def test_the_text_report_ends_the_year_9999_at_24_00_and_wall_times_past_the_years_are_one_line_errors(tmp_path):
+    """An end at the midnight after 9999-12-31 ahead of UTC has no date: printed 24:00, as ISO 8601 writes it; a bound
+    whose wall time in the zone is outside the years 1 to 9999 in UTC is an error of status 2, not a traceback."""
+    path = tmp_path / "far.csv"
+    path.write_text("a,INGEST,t1,9999-12-31T09:30:00Z\n")
+    for zone in ["Pacific/Kiritimati", "+14:00"]:
+        text = run_cli(str(path), "9999-12-31T08:00Z", "9999-12-31T10:00Z", "--tz", zone)
+        assert text.returncode == 0 and text.stderr == b""
+        assert text.stdout.decode().splitlines()[1:3] == [
+            "Start time: 9999-12-31 22:00:00 +1400",
+            "End time: 9999-12-31 24:00:00 +1400",
+        ]
+    for bounds, zone in [(["0001-01-01T00:00", "0001-01-01T03:00"], "Asia/Tokyo"),
+                         (["9999-12-31T20:00", "9999-12-31T23:00"], "America/New_York")]:  # fmt: skip
+        result = run_cli(str(path), *bounds, "--tz", zone, "--json")
+        assert result.returncode == 2 and result.stderr.decode() == (
+            f"totaler: error: START {bounds[0]!r} in {zone} falls outside the years 1 to 9999 in UTC\n"
+        )

@@ -560,6 +560,11 @@ def test_a_bad_bucket_zone_or_format_is_a_400_naming_the_parameter(server, optio
     assert status == 400 and json.loads(body)["error"].startswith(message)
 
 
+def test_a_wall_time_bound_outside_the_years_in_utc_is_a_400_not_a_dropped_connection(server) -> None:
+    status, body = server.get(question_url(["0001-01-01T00:00", "0001-01-01T03:00"], {"tz": "Asia/Tokyo"}))
+    assert status == 400 and "falls outside the years 1 to 9999 in UTC" in json.loads(body)["error"]
+
+
 def test_healthz_names_the_event_types_a_question_may_ask_for(server) -> None:
     assert json.loads(server.get("/healthz")[1])["event_types"] == ["INGEST", "INGEST-WITH-PROXY"]
 
