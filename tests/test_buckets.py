@@ -490,21 +490,32 @@ def test_buckets_at_the_ends_of_the_years_1_to_9999_are_answered_not_a_traceback
 def test_the_bucket_count_a_limit_is_checked_against_is_never_under_and_exact_without_a_change(
     zone, width, start, span
 ):
-    """_bucket_count bounds what starts() lists (a change of offset may end a bucket short: one more), and is the
-    count where the offset never changes in the window (a limit of 20,000 must let 20,000 through)."""
+    """_bucket_count bounds what starts() lists (a change begins a bucket and may cut the two beside it short: two
+    more), and is the count where the offset never changes from the first bucket's start to the end (a limit of
+    20,000 must let 20,000 through there)."""
     window = totaler.Window(start, start + span, None, totaler.Buckets(totaler.parse_width(width), zone))
     listed = sum(1 for _ in window.buckets.starts(window.start, window.end))
     bound = totaler._bucket_count(window)
     assert listed <= bound
-    if totaler._fixed_offset(zone) is not None or not totaler._offset_changes(window.start, window.end, zone):
+    first = window.buckets.floor(window.start)
+    if totaler._fixed_offset(zone) is not None or not totaler._offset_changes(first - 1, window.end, zone):
         assert listed == bound
 
 
-def test_hong_kongs_changes_each_add_a_bucket_to_the_bound() -> None:
-    """1967-1974 in 3-hour buckets: 20,013 listed, where the span alone gave 20,000 (a helper's find)."""
-    start, end = micros_of("1967-12-16T05:08:10.863095+00:00"), micros_of("1974-10-19T23:08:10.863095+00:00")
-    window = totaler.Window(start, end, None, totaler.Buckets(3 * HOUR, "Asia/Hong_Kong"))
-    assert sum(1 for _ in window.buckets.starts(start, end)) == 20_013 <= totaler._bucket_count(window)
+@pytest.mark.parametrize(
+    "zone, width, start, end, listed",
+    [
+        ("Asia/Hong_Kong", 3 * HOUR, "1967-12-16T05:08:10.863095+00:00", "1974-10-19T23:08:10.863095+00:00", 20_013),
+        ("Europe/Istanbul", 3 * HOUR, "2016-03-27T01:30:00+00:00", "2023-01-30T00:00:00.000001+00:00", 20_001),
+        ("Pacific/Chatham", 3 * HOUR, "2024-04-06T13:20:00+00:00", "2024-04-06T17:20:00+00:00", 4),  # two short
+        ("Australia/Lord_Howe", HOUR, "2021-10-03T02:31:00+11:00", "2021-10-03T03:01:00+11:00", 2),
+        ("America/New_York", DAY, "2021-03-14T12:00:00-04:00", "2021-03-15T00:30:00-04:00", 2),
+    ],
+)
+def test_windows_a_helper_found_the_bound_under_are_bounded(zone, width, start, end, listed) -> None:
+    """Changes before the window's start but inside its first bucket, and one change cutting two buckets short."""
+    window = totaler.Window(micros_of(start), micros_of(end), None, totaler.Buckets(width, zone))
+    assert sum(1 for _ in window.buckets.starts(window.start, window.end)) == listed <= totaler._bucket_count(window)
 
 
 def test_the_text_report_ends_the_year_9999_at_24_00_and_wall_times_past_the_years_are_one_line_errors(tmp_path):
@@ -525,3 +536,15 @@ def test_the_text_report_ends_the_year_9999_at_24_00_and_wall_times_past_the_yea
         assert result.returncode == 2 and result.stderr.decode() == (
             f"totaler: error: START {bounds[0]!r} in {zone} falls outside the years 1 to 9999 in UTC\n"
         )
+
+
+def test_a_bound_of_a_one_digit_hour_without_an_offset_is_a_wall_time_in_the_zone_too() -> None:
+    """'2021-03-01 9:00' goes to dateutil (fromisoformat wants two digits); without an offset it is 09:00 in --tz,
+    as '2021-03-01 09:00' is, not 09:00 UTC."""
+    window = ["events.csv", "2021-03-01 9:00", "2021-03-01 10:00", "--tz", "America/New_York", "--json"]
+    two_digits = run_cli(*[("2021-03-01 09:00" if arg == "2021-03-01 9:00" else arg) for arg in window])
+    one_digit = run_cli(*window)
+    assert one_digit.returncode == 0 and one_digit.stdout == two_digits.stdout
+    assert list(json.loads(one_digit.stdout)) == ["2021-03-01 09:00:00 -0500"]
+    with_offset = run_cli("events.csv", "2021-03-01 9:00+00:00", "2021-03-01 10:00", "--tz", "America/New_York")
+    assert with_offset.returncode == 0 and "Start time: 2021-03-01 04:00:00 -0500" in with_offset.stdout.decode()
