@@ -3461,7 +3461,8 @@ class _BadRequest(ValueError):
 
 
 _QUERY_PARAMETERS = ("start", "end", "customer_id", "bucket", "tz", "event_type", "unique", "format")
-_LOST_PLUS = re.compile(r"\d \d\d(?::?\d\d)?$")  # '09:30:00 05:30': the '+' of an offset, read as a space
+# '09:30:00 05:30': the '+' of an offset, read as a space, after a time (not '9999-12-31 20:00', a date and a time)
+_LOST_PLUS = re.compile(r"\d\d:\d\d(?::\d\d(?:\.\d+)?)? \d\d(?::?\d\d)?$")
 
 
 def _asks_csv(accept: str) -> bool:

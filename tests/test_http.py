@@ -154,6 +154,7 @@ def error_reply(server: Server, target: str, method: str = "GET") -> tuple[int, 
         ("/counts?start=9999-12-31T00:00:00Z&end=9999-12-31T23:30:00-01:00", "end '9999-12-31T23:30:00-01:00' falls"),
         ("/counts?start=2021-03-01%2004:00:00%20PM&end=2021-03-02", "give a 24-hour time"),
         ("/counts?start=2021-03-01T09:30:00+05:30&end=2021-03-02", "a '+' in a URL must be written %2B"),
+        ("/counts?start=2021-03-01T09:30+0530&end=2021-03-02", "a '+' in a URL must be written %2B"),
         (
             "/counts?start=2021-03-01&end=2021-03-02%27%3BDROP%20TABLE%20events%3B--",
             """end "2021-03-02';DROP TABLE events;--" is not""",
@@ -164,6 +165,13 @@ def test_bad_parameters_are_400_naming_the_parameter(server: Server, target: str
     status, error, _ = error_reply(server, target)
     assert status == 400
     assert says in error
+
+
+def test_a_space_between_a_date_and_a_time_is_no_lost_plus(server: Server) -> None:
+    """Only a space after a time may be an offset's '+' read as a space: not the one before the time."""
+    target = "/counts?start=9999-12-31%2020:00&end=9999-12-31%2023:00&tz=America/New_York"
+    status, error, _ = error_reply(server, target)
+    assert status == 400 and "falls outside the years 1 to 9999" in error and "%2B" not in error
 
 
 def test_unknown_path_is_404_and_other_methods_405(server: Server) -> None:
