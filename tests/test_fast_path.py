@@ -173,12 +173,12 @@ def test_fast_path_equals_the_plain_path_on_clean_logs(lines, data, block, long_
 
 def kept(where: str):
     """Index a log with cut hours in memory, or read again from the file in segments of a few bytes (every
-    line its own with 1), kept as the server keeps them or one hour at a time."""
+    line its own with 1), kept as the server keeps them or one hour and one segment read at a time, or none."""
     if where == "memory":
         return patched(FILE_BACKED_MIN=1 << 62)
-    segments = {"file": (64, 1 << 21), "file, one line a segment": (1, 1 << 21), "file, one hour": (300, 1)}
-    segment, cached = segments[where]
-    return file_backed(SEGMENT_SIZE=segment, CACHED_EVENTS=cached)
+    segments = {"file": (64, 1 << 21, 4), "file, one line a segment": (1, 1 << 21, 1), "file, one hour": (300, 1, 0)}
+    segment, cached, read = segments[where]
+    return file_backed(SEGMENT_SIZE=segment, CACHED_EVENTS=cached, SEGMENTS_KEPT=read)
 
 
 KEPT = ["memory", "file", "file, one line a segment", "file, one hour"]
