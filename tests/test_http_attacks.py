@@ -748,3 +748,42 @@ def test_a_dns_rebinding_request_is_a_403_unless_the_name_is_allowed(tmp_path: P
         assert status_of(exchange(by_environment.port, empty)) == 400
     finally:
         by_environment.stop()
+
+
+def test_a_pool_started_within_niced_pools_reads_at_a_lower_priority_and_others_do_not() -> None:
+    """A server's build in the background leaves the CPU to the workers answering: its pool's workers are nicer."""
+    import multiprocessing
+
+    import totaler
+
+    context = multiprocessing.get_context("fork")
+    mine = os.nice(0)
+    with totaler._niced_pools(3), totaler._worker_pool(context, 1) as pool:
+        assert pool.apply(os.nice, (0,)) == min(mine + 3, 19)
+    assert totaler._niceness == 0
+    with totaler._worker_pool(context, 1) as pool:
+        assert pool.apply(os.nice, (0,)) == mine
+
+
+def test_the_master_builds_in_the_background_on_niced_pools(worker, monkeypatch) -> None:
+    """Kept in memory or reloaded: the index is read within _niced_pools, and the niceness is put back after."""
+    import totaler
+
+    seen = []
+
+    def load(*arguments: object) -> totaler.Index:
+        seen.append(totaler._niceness)
+        return worker.index
+
+    monkeypatch.setattr(totaler, "_load_index", load)
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    try:
+        master = totaler._Master(worker.index, worker.sock, worker.settings)
+        assert master.built(in_memory=True) == (worker.index, "")
+        assert master.built(in_memory=False) == (worker.index, "")
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+    assert seen == [totaler._BUILD_NICENESS] * 2 and totaler._niceness == 0
