@@ -505,13 +505,46 @@ def test_customers_replies_are_kept_and_an_uncached_one_waits_behind_a_slow_repl
     assert worker.route("/customers", "limit=3") is first and json.loads(first.payload)["customers"]
     worker.long_after = time.monotonic() + 10
     try:
-        assert worker.wait_for_turn("/customers?limit=3") == 0.0  # kept: costs nothing
-        assert 9 < worker.wait_for_turn("/customers?limit=4") <= 10
-        assert worker.wait_for_turn("/healthz") == 0.0
-        assert worker.wait_for_turn("/counts?start=2021-03-01T04:00:00Z&end=2021-03-01T05:00:00Z") == 0.0
-        assert worker.wait_for_turn("/counts?start=2000-01-01T00:00:00Z&end=2021-03-01T05:00:00Z") > 9
+        assert worker.turn_of("/customers?limit=3") == 0.0  # kept: costs nothing
+        assert 9 < worker.turn_of("/customers?limit=4") <= 10
+        assert worker.turn_of("/healthz") == 0.0
+        assert worker.turn_of("/counts?start=2021-03-01T04:00:00Z&end=2021-03-01T05:00:00Z") == 0.0
+        assert worker.turn_of("/counts?start=2000-01-01T00:00:00Z&end=2021-03-01T05:00:00Z") > 9
     finally:
         worker.long_after = 0.0
+
+
+def test_a_long_window_waits_while_others_are_answered_and_one_pass_of_the_loop_when_none_is(worker) -> None:
+    """A client alone asking long windows one after another is not kept to a third of the CPU: each waits
+    one pass of the loop (requests sent meanwhile are read first), then goes, unless one was answered."""
+    import totaler
+
+    long = "/counts?start=2000-01-01T00:00:00Z&end=2021-03-01T05:00:00Z"
+    try:
+        worker.long_waits(10)
+        ended = worker.long_ended
+        assert worker.wait_for_turn(long) == totaler._ONE_PASS  # first, the requests already sent
+        assert worker.wait_for_turn(long, "", deferred_at=ended - 1e-6) == totaler._ONE_PASS  # put off before it
+        assert worker.wait_for_turn(long, "", deferred_at=ended + 1e-6) == 0.0  # a pass after it, none answered
+        assert worker.wait_for_turn("/healthz") == 0.0
+        worker.last_answer.mark()  # another client's request answered since, by any worker: the long one waits
+        assert 9 < worker.wait_for_turn(long, "", deferred_at=ended + 1e-6) <= 10
+        assert 9 < worker.wait_for_turn(long) <= 10
+    finally:
+        worker.long_after = 0.0
+
+
+def test_a_request_another_worker_answers_is_seen_by_every_worker() -> None:
+    """The moment of the last answer lives in memory the forked workers share, not in each one's copy."""
+    import totaler
+
+    last_answer, before = totaler._LastAnswer(), time.monotonic()
+    assert not last_answer.since(before)
+    if (pid := os.fork()) == 0:
+        last_answer.mark()
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert last_answer.since(before)
 
 
 def test_a_big_reply_makes_long_requests_wait_for_its_bytes_even_when_it_was_kept(worker, monkeypatch) -> None:
@@ -525,10 +558,10 @@ def test_a_big_reply_makes_long_requests_wait_for_its_bytes_even_when_it_was_kep
         reply = worker.route("/counts", big)
         assert 100_000 < len(reply.payload) < 1 << 20
         assert worker.long_after >= before + len(reply.payload) / 100_000  # bytes / rate: a second or more
-        assert worker.wait_for_turn("/counts?" + big) > 0.5  # kept, yet big: it waits too
+        assert worker.turn_of("/counts?" + big) > 0.5  # kept, yet big: it waits too
         small = "start=2021-03-01T04:00:00Z&end=2021-03-01T05:00:00Z"
         worker.route("/counts", small)
-        assert worker.wait_for_turn("/counts?" + small) == 0.0
+        assert worker.turn_of("/counts?" + small) == 0.0
     finally:
         worker.long_after = 0.0
 
@@ -560,8 +593,8 @@ def test_a_long_window_asked_as_csv_waits_its_turn_though_its_json_was_kept(work
     worker.route("/counts", long)
     worker.long_after = time.monotonic() + 10
     try:
-        assert worker.wait_for_turn("/counts?" + long) == 0.0  # kept
-        assert worker.wait_for_turn("/counts?" + long, "text/csv") > 9  # not kept as CSV: it would be built
+        assert worker.turn_of("/counts?" + long) == 0.0  # kept
+        assert worker.turn_of("/counts?" + long, "text/csv") > 9  # not kept as CSV: it would be built
     finally:
         worker.long_after = 0.0
 
@@ -633,15 +666,16 @@ def test_long_windows_waiting_their_turn_when_the_server_stops_are_answered(tmp_
     slow_wire = "totaler._LONG_BYTES_PER_SECOND = 1000"  # after the first 3.6 MB answer, the next waits an hour
     running = Server(path, "--quiet", "--workers", "1", "--max-hours", "200000", patch=slow_wire)
     long = [counts_url(f"2011-03-01T00:00:00.00000{i}Z", "2022-07-27T15:00:00Z").encode() for i in range(2)]
+    asked = [long[0], b"/healthz", long[1]]  # a short request answered between: the second long one waits
     try:
         with socket.create_connection(("127.0.0.1", running.port), timeout=10) as raw:
-            raw.sendall(b"".join(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n" for target in long))
+            raw.sendall(b"".join(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n" for target in asked))
             time.sleep(0.3)  # the first answered, the second waits its turn
             running.process.send_signal(signal.SIGTERM)
             replies = b""
             while chunk := raw.recv(1 << 20):
                 replies += chunk
-        assert replies.count(b"HTTP/1.1 200 OK") == 2 and replies.count(b"Connection: close") == 1
+        assert replies.count(b"HTTP/1.1 200 OK") == 3 and replies.count(b"Connection: close") == 1
     finally:
         running.stop()
     assert "Traceback" not in running.stderr()
