@@ -3259,13 +3259,15 @@ class _LogFiles:
         file, start, end, events, before = self.segments[number]
         data = os.pread(self.files[file].fileno(), end - start, start)
         part = _read_stream(io.BytesIO(data), _IndexPart.again(customers, types, before), at_start=start == 0)
-        if (
-            len(data) < end - start
-            or part.events != events
-            or _file_stamp(self.files[file].fileno()) != self.stamps[file]
-        ):
+        if len(data) < end - start or part.events != events:
             raise self.changed(file)
+        self.check(file)
         return part.hours
+
+    def check(self, file: int) -> None:
+        """Raise InputError if FILE (its number) is no longer as it was indexed."""
+        if _file_stamp(self.files[file].fileno()) != self.stamps[file]:
+            raise self.changed(file)
 
     def changed(self, file: int) -> InputError:
         """The error for a file no longer as it was indexed."""
@@ -3325,6 +3327,8 @@ class _FileHours:
             chunks = self.last_read[number] = self.files.read(number, self.customers, self.types)
             if len(self.last_read) > _SEGMENTS_KEPT:
                 self.last_read.popitem(last=False)
+        else:  # a new hour from a segment kept: as from one read again, an error if the file changed since
+            self.files.check(self.files.segments[number][0])
         return chunks
 
 

@@ -191,6 +191,22 @@ def test_a_log_changed_under_a_file_backed_index_is_an_error_not_a_wrong_answer(
         index.counts(window)
 
 
+def test_an_hour_first_asked_after_the_log_changed_is_an_error_though_its_segment_was_kept(tmp_path: Path) -> None:
+    """A segment read for one hour holds parts of others: kept, it answers them only while the file is unchanged."""
+    path = tmp_path / "log.csv"
+    rows = [f"a,INGEST,t{h}{m},2021-03-01 {h:02d}:{m:02d}:00+00\n" for h in range(4) for m in (0, 30)]
+    path.write_text("".join(rows))
+    with file_backed(SEGMENT_SIZE=1 << 20):  # one segment holds every hour
+        index = totaler.build_index(str(path), jobs=1)
+    hour = lambda number: totaler.Window(index.starts[number], index.starts[number] + totaler._HOUR)  # noqa: E731
+    assert totaler._by_bucket(index.counts(hour(0)), hour(0)) == [(index.starts[0], [("a", 2)])]
+    assert totaler._by_bucket(index.counts(hour(1)), hour(1)) == [(index.starts[1], [("a", 2)])]  # from the kept one
+    path.write_text("".join(row.replace("a,", "b,") for row in rows))  # the same size, another customer
+    with pytest.raises(totaler.InputError, match="changed since it was indexed; send SIGHUP"):
+        index.counts(hour(2))
+    assert totaler._by_bucket(index.counts(hour(1)), hour(1)) == [(index.starts[1], [("a", 2)])]  # kept: as indexed
+
+
 def test_a_file_backed_index_reads_the_log_it_indexed_after_a_rotation(tmp_path: Path) -> None:
     path = tmp_path / "log.csv"
     path.write_bytes(EVENTS.read_bytes()[: 1 << 20])
