@@ -4091,7 +4091,7 @@ class _Connection:
 
     def respond(self, request: _Request) -> None:
         """Route one request and send its reply."""
-        self.worker.last_answer.mark()
+        self.worker.last_asked.mark()
         head_only = request.method == "HEAD"
         close = not request.keep_alive or self.worker.stopping
         if request.method not in ("GET", "HEAD"):
@@ -4306,11 +4306,13 @@ def _reply_key(path: str, query: str, accept: str = "") -> str:
     return f"{path}?{query}" + ("\0csv" if path == "/counts" and _asks_csv(accept) else "")
 
 
-class _LastAnswer:
-    """When a worker last began to answer a request (time.monotonic(): one clock in every process), in memory
-    the workers share: a long window waits its turn while any worker answers others, not while it is asked
-    alone.  One worker's own answers were not enough: four clients' long windows, served by one worker, took
-    all its CPU while the other answered a normal client."""
+class _LastAsked:
+    """When a worker last began to answer a request or took a connection (time.monotonic(): one clock in every
+    process), in memory the workers share: a long window waits its turn while any worker serves others, not
+    while it is asked alone.  One worker's own answers were not enough: four clients' long windows, served by
+    one worker, took all its CPU while the other answered a normal client; nor answers alone: a new
+    connection's request is read passes of the loop after it is taken, and long windows went meanwhile (a
+    newcomer's /healthz beside two of 0.2 s: 0.3-1.2 s, where it had been 1-8 ms)."""
 
     def __init__(self) -> None:
         import mmap
@@ -4318,11 +4320,11 @@ class _LastAnswer:
         self.shared = memoryview(mmap.mmap(-1, 8)).cast("d")  # anonymous, shared with the processes forked after
 
     def mark(self) -> None:
-        """A request is being answered."""
+        """A request is being answered, or a connection was taken."""
         self.shared[0] = time.monotonic()
 
     def since(self, moment: float) -> bool:
-        """Whether one was answered after MOMENT."""
+        """Whether one was, after MOMENT."""
         return self.shared[0] > moment
 
 
@@ -4335,10 +4337,10 @@ class _Worker:
         sock: socket.socket,
         settings: ServeSettings,
         reload: _Reload | None,
-        last_answer: _LastAnswer | None = None,
+        last_asked: _LastAsked | None = None,
     ) -> None:
         self.index, self.sock, self.settings, self.reload = index, sock, settings, reload
-        self.last_answer = last_answer or _LastAnswer()
+        self.last_asked = last_asked or _LastAsked()
         self.limits = settings.limits
         import asyncio  # here, not at the top: 34 ms of every command-line run (python -X importtime)
 
@@ -4405,11 +4407,11 @@ class _Worker:
         return self.alone_or(self.turn_of(target, accept), deferred_at)
 
     def alone_or(self, wait: float, deferred_at: float | None) -> float:
-        """WAIT, unless no worker began to answer a request since the last long reply: then one pass of the loop,
-        for requests sent meanwhile to be read first, and none after it (a client asking alone, one window after
-        another, was kept to a third of the CPU: windows of 1-8 hours on 100,000 customers, bench/index.py,
-        median read from the file 157 -> 48 ms, in memory 20 -> 3.3 ms)."""
-        if wait <= 0 or self.last_answer.since(self.long_ended):
+        """WAIT, unless no worker began to answer a request or took a connection since the last long reply: then
+        one pass of the loop, for requests sent meanwhile to be read first, and none after it (a client asking
+        alone, one window after another, was kept to a third of the CPU: windows of 1-8 hours on 100,000
+        customers, bench/index.py, median read from the file 157 -> 48 ms, in memory 20 -> 3.3 ms)."""
+        if wait <= 0 or self.last_asked.since(self.long_ended):
             return wait
         return 0.0 if deferred_at is not None and deferred_at > self.long_ended else _ONE_PASS
 
@@ -4476,6 +4478,7 @@ class _Worker:
         """Serve CONN, just accepted: counted at once, not when asyncio has made it a transport.  A SIGTERM
         in between (a reload swapping workers) saw no connection, ended the loop and reset the request."""
         conn.setblocking(False)
+        self.last_asked.mark()  # a newcomer: its request comes passes later, and long windows wait for it
         connection = _Connection(self)
         self.connections.add(connection)
         self.idle[connection] = None  # silent until its first byte
@@ -4603,7 +4606,7 @@ class _Master:
         self.index, self.sock, self.settings = index, sock, settings
         self.reload: _Reload | None = None
         self.workers: set[int] = set()
-        self.last_answer = _LastAnswer()
+        self.last_asked = _LastAsked()
 
     def run(self) -> int:
         """Fork the workers, then wait for signals: HUP reloads, TERM and INT stop, CHLD replaces a dead worker."""
@@ -4646,7 +4649,7 @@ class _Master:
             # set, SIGTERM ends a worker that has accepted nothing yet.
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_SETMASK, set())
-            _Worker(self.index, self.sock, self.settings, self.reload, self.last_answer).run()
+            _Worker(self.index, self.sock, self.settings, self.reload, self.last_asked).run()
         except BaseException as error:  # a worker must never unwind into the master's code
             _log(f"worker {os.getpid()} failed: {error!r}")
             status = 1

@@ -527,10 +527,33 @@ def test_a_long_window_waits_while_others_are_answered_and_one_pass_of_the_loop_
         assert worker.wait_for_turn(long, "", deferred_at=ended - 1e-6) == totaler._ONE_PASS  # put off before it
         assert worker.wait_for_turn(long, "", deferred_at=ended + 1e-6) == 0.0  # a pass after it, none answered
         assert worker.wait_for_turn("/healthz") == 0.0
-        worker.last_answer.mark()  # another client's request answered since, by any worker: the long one waits
+        worker.last_asked.mark()  # another client's request answered since, by any worker: the long one waits
         assert 9 < worker.wait_for_turn(long, "", deferred_at=ended + 1e-6) <= 10
         assert 9 < worker.wait_for_turn(long) <= 10
     finally:
+        worker.long_after = 0.0
+
+
+def test_a_connection_taken_counts_as_another_client_asking(worker) -> None:
+    """A newcomer's request is read passes of the loop after its connection is taken: from then, long windows
+    wait their turn (they went meanwhile, and kept a newcomer 0.3-1.2 s)."""
+    import asyncio
+
+    import totaler
+
+    long = "/counts?start=2000-01-01T00:00:00Z&end=2021-03-01T05:00:00Z"
+    mine, theirs = socket.socketpair()
+    try:
+        worker.long_waits(10)
+        assert worker.wait_for_turn(long) == totaler._ONE_PASS
+        worker.adopt(theirs)
+        assert 9 < worker.wait_for_turn(long) <= 10
+    finally:
+        worker.loop.run_until_complete(asyncio.sleep(0.01))  # its transport made, then closed
+        for connection in list(worker.connections):
+            connection.close()
+        worker.loop.run_until_complete(asyncio.sleep(0.01))
+        mine.close()
         worker.long_after = 0.0
 
 
@@ -538,13 +561,13 @@ def test_a_request_another_worker_answers_is_seen_by_every_worker() -> None:
     """The moment of the last answer lives in memory the forked workers share, not in each one's copy."""
     import totaler
 
-    last_answer, before = totaler._LastAnswer(), time.monotonic()
-    assert not last_answer.since(before)
+    last_asked, before = totaler._LastAsked(), time.monotonic()
+    assert not last_asked.since(before)
     if (pid := os.fork()) == 0:
-        last_answer.mark()
+        last_asked.mark()
         os._exit(0)
     os.waitpid(pid, 0)
-    assert last_answer.since(before)
+    assert last_asked.since(before)
 
 
 def test_a_big_reply_makes_long_requests_wait_for_its_bytes_even_when_it_was_kept(worker, monkeypatch) -> None:
